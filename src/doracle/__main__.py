@@ -1,0 +1,5 @@
+import sys
+
+from doracle.cli import main
+
+sys.exit(main())

@@ -1,0 +1,43 @@
+"""The batched driver every attack goes through, and shared projection helpers."""
+
+from __future__ import annotations
+
+import torch
+
+from doracle.attacks import ATTACKS
+from doracle.config import AttackSpec
+from doracle.models.mixture import Mixture, eval_mode
+
+
+def run_attack(spec: AttackSpec, mixture: Mixture, x: torch.Tensor, y: torch.Tensor, *, eps: float,
+               norm: str = "linf", seed: int = 0, batch_size: int = 512) -> torch.Tensor:
+    """x_adv for the whole of ``x``, in batches, members in eval mode (their modes restored)."""
+    fn = ATTACKS.get(spec.name)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    out = []
+    with eval_mode(mixture.models):
+        for s in range(0, len(x), batch_size):
+            xb, yb = x[s:s + batch_size], y[s:s + batch_size]
+            out.append(fn(mixture, xb, yb, eps=eps, norm=norm, spec=spec, generator=gen).detach())
+    return torch.cat(out) if out else x.clone()
+
+
+def project(delta: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Project ``delta`` onto the eps-ball of ``norm`` and so that x + delta lies in [0, 1]."""
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        n = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (delta.dim() - 1))
+        delta = delta * torch.clamp(eps / n, max=1.0)
+    return (x + delta).clamp(0.0, 1.0) - x
+
+
+def random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator) -> torch.Tensor:
+    if norm == "linf":
+        d = (torch.rand(x.shape, generator=gen) * 2 - 1) * eps
+    else:
+        d = torch.randn(x.shape, generator=gen)
+        n = d.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
+        r = torch.rand(x.shape[0], generator=gen).pow(1.0 / x[0].numel()).view_as(n)
+        d = d / n * r * eps
+    return project(d.to(x.device), x, eps, norm)

@@ -1,0 +1,43 @@
+"""The ``doracle`` command line. Argument parsing only; the work happens in the package rooms.
+
+Subcommand groups live in their own modules and register themselves on the parser. Heavy imports
+(torch, timm) happen inside the handlers, so light commands (``solve-game``, the LP meta-solve and
+pruning jobs) start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from doracle import __version__
+from doracle.errors import DoracleError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from doracle.cli import game, pipeline
+
+    parser = argparse.ArgumentParser(
+        prog="doracle",
+        description="Double-oracle adversarial training, reproducible from a laptop to a SLURM cluster.",
+    )
+    parser.add_argument("--version", action="version", version=f"doracle {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    game.register(sub)
+    pipeline.register(sub)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.handler(args)
+    except DoracleError as exc:
+        print(f"doracle: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("doracle: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)

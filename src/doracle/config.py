@@ -1,0 +1,262 @@
+"""params.yaml: one schema (pydantic), one loader, used by the Snakefile at load time and by every
+CLI subcommand. An unknown key, a wrong type or an out-of-range value fails before any work is
+done, with a message naming the key (``do.defender.opponent_weight: ...``).
+
+Registry names (attacks, defenses, meta-solvers, pruners, models) are checked by
+:func:`check_names`, which imports the registries (and so torch); the light jobs (LP solve,
+pruning) validate the schema only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from doracle.errors import ConfigError
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def parse_fraction(value: Any) -> Fraction:
+    """'8/255' -> Fraction(8, 255); 0.1 -> Fraction('0.1'). Rejects anything else."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number or a fraction such as 8/255")
+    if isinstance(value, int | float):
+        return Fraction(str(value))
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*(/\s*\d+(\.\d*)?\s*)?", value):
+        num, _, den = value.partition("/")
+        return Fraction(num.strip()) / (Fraction(den.strip()) if den else 1)
+    raise ValueError(f"must be a number or a fraction such as 8/255, got {value!r}")
+
+
+PosInt = Annotated[int, Field(ge=1)]
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Data(_Strict):
+    dataset: Literal["digits", "mnist", "cifar10", "svhn", "tinyimagenet"] = "digits"
+    root: str = "data"
+    download: bool = True
+    splits: dict[Literal["train", "payoff", "test"], Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: {"train": 0.6, "payoff": 0.2, "test": 0.2})
+    max_train: PosInt | None = None
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, v):
+        if set(v) != {"train", "payoff", "test"}:
+            raise ValueError("needs exactly the keys train, payoff, test")
+        if abs(sum(v.values()) - 1.0) > 1e-9:
+            raise ValueError(f"fractions must sum to 1, got {sum(v.values()):g}")
+        return v
+
+
+class ModelCfg(_Strict):
+    arch: str = "doracle_cnn_small"
+
+
+class ThreatModel(_Strict):
+    norm: Literal["linf", "l2"] = "linf"
+    eps: str = "32/255"
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _eps(cls, v):
+        f = parse_fraction(v)
+        if not 0 < f <= 1:
+            raise ValueError(f"must be in (0, 1] (inputs live in [0, 1]), got {v}")
+        return str(v)
+
+    @property
+    def eps_value(self) -> float:
+        return float(parse_fraction(self.eps))
+
+
+class Training(_Strict):
+    epochs: PosInt = 10
+    batch_size: PosInt = 64
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: Annotated[float, Field(gt=0.0)] = 1e-3
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class AttackSpec(_Strict):
+    """An attack by registered name; step sizes are in units of eps."""
+
+    name: str
+    steps: PosInt = 10
+    rel_step_size: Annotated[float, Field(gt=0.0, le=2.0)] = 0.25
+    restarts: PosInt = 1
+    random_start: bool = True
+
+
+class DefenseSpec(_Strict):
+    """Options of a defense method; ``attack`` is its own (white-box) training attack."""
+
+    attack: AttackSpec | None = None
+
+
+class Base(_Strict):
+    defense: str = "erm"
+    epochs: PosInt | None = None
+
+
+class Defender(_Strict):
+    defense: str = "pgd_at"
+    epochs: PosInt | None = None
+    opponent_weight: Prob = 0.5
+
+
+class Attacker(_Strict):
+    attack: AttackSpec = Field(default_factory=lambda: AttackSpec(name="pgd"))
+
+
+class DO(_Strict):
+    iterations: PosInt = 5
+    tolerance: Annotated[float, Field(ge=0.0)] = 0.005
+    meta_solver: str = "lp"
+    pruners: list[str] = Field(default_factory=lambda: ["capacity"])
+    capacity: PosInt = 8
+    dominance_tolerance: Annotated[float, Field(ge=0.0)] = 0.0
+    defender: Defender = Field(default_factory=Defender)
+    attacker: Attacker = Field(default_factory=Attacker)
+
+
+class Baselines(_Strict):
+    methods: list[str] = Field(default_factory=lambda: ["erm", "pgd_at"])
+    epochs: PosInt | None = None
+
+
+class Evaluation(_Strict):
+    attacks: dict[str, AttackSpec] = Field(default_factory=lambda: {
+        "fgsm": AttackSpec(name="fgsm", steps=1, rel_step_size=1.0, random_start=False),
+        "pgd": AttackSpec(name="pgd", steps=20, rel_step_size=0.1, restarts=2),
+    })
+    max_examples: PosInt | None = None
+
+
+class Params(_Strict):
+    experiment: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "digits"
+    seed: Annotated[int, Field(ge=0)] = 0
+    device: str = "auto"
+    threads: PosInt = 1
+    data: Data = Field(default_factory=Data)
+    model: ModelCfg = Field(default_factory=ModelCfg)
+    threat_model: ThreatModel = Field(default_factory=ThreatModel)
+    training: Training = Field(default_factory=Training)
+    defenses: dict[str, DefenseSpec] = Field(default_factory=dict)
+    base: Base = Field(default_factory=Base)
+    do: DO = Field(default_factory=DO)
+    baselines: Baselines = Field(default_factory=Baselines)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v):
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self):
+        if self.do.capacity < 1:
+            raise ValueError("do.capacity must be >= 1")
+        return self
+
+    def stage(self, *keys: str) -> dict:
+        """The resolved sub-tree of params a stage reads (dotted keys), as plain JSON."""
+        full = self.model_dump(mode="json")
+        out: dict = {}
+        for key in keys:
+            node, dst = full, out
+            parts = key.split(".")
+            for p in parts[:-1]:
+                node = node[p]
+                dst = dst.setdefault(p, {})
+            dst[parts[-1]] = node[parts[-1]]
+        return out
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = e.get("input")
+        suffix = f" (got {got!r})" if e["type"] != "extra_forbidden" and not isinstance(got, dict) else ""
+        lines.append(f"  {loc}: {msg}{suffix}")
+    return f"{source}: invalid params:\n" + "\n".join(lines)
+
+
+def validate(raw: Any, source: str = "params") -> Params:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load(path: str | Path = DEFAULT_PARAMS) -> Params:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: params file not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return validate(raw, str(p))
+
+
+def check_names(params: Params) -> None:
+    """Check every registry name in ``params`` (imports the registries, hence torch)."""
+    from doracle.attacks import ATTACKS
+    from doracle.defenses import DEFENSES
+    from doracle.engine import META_SOLVERS, PRUNERS
+    from doracle.models import check_arch
+
+    def attack(spec: AttackSpec, key: str):
+        if spec.name not in ATTACKS:
+            raise ConfigError(f"{key}.name: unknown attack {spec.name!r}; valid names: {', '.join(ATTACKS.names())}")
+
+    def defense(name: str, key: str):
+        if name not in DEFENSES:
+            raise ConfigError(f"{key}: unknown defense {name!r}; valid names: {', '.join(DEFENSES.names())}")
+
+    check_arch(params.model.arch)
+    defense(params.base.defense, "base.defense")
+    defense(params.do.defender.defense, "do.defender.defense")
+    for i, m in enumerate(params.baselines.methods):
+        defense(m, f"baselines.methods[{i}]")
+    for name, spec in params.defenses.items():
+        defense(name, f"defenses.{name}")
+        if spec.attack:
+            attack(spec.attack, f"defenses.{name}.attack")
+    attack(params.do.attacker.attack, "do.attacker.attack")
+    for name, spec in params.evaluation.attacks.items():
+        attack(spec, f"evaluation.attacks.{name}")
+    if params.do.meta_solver not in META_SOLVERS:
+        raise ConfigError(f"do.meta_solver: unknown meta-solver {params.do.meta_solver!r}; "
+                          f"valid names: {', '.join(META_SOLVERS.names())}")
+    for i, p in enumerate(params.do.pruners):
+        if p not in PRUNERS:
+            raise ConfigError(f"do.pruners[{i}]: unknown pruner {p!r}; valid names: {', '.join(PRUNERS.names())}")

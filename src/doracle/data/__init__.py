@@ -1,0 +1,127 @@
+"""Datasets: a deterministic train / payoff / test split stored as one safetensors file.
+
+* ``digits``: scikit-learn's bundled 8x8 digits (1797 images, no download): the offline default.
+* ``mnist``, ``cifar10``, ``svhn``, ``tinyimagenet``: downloaded and prepared through torchvision
+  (for clusters). Offline, preparation fails fast saying what to download and where to put it.
+
+The prepared file holds ``x_<split>`` as uint8 (pixel * scale, NCHW) and ``y_<split>`` as int64;
+the sidecar records the split fractions, seed, sizes, the per-channel mean/std of the training
+split and the sha256 of the split indices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from doracle.artifacts import atomic_write_bytes, read_json, sha256_file, sidecar, write_json
+from doracle.errors import ArtifactError
+
+SPLITS = ("train", "payoff", "test")
+
+
+@dataclass
+class Raw:
+    """A whole dataset before splitting: uint8 images (N, C, H, W), int labels, the pixel scale."""
+
+    x: np.ndarray
+    y: np.ndarray
+    scale: float
+    num_classes: int
+    source: str
+
+
+def load_digits_raw() -> Raw:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.images.astype(np.uint8)[:, None, :, :]  # values 0..16
+    return Raw(x, d.target.astype(np.int64), 16.0, 10, "sklearn.datasets.load_digits")
+
+
+def split_indices(y: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
+    """Stratified, seeded split into train / payoff / test (class proportions kept)."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        n = len(idx)
+        n_train = int(round(fractions["train"] * n))
+        n_payoff = int(round(fractions["payoff"] * n))
+        parts["train"].append(idx[:n_train])
+        parts["payoff"].append(idx[n_train:n_train + n_payoff])
+        parts["test"].append(idx[n_train + n_payoff:])
+    return {s: np.sort(np.concatenate(parts[s])) for s in SPLITS}
+
+
+def prepare(params, out: str | Path) -> dict:
+    """Build the split dataset file for ``params.data`` at ``out`` (atomic)."""
+    from safetensors.numpy import save
+
+    cfg = params.data
+    if cfg.dataset == "digits":
+        raw = load_digits_raw()
+    else:
+        from doracle.data.download import load_raw
+
+        raw = load_raw(cfg.dataset, cfg.root, cfg.download)
+    idx = split_indices(raw.y, dict(cfg.splits), params.seed)
+    if cfg.max_train is not None:
+        idx["train"] = idx["train"][: cfg.max_train]
+    tensors = {}
+    for s in SPLITS:
+        tensors[f"x_{s}"] = np.ascontiguousarray(raw.x[idx[s]])
+        tensors[f"y_{s}"] = np.ascontiguousarray(raw.y[idx[s]])
+    xt = raw.x[idx["train"]].astype(np.float64) / raw.scale
+    data = save(tensors)
+    atomic_write_bytes(out, data)
+    h = hashlib.sha256()
+    for s in SPLITS:
+        h.update(idx[s].tobytes())
+    meta = {
+        "kind": "dataset", "dataset": cfg.dataset, "source": raw.source, "seed": params.seed,
+        "params": params.stage("seed", "data"),
+        "splits": {s: int(len(idx[s])) for s in SPLITS}, "fractions": dict(cfg.splits),
+        "split_indices_sha256": h.hexdigest(),
+        "shape": list(raw.x.shape[1:]), "num_classes": raw.num_classes, "scale": raw.scale,
+        "mean": xt.mean(axis=(0, 2, 3)).tolist(), "std": np.maximum(xt.std(axis=(0, 2, 3)), 1e-3).tolist(),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    write_json(sidecar(out), meta)
+    return meta
+
+
+@dataclass
+class Dataset:
+    """The prepared splits as float tensors in [0, 1] on ``device``."""
+
+    x: dict
+    y: dict
+    meta: dict
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta["num_classes"])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        c, h, w = self.meta["shape"]
+        return c, h, w
+
+
+def load(path: str | Path, device: str = "cpu") -> Dataset:
+    import torch
+    from safetensors.torch import load as st_load
+
+    meta = read_json(sidecar(path))
+    if sha256_file(path) != meta.get("sha256"):
+        raise ArtifactError(f"{path}: sha256 does not match its sidecar (corrupt or replaced)")
+    t = st_load(Path(path).read_bytes())
+    scale = float(meta["scale"])
+    x = {s: (t[f"x_{s}"].to(torch.float32) / scale).to(device) for s in SPLITS}
+    y = {s: t[f"y_{s}"].to(device) for s in SPLITS}
+    return Dataset(x, y, meta)

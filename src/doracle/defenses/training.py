@@ -1,0 +1,72 @@
+"""The shared training loop of every classifier: base model, baselines, DO defender oracle."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from doracle.config import Training
+from doracle.defenses.base import Defense
+
+
+def make_optimizer(model, cfg: Training):
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: int,
+          opponents: torch.Tensor | None = None, opponent_probs=None, opponent_weight: float = 0.0,
+          desc: str = "train") -> dict:
+    """Train ``model`` in place with ``defense``; returns loss history and wall time.
+
+    ``opponents`` (k, N, ...) holds k fixed perturbations of the training inputs (the attacker
+    population's strategies evaluated on x). Each example of a batch draws one of them from
+    ``opponent_probs`` and the loss becomes
+    ``(1 - w) * defense_loss + w * CE(f(x_opp), y)`` with ``w = opponent_weight``.
+    """
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    opt = make_optimizer(model, cfg)
+    use_opp = opponents is not None and opponent_weight > 0 and len(opponents) > 0
+    if use_opp:
+        probs = torch.as_tensor(opponent_probs, dtype=torch.float32)
+    n = len(x)
+    history = []
+    t0 = time.perf_counter()
+    model.train()
+    bar = tqdm(range(epochs), desc=desc, unit="epoch", mininterval=1.0)
+    for _epoch in bar:
+        perm = torch.randperm(n, generator=gen).to(x.device)
+        total, batches = 0.0, 0
+        for s in range(0, n, cfg.batch_size):
+            idx = perm[s:s + cfg.batch_size]
+            xb, yb = x[idx], y[idx]
+            loss = defense.loss(model, xb, yb, gen)
+            if use_opp:
+                pick = torch.multinomial(probs, len(idx), replacement=True, generator=gen).to(x.device)
+                x_opp = opponents[pick, idx]
+                loss = (1 - opponent_weight) * loss + opponent_weight * F.cross_entropy(model(x_opp), yb)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: non-finite training loss at epoch {_epoch}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            batches += 1
+        history.append(total / max(batches, 1))
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+    model.eval()
+    return {"loss_history": history, "train_seconds": time.perf_counter() - t0, "epochs": epochs}
+
+
+@torch.no_grad()
+def accuracy(model, x, y, batch_size: int = 1024) -> float:
+    was = model.training
+    model.eval()
+    correct = sum(int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
+                  for s in range(0, len(x), batch_size))
+    model.train(was)
+    return correct / max(len(x), 1)

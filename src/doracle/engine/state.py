@@ -1,0 +1,138 @@
+"""Double-oracle state and the steps of one iteration, shared by the in-process loop and the
+pipeline jobs (which run each step as a separate process on artifacts).
+
+One iteration t:
+
+1. the oracles return ``new_row`` (against sigma_col) and ``new_col`` (against sigma_row);
+2. :func:`cells_to_evaluate` lists the only payoff cells that are new; :func:`extend_payoff`
+   grows the matrix (known entries are reused, a strategy already present is not added twice);
+3. the meta-solver gives (sigma_row, sigma_col, value) on the grown matrix;
+4. :func:`gains` gives each oracle's improvement over the previous meta-strategy: the DO gap is
+   ``max(row_gain, 0) + max(col_gain, 0)``;
+5. pruning shrinks the populations; convergence when the gap is <= tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from doracle.engine.pruning import prune
+from doracle.engine.solvers import MetaSolution, solve
+from doracle.errors import ArtifactError
+
+
+@dataclass
+class DOState:
+    """Everything the next iteration needs. Serialises to JSON and back exactly."""
+
+    row_ids: list[str]
+    col_ids: list[str]
+    payoff: np.ndarray
+    sigma_row: np.ndarray
+    sigma_col: np.ndarray
+    value: float
+    iteration: int = 0
+    converged: bool = False
+    history: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["payoff"] = self.payoff.tolist()
+        d["sigma_row"] = self.sigma_row.tolist()
+        d["sigma_col"] = self.sigma_col.tolist()
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> DOState:
+        try:
+            st = cls(
+                row_ids=list(d["row_ids"]), col_ids=list(d["col_ids"]),
+                payoff=np.asarray(d["payoff"], dtype=float).reshape(len(d["row_ids"]), len(d["col_ids"])),
+                sigma_row=np.asarray(d["sigma_row"], dtype=float),
+                sigma_col=np.asarray(d["sigma_col"], dtype=float),
+                value=float(d["value"]), iteration=int(d["iteration"]),
+                converged=bool(d["converged"]), history=list(d["history"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"not a valid double-oracle state: {exc!r}") from None
+        if st.sigma_row.shape != (len(st.row_ids),) or st.sigma_col.shape != (len(st.col_ids),):
+            raise ArtifactError("double-oracle state: meta-strategy sizes do not match the populations")
+        return st
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1)
+
+
+def initial_state(row_id: str, col_id: str, payoff: float) -> DOState:
+    """The 1x1 game the loop starts from."""
+    return DOState([row_id], [col_id], np.array([[float(payoff)]]), np.ones(1), np.ones(1), float(payoff))
+
+
+def cells_to_evaluate(row_ids: list[str], col_ids: list[str], new_row: str, new_col: str) -> list[tuple[str, str]]:
+    """The pairs whose payoff is unknown once ``new_row``/``new_col`` join: at most m + n + 1."""
+    rows = row_ids + ([new_row] if new_row not in row_ids else [])
+    cols = col_ids + ([new_col] if new_col not in col_ids else [])
+    cells = []
+    if new_row not in row_ids:
+        cells += [(new_row, c) for c in cols]
+    if new_col not in col_ids:
+        cells += [(r, new_col) for r in rows if r in row_ids]
+    return cells
+
+
+def extend_payoff(state: DOState, new_row: str, new_col: str, values: dict[tuple[str, str], float]):
+    """The grown (row_ids, col_ids, payoff); ``values`` must hold exactly the new cells."""
+    rows = state.row_ids + ([new_row] if new_row not in state.row_ids else [])
+    cols = state.col_ids + ([new_col] if new_col not in state.col_ids else [])
+    a = np.full((len(rows), len(cols)), np.nan)
+    a[: len(state.row_ids), : len(state.col_ids)] = state.payoff
+    for (r, c), v in values.items():
+        a[rows.index(r), cols.index(c)] = v
+    if np.isnan(a).any():
+        missing = [(rows[i], cols[j]) for i, j in np.argwhere(np.isnan(a))]
+        raise ValueError(f"payoff cells missing after extension: {missing}")
+    return rows, cols, a
+
+
+def gains(state: DOState, rows: list[str], cols: list[str], a: np.ndarray, new_row: str, new_col: str) -> tuple[float, float]:
+    """Each oracle's improvement over the previous meta-strategy (can be negative for
+    approximate oracles): row_gain = u(new_row, sigma_col) - v, col_gain = v - u(sigma_row, new_col)."""
+    old_c = [cols.index(c) for c in state.col_ids]
+    old_r = [rows.index(r) for r in state.row_ids]
+    row_gain = float(a[rows.index(new_row), old_c] @ state.sigma_col) - state.value
+    col_gain = state.value - float(state.sigma_row @ a[old_r, cols.index(new_col)])
+    return row_gain, col_gain
+
+
+def advance(state: DOState, rows, cols, a, new_row, new_col, sol: MetaSolution, *, tolerance: float,
+            pruners: list[str], prune_options: dict, evaluations: int) -> DOState:
+    """Close iteration ``state.iteration + 1``: record the gap, prune, test convergence."""
+    row_gain, col_gain = gains(state, rows, cols, a, new_row, new_col)
+    gap = max(row_gain, 0.0) + max(col_gain, 0.0)
+    res = prune(a, rows, cols, sol, pruners, **prune_options) if pruners else None
+    keep_r = res.keep_r if res else list(range(len(rows)))
+    keep_c = res.keep_c if res else list(range(len(cols)))
+    sub = a[np.ix_(keep_r, keep_c)]
+    final = solve(sub, prune_options.get("solver", "lp")) if res else sol
+    record = {
+        "iteration": state.iteration + 1,
+        "new_row": new_row, "new_col": new_col,
+        "row_gain": row_gain, "col_gain": col_gain, "gap": gap,
+        "value": float(sol.value), "value_after_prune": float(final.value),
+        "support_row": int(np.count_nonzero(sol.row > 1e-9)),
+        "support_col": int(np.count_nonzero(sol.col > 1e-9)),
+        "population_row": len(keep_r), "population_col": len(keep_c),
+        "sigma_row": dict(zip(rows, map(float, sol.row), strict=True)),
+        "sigma_col": dict(zip(cols, map(float, sol.col), strict=True)),
+        "pruned": res.records if res else [],
+        "evaluations": evaluations,
+    }
+    return DOState(
+        row_ids=[rows[i] for i in keep_r], col_ids=[cols[j] for j in keep_c], payoff=sub,
+        sigma_row=final.row, sigma_col=final.col, value=float(final.value),
+        iteration=state.iteration + 1, converged=gap <= tolerance,
+        history=state.history + [record],
+    )

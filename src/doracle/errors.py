@@ -1,0 +1,17 @@
+"""Exceptions with messages meant for users. The CLI turns them into exit code 2."""
+
+
+class DoracleError(Exception):
+    """Base class for every error doracle reports to a user (bad input, bad params, ...)."""
+
+
+class ConfigError(DoracleError):
+    """params.yaml (or a CLI option) is invalid; the message names the key."""
+
+
+class ArtifactError(DoracleError):
+    """An artifact is missing, corrupt, or does not match its recorded hash."""
+
+
+class SolverError(DoracleError):
+    """A meta-solver failed or did not report optimality."""

@@ -1,0 +1,1 @@
+"""Robustness evaluation of single classifiers and mixtures (exact expectation over members)."""

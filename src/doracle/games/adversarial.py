@@ -1,0 +1,226 @@
+"""The adversarial-training (AT) game, as pipeline steps on artifacts.
+
+* Defender (row player, maximises): a classifier. Its best response trains a classifier with a
+  registered defense against perturbations drawn from the attacker meta-strategy (weight
+  ``do.defender.opponent_weight``) plus the defense's own white-box attack.
+* Attacker (column player): a deterministic perturbation function delta_j(x), ||delta|| <= eps: an
+  attack spec *bound to the defender mixture it was computed against*. Its best response runs the
+  attack on the expected loss of the current defender mixture. Because delta_j depends only on x,
+  it is evaluated once on the training and payoff splits and cached in the attacker artifact.
+* Payoff U[i, j] = accuracy of classifier i on the payoff split perturbed by delta_j, with its
+  sample count and standard error.
+
+Each function below is one pipeline job; the CLI wraps them, Snakemake and DVC schedule them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from doracle import artifacts, runtime
+from doracle.artifacts import sha256_file, write_json
+from doracle.config import Params
+from doracle.data import Dataset
+from doracle.data import load as load_dataset
+from doracle.engine import DOState, cells_to_evaluate, extend_payoff
+from doracle.errors import ArtifactError
+from doracle.games import classifiers
+from doracle.games.population import _population_doc, _strategy, read_population
+from doracle.models.mixture import Mixture
+from doracle.pipeline import stage_params
+
+
+def _data_ref(ds: Dataset) -> dict:
+    keep = ("dataset", "shape", "num_classes", "mean", "std", "split_indices_sha256")
+    return {k: ds.meta[k] for k in keep}
+
+
+# ----------------------------------------------------------------------------- classifiers
+
+
+def train_classifier(params: Params, data_path: str, out: str, *, role: str, method: str) -> dict:
+    """Train the base model (``role='base'``) or a baseline (``role='baseline'``) with ``method``."""
+    from doracle.defenses import make_defense
+    from doracle.defenses.training import accuracy, train
+
+    seed = runtime.derive_seed(params.seed, role, method)
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data_path, device)
+    model = classifiers.new_classifier(params.model.arch, ds, device)
+    cfg = params.base if role == "base" else params.baselines
+    epochs = cfg.epochs or params.training.epochs
+    stats = train(model, make_defense(method, params), ds.x["train"], ds.y["train"], params.training,
+                  epochs=epochs, seed=seed, desc=f"{role} {method}")
+    stats["train_accuracy"] = accuracy(model, ds.x["train"], ds.y["train"])
+    meta = artifacts.metadata(
+        "classifier", params=stage_params(params, "train", role), seed=seed, inputs=[data_path],
+        role=role, defense=method, arch=params.model.arch, data=_data_ref(ds), training=stats, device=device,
+    )
+    classifiers.save(out, model, meta)
+    return meta
+
+
+# ----------------------------------------------------------------------------- population state
+
+
+def _load_strategy(doc: dict, sid: str, device: str):
+    ref = doc["strategies"][sid]
+    if sha256_file(ref["path"]) != ref["sha256"]:
+        raise ArtifactError(f"{ref['path']}: changed since the population recorded it (strategy {sid})")
+    if ref["player"] == "defender":
+        return classifiers.load(ref["path"], device)[0]
+    tensors, _ = artifacts.load_tensors(ref["path"], device)
+    return tensors
+
+
+def _mixture(doc: dict, ids: list[str], probs, device: str) -> tuple[Mixture, list[str]]:
+    keep = [(i, p) for i, p in zip(ids, probs, strict=True) if p > 1e-9]
+    return Mixture([_load_strategy(doc, i, device) for i, _ in keep], [p for _, p in keep]), [i for i, _ in keep]
+
+
+def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target_ids: list[str],
+                    target_probs: list[float], seed: int) -> tuple[dict, dict]:
+    from doracle.attacks import run_attack
+
+    spec = params.do.attacker.attack
+    tm = params.threat_model
+    out = {}
+    for split in ("train", "payoff"):
+        out[f"x_{split}"] = run_attack(spec, mixture, ds.x[split], ds.y[split], eps=tm.eps_value, norm=tm.norm,
+                                       seed=runtime.derive_seed(seed, split))
+    delta = (out["x_payoff"] - ds.x["payoff"]).flatten(1)
+    norms = delta.abs().amax(1) if tm.norm == "linf" else delta.norm(dim=1)
+    info = {
+        "attack": spec.model_dump(), "threat_model": {"norm": tm.norm, "eps": tm.eps, "eps_value": tm.eps_value},
+        "target": {"ids": target_ids, "probs": target_probs},
+        "max_perturbation": float(norms.max()), "nan_count": int(torch.isnan(out["x_payoff"]).sum()),
+        "target_expected_accuracy_payoff": float(mixture.expected_accuracy(out["x_payoff"], ds.y["payoff"]).mean()),
+    }
+    return out, info
+
+
+def _cell(model, x_adv, y) -> tuple[float, float]:
+    from doracle.defenses.training import accuracy
+
+    acc = accuracy(model, x_adv, y)
+    return acc, math.sqrt(max(acc * (1 - acc), 0.0) / len(y))
+
+
+def init(params: Params, data_path: str, base_path: str, attacker_out: str, out: str) -> dict:
+    """Iteration 0: the base classifier, the attack against it, and their 1x1 payoff."""
+    seed = runtime.derive_seed(params.seed, "init")
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data_path, device)
+    base, _ = classifiers.load(base_path, device)
+    tensors, info = _craft_attacker(params, ds, Mixture([base]), ["d000"], [1.0], seed)
+    artifacts.save_tensors(attacker_out, tensors, artifacts.metadata(
+        "attacker", params=stage_params(params, "init"), seed=seed, inputs=[data_path, base_path], **info))
+    u, se = _cell(base, tensors["x_payoff"], ds.y["payoff"])
+    state = DOState(["d000"], ["a000"], np.array([[u]]), np.ones(1), np.ones(1), u)
+    doc = _population_doc(params, state, np.array([[se]]), len(ds.y["payoff"]), {
+        "d000": _strategy(base_path, "defender"), "a000": _strategy(attacker_out, "attacker")}, seed)
+    write_json(out, doc)
+    return doc
+
+
+def _skip(out: str, reason: str, params: Params, stage: str) -> None:
+    artifacts.save_tensors(out, {}, artifacts.metadata("skipped", params=stage_params(params, stage), seed=None,
+                                                       skipped=True, reason=reason))
+
+
+# ----------------------------------------------------------------------------- best responses
+
+
+def best_response_defender(params: Params, data_path: str, state_path: str, iteration: int, out: str) -> dict:
+    from doracle.defenses import make_defense
+    from doracle.defenses.training import accuracy, train
+
+    state, doc = read_population(state_path)
+    if state.converged:
+        _skip(out, f"converged at iteration {state.iteration}", params, "best_response_defender")
+        return {"skipped": True}
+    seed = runtime.derive_seed(params.seed, "best_response_defender", iteration)
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data_path, device)
+    ids = [c for c, p in zip(state.col_ids, state.sigma_col, strict=True) if p > 1e-9]
+    probs = [float(p) for p in state.sigma_col if p > 1e-9]
+    opponents = torch.stack([_load_strategy(doc, c, device)["x_train"] for c in ids])
+    cfg = params.do.defender
+    model = classifiers.new_classifier(params.model.arch, ds, device)
+    stats = train(model, make_defense(cfg.defense, params), ds.x["train"], ds.y["train"], params.training,
+                  epochs=cfg.epochs or params.training.epochs, seed=seed, opponents=opponents,
+                  opponent_probs=probs, opponent_weight=cfg.opponent_weight, desc=f"it{iteration:03d} defender")
+    stats["train_accuracy"] = accuracy(model, ds.x["train"], ds.y["train"])
+    meta = artifacts.metadata(
+        "classifier", params=stage_params(params, "best_response_defender"), seed=seed,
+        inputs=[data_path, state_path], role="do_defender", iteration=iteration, defense=cfg.defense,
+        arch=params.model.arch, data=_data_ref(ds), training=stats, device=device,
+        opponent={"ids": ids, "probs": probs, "weight": cfg.opponent_weight},
+    )
+    classifiers.save(out, model, meta)
+    return meta
+
+
+def best_response_attacker(params: Params, data_path: str, state_path: str, iteration: int, out: str) -> dict:
+    state, doc = read_population(state_path)
+    if state.converged:
+        _skip(out, f"converged at iteration {state.iteration}", params, "best_response_attacker")
+        return {"skipped": True}
+    seed = runtime.derive_seed(params.seed, "best_response_attacker", iteration)
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data_path, device)
+    mixture, ids = _mixture(doc, state.row_ids, state.sigma_row, device)
+    import time
+
+    t0 = time.perf_counter()
+    tensors, info = _craft_attacker(params, ds, mixture, ids, mixture.probs, seed)
+    info["attack_seconds"] = time.perf_counter() - t0
+    meta = artifacts.metadata("attacker", params=stage_params(params, "best_response_attacker"), seed=seed,
+                              inputs=[data_path, state_path], iteration=iteration, **info)
+    artifacts.save_tensors(out, tensors, meta)
+    return meta
+
+
+# ----------------------------------------------------------------------------- payoff, solve, prune
+
+
+def payoff(params: Params, data_path: str, state_path: str, iteration: int, defender: str, attacker: str,
+           out: str) -> dict:
+    """Extend the payoff matrix by the new row and column only; known cells are reused."""
+    state, doc = read_population(state_path)
+    new_row, new_col = f"d{iteration:03d}", f"a{iteration:03d}"
+    base = {"kind": "payoff", "iteration": iteration, "params": stage_params(params, "payoff")}
+    if state.converged:
+        write_json(out, {**base, "skipped": True, "row_ids": state.row_ids, "col_ids": state.col_ids,
+                         "payoff": state.payoff.tolist(), "stderr": doc["payoff_stderr"], "n": doc["payoff_n"],
+                         "cells_evaluated": 0, "strategies": doc["all_strategies"]})
+        return {"skipped": True}
+    runtime.setup(0, params.device, params.threads)
+    device = runtime.resolve_device(params.device)
+    ds = load_dataset(data_path, device)
+    strategies = dict(doc["all_strategies"])
+    strategies[new_row] = _strategy(defender, "defender", iteration=iteration)
+    strategies[new_col] = _strategy(attacker, "attacker", iteration=iteration)
+    doc = {**doc, "strategies": strategies}
+    cells = cells_to_evaluate(state.row_ids, state.col_ids, new_row, new_col)
+    y = ds.y["payoff"]
+    models, advs, values, errs = {}, {}, {}, {}
+    for r, c in cells:
+        if r not in models:
+            models[r] = _load_strategy(doc, r, device)
+        if c not in advs:
+            advs[c] = _load_strategy(doc, c, device)["x_payoff"]
+        values[(r, c)], errs[(r, c)] = _cell(models[r], advs[c], y)
+    rows, cols, a = extend_payoff(state, new_row, new_col, values)
+    se_state = DOState(state.row_ids, state.col_ids, np.asarray(doc["payoff_stderr"]), state.sigma_row,
+                       state.sigma_col, state.value)
+    _, _, se = extend_payoff(se_state, new_row, new_col, errs)
+    result = {**base, "skipped": False, "row_ids": rows, "col_ids": cols, "payoff": a.tolist(),
+              "stderr": se.tolist(), "n": int(len(y)), "cells_evaluated": len(cells),
+              "new_row": new_row, "new_col": new_col, "strategies": strategies,
+              "inputs": {p: sha256_file(p) for p in (data_path, state_path, defender, attacker)}}
+    write_json(out, result)
+    return result

@@ -1,0 +1,239 @@
+"""The pipeline's jobs, described once, for both Snakemake and DVC.
+
+:data:`PATTERNS` holds every artifact path (with Snakemake wildcards ``{exp}``, ``{it}``,
+``{method}``) and :data:`COMMANDS` every job's command template. The rules under
+``workflow/rules/`` use both; :func:`dvc_stages` expands the same templates into concrete DVC
+stages (DVC templates have no arithmetic, so the chain of iterations is written out), and
+``doracle dvc-yaml`` writes them to ``dvc.yaml``. A test runs Snakemake's dry run and checks that
+its jobs and the DVC stages carry the same commands, inputs and outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import yaml
+
+from doracle.config import Params
+
+PARAMS_FILE = "params.yaml"
+
+# The params each job reads: its metadata records them, DVC tracks them.
+STAGE_PARAMS = {
+    "data": ("seed", "data"),
+    "train": ("seed", "device", "threads", "model", "training", "threat_model", "defenses"),
+    "base": ("base",),
+    "baseline": ("baselines",),
+    "init": ("seed", "device", "threads", "threat_model", "do.attacker"),
+    "best_response_defender": ("seed", "device", "threads", "model", "training", "threat_model",
+                               "defenses", "do.defender"),
+    "best_response_attacker": ("seed", "device", "threads", "threat_model", "do.attacker"),
+    "payoff": ("device", "threads"),
+    "solve": ("do.meta_solver",),
+    "prune": ("do.meta_solver", "do.tolerance", "do.pruners", "do.capacity", "do.dominance_tolerance"),
+    "evaluate": ("seed", "device", "threads", "threat_model", "evaluation"),
+    "report": ("experiment",),
+}
+
+
+def stage_params(params: Params, *stages: str) -> dict:
+    keys = [k for s in stages for k in STAGE_PARAMS[s]]
+    return params.stage(*dict.fromkeys(keys))
+
+R = "results/{exp}"
+PATTERNS = {
+    "data": f"{R}/data/dataset.safetensors",
+    "base": f"{R}/base/model.safetensors",
+    "baseline": f"{R}/baselines/{{method}}/model.safetensors",
+    "init_attacker": f"{R}/do/it000/attacker.safetensors",
+    "population": f"{R}/do/it{{it}}/population.json",
+    "defender": f"{R}/do/it{{it}}/defender.safetensors",
+    "attacker": f"{R}/do/it{{it}}/attacker.safetensors",
+    "payoff": f"{R}/do/it{{it}}/payoff.json",
+    "meta": f"{R}/do/it{{it}}/meta.json",
+    "metrics": f"{R}/metrics.json",
+    "report": f"{R}/report/summary.md",
+}
+
+# Plots written beside the report.
+REPORT_PLOTS = ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png")
+
+COMMANDS = {
+    "prepare_data": "doracle data --params {params.file} --out {output.data} --log {log}",
+    "train_base": "doracle train --params {params.file} --role base --data {input.data} --out {output.model} --log {log}",
+    "train_baseline": ("doracle train --params {params.file} --role baseline --method {wildcards.method} "
+                       "--data {input.data} --out {output.model} --log {log}"),
+    "do_init": ("doracle do init --params {params.file} --data {input.data} --base {input.base} "
+                "--attacker-out {output.attacker} --out {output.population} --log {log}"),
+    "best_response_defender": ("doracle do best-response --player defender --params {params.file} "
+                               "--data {input.data} --state {input.state} --iteration {wildcards.it} "
+                               "--out {output.model} --log {log}"),
+    "best_response_attacker": ("doracle do best-response --player attacker --params {params.file} "
+                               "--data {input.data} --state {input.state} --iteration {wildcards.it} "
+                               "--out {output.model} --log {log}"),
+    "payoff": ("doracle do payoff --params {params.file} --data {input.data} --state {input.state} "
+               "--iteration {wildcards.it} --defender {input.defender} --attacker {input.attacker} "
+               "--out {output.payoff} --log {log}"),
+    "solve": ("doracle do solve --params {params.file} --state {input.state} --payoff {input.payoff} "
+              "--out {output.meta} --log {log}"),
+    "prune": ("doracle do prune --params {params.file} --state {input.state} --payoff {input.payoff} "
+              "--meta {input.meta} --out {output.population} --log {log}"),
+    "evaluate": ("doracle evaluate --params {params.file} --data {input.data} --population {input.population} "
+                 "{params.baselines} --out {output.metrics} --log {log}"),
+    "report": ("doracle report --params {params.file} --metrics {input.metrics} --population {input.population} "
+               "--payoff {input.payoff} --out {output.report} --log {log}"),
+}
+
+# Which stages' params (STAGE_PARAMS) each rule reads.
+RULE_STAGES = {
+    "prepare_data": ("data",),
+    "train_base": ("train", "base"),
+    "train_baseline": ("train", "baseline"),
+    "do_init": ("init",),
+    "best_response_defender": ("best_response_defender",),
+    "best_response_attacker": ("best_response_attacker",),
+    "payoff": ("payoff",),
+    "solve": ("solve",),
+    "prune": ("prune",),
+    "evaluate": ("evaluate",),
+    "report": ("report",),
+}
+
+
+def sidecar(path: str) -> str:
+    return str(Path(path).with_suffix(".json"))
+
+
+def log_path(output: str) -> str:
+    """logs/... mirrors results/... (same wildcards)."""
+    return "logs/" + str(Path(output).with_suffix(".log")).removeprefix("results/")
+
+
+def bench_path(output: str) -> str:
+    return "benchmarks/" + str(Path(output).with_suffix(".tsv")).removeprefix("results/")
+
+
+def it3(t: int) -> str:
+    return f"{t:03d}"
+
+
+def baseline_args(params: Params, paths: dict[str, str]) -> str:
+    return " ".join(f"--baseline {m}={paths[m]}" for m in params.baselines.methods)
+
+
+def report_plots(report: str) -> dict[str, str]:
+    """The plots written beside ``report`` (a path or a pattern), keyed by name."""
+    return {Path(x).stem: str(Path(report).parent / x) for x in REPORT_PLOTS}
+
+
+def tracked(params: Params, rule: str) -> str:
+    """The params a rule reads, as canonical JSON: Snakemake reruns the rule when they change."""
+    import json
+
+    keys = dict.fromkeys(k for s in RULE_STAGES[rule] for k in STAGE_PARAMS[s])
+    return json.dumps(params.stage(*keys), sort_keys=True)
+
+
+def final_targets(params: Params) -> list[str]:
+    exp = params.experiment
+    rep = PATTERNS["report"].format(exp=exp)
+    return [PATTERNS["metrics"].format(exp=exp), rep, *report_plots(rep).values()]
+
+
+def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
+    """Every job of the experiment with concrete inputs, outputs, log and command."""
+    exp = params.experiment
+    T = params.do.iterations
+
+    def p(name, **wc):
+        return PATTERNS[name].format(exp=exp, **wc)
+
+    out: list[dict] = []
+
+    def add(rule, name, inputs, outputs, wildcards=None, extra_params=None):
+        log = log_path(next(iter(outputs.values())))
+        ns = {"input": SimpleNamespace(**inputs), "output": SimpleNamespace(**outputs),
+              "wildcards": SimpleNamespace(**(wildcards or {})), "log": log,
+              "params": SimpleNamespace(file=params_file, **(extra_params or {}))}
+        out.append({"rule": rule, "name": name, "cmd": COMMANDS[rule].format(**ns), "inputs": inputs,
+                    "outputs": outputs, "log": log, "stages": RULE_STAGES[rule]})
+
+    data = p("data")
+    add("prepare_data", "prepare_data", {}, {"data": data, "data_meta": sidecar(data)})
+    base = p("base")
+    add("train_base", "train_base", {"data": data}, {"model": base, "model_meta": sidecar(base)})
+    baselines = {}
+    for m in params.baselines.methods:
+        baselines[m] = p("baseline", method=m)
+        add("train_baseline", f"train_baseline_{m}", {"data": data},
+            {"model": baselines[m], "model_meta": sidecar(baselines[m])}, {"method": m})
+    att0 = p("init_attacker")
+    add("do_init", "do_init", {"data": data, "base": base},
+        {"population": p("population", it=it3(0)), "attacker": att0, "attacker_meta": sidecar(att0)})
+    for t in range(1, T + 1):
+        it, prev = it3(t), it3(t - 1)
+        state = p("population", it=prev)
+        d, a = p("defender", it=it), p("attacker", it=it)
+        add("best_response_defender", f"best_response_defender_it{it}", {"data": data, "state": state},
+            {"model": d, "model_meta": sidecar(d)}, {"it": it})
+        add("best_response_attacker", f"best_response_attacker_it{it}", {"data": data, "state": state},
+            {"model": a, "model_meta": sidecar(a)}, {"it": it})
+        add("payoff", f"payoff_it{it}", {"data": data, "state": state, "defender": d, "attacker": a},
+            {"payoff": p("payoff", it=it)}, {"it": it})
+        add("solve", f"solve_it{it}", {"state": state, "payoff": p("payoff", it=it)}, {"meta": p("meta", it=it)},
+            {"it": it})
+        add("prune", f"prune_it{it}", {"state": state, "payoff": p("payoff", it=it), "meta": p("meta", it=it)},
+            {"population": p("population", it=it)}, {"it": it})
+    final = p("population", it=it3(T))
+    add("evaluate", "evaluate", {"data": data, "population": final, **{f"baseline_{m}": v for m, v in baselines.items()}},
+        {"metrics": p("metrics")}, extra_params={"baselines": baseline_args(params, baselines)})
+    rep = p("report")
+    add("report", "report", {"metrics": p("metrics"), "population": final, "payoff": p("payoff", it=it3(T))},
+        {"report": rep, **report_plots(rep)})
+    return out
+
+
+def dvc_stages(params: Params, params_file: str = PARAMS_FILE) -> dict:
+    stages = {}
+    for job in jobs(params, params_file):
+        keys = list(dict.fromkeys(k for s in job["stages"] for k in STAGE_PARAMS[s]))
+        stage = {"cmd": job["cmd"]}
+        if job["inputs"]:
+            stage["deps"] = list(job["inputs"].values())
+        stage["params"] = [{params_file: keys}] if params_file != PARAMS_FILE else keys
+        stage["outs"] = list(job["outputs"].values())
+        stages[job["name"]] = stage
+    return {"stages": stages}
+
+
+DVC_HEADER = ("# Generated by `doracle dvc-yaml` from params.yaml and doracle.pipeline: do not edit.\n"
+              "# The same jobs as the Snakemake workflow (tests/test_pipeline_drift.py checks it).\n")
+
+
+def dvc_yaml_text(params: Params, params_file: str = PARAMS_FILE) -> str:
+    return DVC_HEADER + yaml.safe_dump(dvc_stages(params, params_file), sort_keys=False, width=1000)
+
+
+def workflow_params(config: dict, cli_configfiles: list | None = None) -> tuple[Params, str]:
+    """Validate Snakemake's ``config`` at workflow load; returns (params, the params file the jobs read).
+
+    The jobs read the params *file* (so that DVC, which has no notion of Snakemake's config, runs
+    the same commands): ``params.yaml``, or the one file given with ``--configfile``. ``--config``
+    overrides would silently not reach the jobs, so they are refused.
+    """
+    from doracle import config as cfg
+    from doracle.errors import ConfigError
+
+    files = [str(f) for f in (cli_configfiles or [])]
+    if len(files) > 1:
+        raise ConfigError(f"give at most one --configfile (a complete params file), got {files}")
+    params_file = files[0] if files else PARAMS_FILE
+    params = cfg.validate(config, f"{params_file} (as loaded by Snakemake)")
+    if params != cfg.load(params_file):
+        raise ConfigError(
+            f"Snakemake's config differs from {params_file}: the jobs read {params_file}, so --config "
+            "overrides and partial --configfile files are not supported. Copy params.yaml, edit the "
+            "copy and pass it with --configfile.")
+    cfg.check_names(params)
+    return params, params_file

@@ -1,0 +1,56 @@
+"""Register-by-name, create-by-factory (the timm / OpenSpiel habit).
+
+Every family (meta-solvers, pruners, attacks, defenses, evaluators) is a :class:`Registry`.
+An unknown name raises a :class:`~doracle.errors.ConfigError` that lists the valid names;
+registering a name twice warns and keeps the newer entry.
+
+Built-in entries of the torch families are declared *lazily* (name -> module that registers it),
+so params can be validated, and the light jobs can start, without importing torch; the module is
+imported on first :meth:`Registry.get`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from doracle.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, lazy: dict[str, str] | None = None) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._lazy = dict(lazy or {})
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def deco(obj: T) -> T:
+            if name in self._entries:
+                warnings.warn(f"{self.kind} {name!r} registered twice; the newer one wins", stacklevel=2)
+            self._entries[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> T:
+        if name not in self._entries and name in self._lazy:
+            importlib.import_module(self._lazy[name])
+            if name not in self._entries:
+                raise RuntimeError(f"{self._lazy[name]} did not register {self.kind} {name!r}")
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ConfigError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}") from None
+
+    def names(self) -> list[str]:
+        return sorted(set(self._entries) | set(self._lazy))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries or name in self._lazy
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

@@ -1,0 +1,1 @@
+"""The experiment report: summary.md with the metrics table and PNG plots."""

@@ -1,0 +1,143 @@
+"""Write ``report/summary.md`` and its plots from metrics.json and the DO artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from doracle.artifacts import atomic_write_bytes, read_json
+
+
+def _savefig(fig, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_heatmap(payoff: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    a = np.asarray(payoff["payoff"])
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * a.shape[1], 1.0 + 0.45 * a.shape[0]))
+    im = ax.imshow(a, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(a.shape[1]), payoff["col_ids"], rotation=45)
+    ax.set_yticks(range(a.shape[0]), payoff["row_ids"])
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if a[i, j] < 0.6 else "black")
+    ax.set_xlabel("attacker strategy")
+    ax.set_ylabel("defender strategy")
+    ax.set_title(f"payoff (accuracy), iteration {payoff['iteration']}")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def plot_meta(history: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+    its = [h["iteration"] for h in history]
+    for ax, key, title in ((axes[0], "sigma_row", "defender meta-strategy"),
+                           (axes[1], "sigma_col", "attacker meta-strategy")):
+        ids = sorted({i for h in history for i in h[key]})
+        probs = np.array([[h[key].get(i, 0.0) for h in history] for i in ids])
+        ax.stackplot(its, probs, labels=ids)
+        ax.set_title(title)
+        ax.set_xlabel("DO iteration")
+        ax.set_xticks(its)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[0].set_ylabel("probability")
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def plot_gap(history: list[dict], tolerance: float, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    its = [h["iteration"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(its, [max(h["gap"], 1e-12) for h in history], marker="o", label="DO gap")
+    ax.plot(its, [max(h["row_gain"], 1e-12) for h in history], ls="--", marker=".", label="defender gain")
+    ax.plot(its, [max(h["col_gain"], 1e-12) for h in history], ls="--", marker=".", label="attacker gain")
+    if tolerance > 0:
+        ax.axhline(tolerance, color="grey", lw=0.8, label=f"tolerance {tolerance:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("DO iteration")
+    ax.set_ylabel("gain over previous meta-strategy")
+    ax.set_xticks(its)
+    ax.legend(fontsize=8)
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def write_report(metrics_path: str, population_path: str, payoff_path: str, out: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    m = read_json(metrics_path)
+    pop = read_json(population_path)
+    pay = read_json(payoff_path)
+    history = pop["state"]["history"]
+    out_p = Path(out)
+    d = out_p.parent
+    plot_heatmap(pay, d / "payoff_heatmap.png")
+    plot_meta(history, d / "meta_strategy.png")
+    plot_gap(history, m["double_oracle"]["tolerance"], d / "do_gap.png")
+
+    tm = m["threat_model"]
+    attacks = sorted({k for r in m["models"].values() for k in r["robust_accuracy"]},
+                     key=lambda k: (k == "worst_case", k))
+    lines = [
+        f"# doracle report: {m['experiment']}",
+        "",
+        f"Threat model: {tm['norm']}, eps = {tm['eps']} ({tm['eps_value']:.4f}), "
+        f"{tm['n_examples']} test examples, seed {tm['seed']}. Mixture numbers are exact expectations over members.",
+        "",
+        "| model | clean | " + " | ".join(attacks) + " | train s |",
+        "|---|---|" + "---|" * len(attacks) + "---|",
+    ]
+    for name, r in m["models"].items():
+        ra = r["robust_accuracy"]
+        ts = r.get("train_seconds")
+        lines.append(f"| {name} | {_pct(r['clean_accuracy'])} | "
+                     + " | ".join(_pct(ra.get(k)) for k in attacks)
+                     + f" | {'–' if ts is None else f'{ts:.1f}'} |")
+    do = m["double_oracle"]
+    mix = m["models"]["do_mixture"]
+    lines += [
+        "",
+        "Accuracies in %. `worst_case` is the per-example minimum over every attack run.",
+        "",
+        "## Double oracle",
+        "",
+        f"- iterations run: {do['iterations_run']}, converged: {do['converged']} "
+        f"(final gap {do['final_gap']:.4g}, tolerance {do['tolerance']:g})",
+        f"- game value (payoff split): {do['value']:.4f}",
+        "- deployed mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"], strict=True)),
+        f"- best single member: {m['models']['do_best_member']['id']}",
+        "",
+        "![payoff heatmap](payoff_heatmap.png)",
+        "",
+        "![meta-strategy evolution](meta_strategy.png)",
+        "",
+        "![DO gap](do_gap.png)",
+        "",
+        "| it | value | gap | defender gain | attacker gain | support | population | pruned |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for h in history:
+        pruned = ", ".join(f"{p['id']}" for p in h["pruned"] if p["id"]) or "–"
+        lines.append(f"| {h['iteration']} | {h['value']:.4f} | {h['gap']:.4f} | {h['row_gain']:.4f} | "
+                     f"{h['col_gain']:.4f} | {h['support_row']}×{h['support_col']} | "
+                     f"{h['population_row']}×{h['population_col']} | {pruned} |")
+    atomic_write_bytes(out_p, ("\n".join(lines) + "\n").encode())
+    return out_p

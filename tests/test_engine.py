@@ -1,0 +1,87 @@
+import json
+
+import numpy as np
+import pytest
+
+from doracle.engine import (
+    DOState,
+    MatrixGame,
+    cells_to_evaluate,
+    extend_payoff,
+    initial_state,
+    run_double_oracle,
+    solve,
+)
+
+
+def test_do_converges_to_the_value_of_a_random_50x50_game():
+    a = np.random.default_rng(0).uniform(-1, 1, size=(50, 50))
+    game = MatrixGame(a)
+    st = run_double_oracle(game, iterations=100, tolerance=1e-9)
+    assert st.converged
+    assert st.value == pytest.approx(solve(a).value, abs=1e-6)
+    # only new cells are evaluated: at most |rows| + |cols| + 1 per iteration, never the whole matrix
+    rows, cols = 1, 1
+    for h in st.history:
+        assert h["evaluations"] <= rows + cols + 1
+        rows, cols = h["population_row"], h["population_col"]
+    assert game.evaluations == 1 + sum(h["evaluations"] for h in st.history)
+    assert game.evaluations < sum(h["population_row"] * h["population_col"] for h in st.history)
+    assert len(st.row_ids) < 50  # DO needed only part of the game
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_do_exact_on_rectangular_games(seed):
+    a = np.random.default_rng(seed).normal(size=(30, 20))
+    st = run_double_oracle(MatrixGame(a), iterations=60)
+    assert st.converged and st.value == pytest.approx(solve(a).value, abs=1e-6)
+
+
+def test_do_gap_is_the_sum_of_both_gains_and_shrinks_to_zero():
+    a = [[0, -0.25, 0.5], [0.25, 0, -0.05], [-0.5, 0.05, 0]]
+    st = run_double_oracle(MatrixGame(a), iterations=10)
+    assert st.converged
+    for h in st.history:
+        assert h["gap"] == pytest.approx(max(h["row_gain"], 0) + max(h["col_gain"], 0))
+    assert st.history[-1]["gap"] <= 1e-9
+    np.testing.assert_allclose(sorted(st.sigma_row), sorted([1 / 16, 10 / 16, 5 / 16]), atol=1e-9)
+
+
+def test_existing_strategies_are_not_added_twice():
+    st = initial_state("r0", "c0", 1.0)
+    assert cells_to_evaluate(st.row_ids, st.col_ids, "r0", "c0") == []
+    cells = cells_to_evaluate(st.row_ids, st.col_ids, "r1", "c0")
+    assert cells == [("r1", "c0")]
+    rows, cols, a = extend_payoff(st, "r1", "c0", {("r1", "c0"): 2.0})
+    assert rows == ["r0", "r1"] and cols == ["c0"] and a.tolist() == [[1.0], [2.0]]
+
+
+def test_extend_payoff_refuses_missing_cells():
+    st = initial_state("r0", "c0", 1.0)
+    with pytest.raises(ValueError, match="missing"):
+        extend_payoff(st, "r1", "c1", {("r1", "c0"): 2.0})
+
+
+def test_state_round_trips_through_json():
+    a = np.random.default_rng(1).normal(size=(12, 12))
+    st = run_double_oracle(MatrixGame(a), iterations=4, pruners=["capacity"], prune_options={"capacity": 3})
+    back = DOState.from_json(json.loads(st.dumps()))
+    assert back.row_ids == st.row_ids and back.col_ids == st.col_ids
+    np.testing.assert_array_equal(back.payoff, st.payoff)
+    np.testing.assert_array_equal(back.sigma_row, st.sigma_row)
+    assert back.value == st.value and back.history == st.history and back.iteration == st.iteration
+    assert back.dumps() == st.dumps()
+
+
+def test_capacity_pruning_bounds_the_population_unless_the_equilibrium_needs_more():
+    a = np.random.default_rng(2).uniform(-1, 1, size=(40, 40))
+    st = run_double_oracle(MatrixGame(a), iterations=15, pruners=["capacity"], prune_options={"capacity": 4})
+    for h in st.history:
+        over = h["population_row"] > 4 or h["population_col"] > 4
+        needed = h["support_row"] > 4 or h["support_col"] > 4
+        assert not over or needed
+
+
+def test_iterations_must_be_positive():
+    with pytest.raises(ValueError):
+        run_double_oracle(MatrixGame([[1]]), iterations=0)

@@ -1,0 +1,15 @@
+# Data: the deterministic train / payoff / test split (digits offline; torchvision sets on clusters).
+
+rule prepare_data:
+    output:
+        data=P["data"],
+        data_meta=pl.sidecar(P["data"]),
+    log:
+        pl.log_path(P["data"]),
+    benchmark:
+        pl.bench_path(P["data"])
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "prepare_data"),
+    shell:
+        pl.COMMANDS["prepare_data"]

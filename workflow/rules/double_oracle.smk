@@ -1,0 +1,116 @@
+# The double-oracle chain. Iteration 000 is the base model and the attack against it; iteration
+# t >= 1 reads population.json of t-1. After convergence later iterations pass the state through,
+# so the DAG is the same for every run.
+
+
+def previous(name):
+    return lambda w: P[name].format(exp=w.exp, it=pl.it3(int(w.it) - 1))
+
+
+rule do_init:
+    input:
+        data=P["data"],
+        base=P["base"],
+    output:
+        population=P["population"].replace("{it}", "000"),
+        attacker=P["init_attacker"],
+        attacker_meta=pl.sidecar(P["init_attacker"]),
+    log:
+        pl.log_path(P["population"].replace("{it}", "000")),
+    benchmark:
+        pl.bench_path(P["population"].replace("{it}", "000"))
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "do_init"),
+    shell:
+        pl.COMMANDS["do_init"]
+
+
+rule best_response_defender:
+    input:
+        data=P["data"],
+        state=previous("population"),
+    output:
+        model=P["defender"],
+        model_meta=pl.sidecar(P["defender"]),
+    log:
+        pl.log_path(P["defender"]),
+    benchmark:
+        pl.bench_path(P["defender"])
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "best_response_defender"),
+    shell:
+        pl.COMMANDS["best_response_defender"]
+
+
+rule best_response_attacker:
+    input:
+        data=P["data"],
+        state=previous("population"),
+    output:
+        model=P["attacker"],
+        model_meta=pl.sidecar(P["attacker"]),
+    log:
+        pl.log_path(P["attacker"]),
+    benchmark:
+        pl.bench_path(P["attacker"])
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "best_response_attacker"),
+    shell:
+        pl.COMMANDS["best_response_attacker"]
+
+
+rule payoff:
+    input:
+        data=P["data"],
+        state=previous("population"),
+        defender=P["defender"],
+        attacker=P["attacker"],
+    output:
+        payoff=P["payoff"],
+    log:
+        pl.log_path(P["payoff"]),
+    benchmark:
+        pl.bench_path(P["payoff"])
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "payoff"),
+    shell:
+        pl.COMMANDS["payoff"]
+
+
+rule solve:
+    input:
+        state=previous("population"),
+        payoff=P["payoff"],
+    output:
+        meta=P["meta"],
+    log:
+        pl.log_path(P["meta"]),
+    benchmark:
+        pl.bench_path(P["meta"])
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "solve"),
+    shell:
+        pl.COMMANDS["solve"]
+
+
+rule prune:
+    input:
+        state=previous("population"),
+        payoff=P["payoff"],
+        meta=P["meta"],
+    output:
+        population=P["population"],
+    log:
+        pl.log_path(P["population"]),
+    benchmark:
+        pl.bench_path(P["population"])
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "prune"),
+    shell:
+        pl.COMMANDS["prune"]

@@ -1,0 +1,34 @@
+# Classifiers outside the DO loop: the base model (DO's first defender) and one baseline per method.
+
+rule train_base:
+    input:
+        data=P["data"],
+    output:
+        model=P["base"],
+        model_meta=pl.sidecar(P["base"]),
+    log:
+        pl.log_path(P["base"]),
+    benchmark:
+        pl.bench_path(P["base"])
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "train_base"),
+    shell:
+        pl.COMMANDS["train_base"]
+
+
+rule train_baseline:
+    input:
+        data=P["data"],
+    output:
+        model=P["baseline"],
+        model_meta=pl.sidecar(P["baseline"]),
+    log:
+        pl.log_path(P["baseline"]),
+    benchmark:
+        pl.bench_path(P["baseline"])
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "train_baseline"),
+    shell:
+        pl.COMMANDS["train_baseline"]
