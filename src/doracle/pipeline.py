@@ -215,6 +215,15 @@ def dvc_yaml_text(params: Params, params_file: str = PARAMS_FILE) -> str:
     return DVC_HEADER + yaml.safe_dump(dvc_stages(params, params_file), sort_keys=False, width=1000)
 
 
+def _relative(path) -> str:
+    """``path`` relative to the working directory when it lies inside it (commands stay portable)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def workflow_params(config: dict, cli_configfiles: list | None = None) -> tuple[Params, str]:
     """Validate Snakemake's ``config`` at workflow load; returns (params, the params file the jobs read).
 
@@ -225,7 +234,7 @@ def workflow_params(config: dict, cli_configfiles: list | None = None) -> tuple[
     from doracle import config as cfg
     from doracle.errors import ConfigError
 
-    files = [str(f) for f in (cli_configfiles or [])]
+    files = [_relative(f) for f in (cli_configfiles or [])]
     if len(files) > 1:
         raise ConfigError(f"give at most one --configfile (a complete params file), got {files}")
     params_file = files[0] if files else PARAMS_FILE

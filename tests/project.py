@@ -1,0 +1,69 @@
+"""Build throw-away doracle projects (workflow files + a params file) for end-to-end tests."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "experiment": "tiny",
+    "data": {"max_train": 240},
+    "training": {"epochs": 2, "batch_size": 64},
+    "base": {"epochs": 1},
+    "defenses": {"pgd_at": {"attack": {"name": "pgd", "steps": 2, "rel_step_size": 0.5, "restarts": 1,
+                                       "random_start": True}}},
+    "do": {"iterations": 2, "capacity": 8,
+           "attacker": {"attack": {"name": "pgd", "steps": 3, "rel_step_size": 0.4, "restarts": 1,
+                                   "random_start": True}}},
+    "baselines": {"methods": ["erm", "pgd_at"], "epochs": 1},
+    "evaluation": {"attacks": {
+        "fgsm": {"name": "fgsm", "steps": 1, "rel_step_size": 1.0, "restarts": 1, "random_start": False},
+        "pgd": {"name": "pgd", "steps": 3, "rel_step_size": 0.4, "restarts": 1, "random_start": True}},
+        "max_examples": 60},
+}
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "attacks" else v
+    return out
+
+
+def params_with(overrides: dict | None = None) -> dict:
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return merge(merge(base, TINY), overrides or {})
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def make_project(path: Path, params: dict, *, dvc: bool = True) -> Path:
+    """A git + DVC repo holding the workflow and ``params`` as its params.yaml."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "Snakefile", path / "Snakefile")
+    shutil.copytree(ROOT / "workflow", path / "workflow", dirs_exist_ok=True)
+    shutil.copytree(ROOT / "profiles", path / "profiles", dirs_exist_ok=True)
+    shutil.copy(ROOT / ".gitignore", path / ".gitignore")
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if dvc:
+        run(["git", "init", "-q"], path)
+        run(["dvc", "init", "-q"], path)
+        run(["dvc", "config", "core.analytics", "false"], path)
+        run([sys.executable, "-m", "doracle", "dvc-yaml"], path)
+    return path

@@ -1,0 +1,77 @@
+"""params.yaml validation: one schema, at workflow load and in the CLI; errors name the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from doracle import config
+from doracle.errors import ConfigError
+from project import ROOT, make_project, params_with, run
+
+BAD = [
+    ({"training": {"epochs": "ten"}}, "training.epochs"),
+    ({"threat_model": {"eps": 2}}, "threat_model.eps: must be in (0, 1]"),
+    ({"threat_model": {"eps": "8/0x"}}, "threat_model.eps"),
+    ({"do": {"iteratons": 3}}, "do.iteratons: unknown key"),
+    ({"do": {"iterations": 0}}, "do.iterations"),
+    ({"do": {"attacker": {"attack": {"name": "pgdd"}}}}, "do.attacker.attack.name: unknown attack 'pgdd'"),
+    ({"baselines": {"methods": ["erm", "madry"]}}, "baselines.methods[1]: unknown defense 'madry'"),
+    ({"do": {"meta_solver": "simplex"}}, "do.meta_solver: unknown meta-solver 'simplex'"),
+    ({"data": {"splits": {"train": 0.5, "payoff": 0.2, "test": 0.2}}}, "data.splits"),
+    ({"model": {"arch": "no_such_net"}}, "model.arch: unknown model 'no_such_net'"),
+]
+
+
+def test_repository_params_are_valid():
+    p = config.load(ROOT / "params.yaml")
+    config.check_names(p)
+    assert p.experiment == "digits" and p.do.iterations >= 5 and set(p.baselines.methods) >= {"erm", "pgd_at"}
+
+
+@pytest.mark.parametrize("override,msg", BAD)
+def test_bad_params_fail_in_the_cli_naming_the_key(cli, tmp_path, override, msg):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_with(override)))
+    proc = cli("check-params", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert msg in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("override,msg", BAD[:2] + BAD[3:6] + BAD[6:7])
+def test_bad_params_stop_the_workflow_before_any_output(tmp_path, override, msg):
+    proj = make_project(tmp_path, params_with(override), dvc=False)
+    proc = run(["snakemake", "-c1"], proj, check=False)
+    assert proc.returncode != 0
+    assert msg in proc.stdout + proc.stderr
+    assert not (proj / "results").exists() and not (proj / "logs").exists()
+
+
+def test_config_overrides_are_refused(tmp_path):
+    proj = make_project(tmp_path, params_with(), dvc=False)
+    proc = run(["snakemake", "-n", "--config", "seed=3"], proj, check=False)
+    assert proc.returncode != 0 and "--config overrides" in proc.stdout + proc.stderr
+
+
+def test_a_complete_configfile_is_what_the_jobs_read(tmp_path):
+    proj = make_project(tmp_path, params_with(), dvc=False)
+    (proj / "other.yaml").write_text(yaml.safe_dump(params_with({"experiment": "other"})))
+    out = run(["snakemake", "-n", "-p", "--configfile", "other.yaml"], proj).stdout
+    assert "--params other.yaml" in out and "results/other/" in out and "results/tiny/" not in out
+
+
+def test_eps_is_kept_as_an_exact_fraction():
+    p = config.validate({"threat_model": {"eps": "8/255"}})
+    assert p.threat_model.eps == "8/255" and p.threat_model.eps_value == 8 / 255
+    assert config.validate({"threat_model": {"eps": 0.5}}).threat_model.eps_value == 0.5
+
+
+def test_yaml_errors_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "none.yaml")
+    (tmp_path / "p.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(tmp_path / "p.yaml")
+    (tmp_path / "q.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        config.load(tmp_path / "q.yaml")

@@ -1,0 +1,188 @@
+"""The real workflow, end to end, on a tiny configuration: Snakemake, then DVC on the same jobs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from project import make_project, params_with, run
+
+pytestmark = pytest.mark.slow
+
+EXP = "tiny"
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def snake(tmp_path_factory):
+    proj = make_project(tmp_path_factory.mktemp("snake"), params_with())
+    proc = run(["snakemake", "-c2"], proj)
+    return proj, proc
+
+
+@pytest.fixture(scope="module")
+def dvc_repro(tmp_path_factory):
+    proj = make_project(tmp_path_factory.mktemp("dvc"), params_with())
+    run(["dvc", "repro", "-q"], proj)
+    return proj
+
+
+def test_main_job_outputs_metrics_and_report(snake):
+    proj, proc = snake
+    assert f"report at results/{EXP}/report/summary.md" in proc.stdout + proc.stderr
+    m = json.loads((proj / f"results/{EXP}/metrics.json").read_text())
+    assert set(m["models"]) == {"do_mixture", "do_best_member", "erm", "pgd_at"}
+    for name, r in m["models"].items():
+        assert 0.0 <= r["clean_accuracy"] <= 1.0
+        ra = r["robust_accuracy"]
+        assert {"fgsm", "pgd", "worst_case"} <= set(ra)
+        assert ra["worst_case"] <= min(v for k, v in ra.items() if k != "worst_case") + 1e-12
+        assert ra["worst_case"] <= r["clean_accuracy"] + 1e-12
+    assert m["models"]["erm"]["train_seconds"] > 0
+    do = m["double_oracle"]
+    assert do["iterations_run"] == 2 and isinstance(do["converged"], bool)
+    assert do["support_size"] >= 1 and do["final_gap"] >= 0
+    assert m["threat_model"] == {**m["threat_model"], "norm": "linf", "eps": "32/255", "n_examples": 60}
+    rep = proj / f"results/{EXP}/report"
+    text = (rep / "summary.md").read_text()
+    assert "do_mixture" in text and "pgd_at" in text and "32/255" in text
+    for png in ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png"):
+        assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_job_has_a_log_and_a_benchmark(snake):
+    proj, _ = snake
+    logs = list((proj / "logs" / EXP).rglob("*.log"))
+    benches = list((proj / "benchmarks" / EXP).rglob("*.tsv"))
+    # data, base, 2 baselines, init, 2 x 5 DO jobs, evaluate, report
+    assert len(logs) == len(benches) == 17
+    for b in benches:
+        rows = list(csv.DictReader(io.StringIO(b.read_text()), delimiter="\t"))
+        assert float(rows[0]["s"]) > 0
+
+
+def test_artifacts_record_params_seed_and_input_hashes(snake):
+    proj, _ = snake
+    res = proj / "results" / EXP
+    for side in list(res.rglob("model.json")) + list(res.rglob("defender.json")) + list(res.rglob("attacker.json")):
+        meta = json.loads(side.read_text())
+        assert isinstance(meta["seed"], int) and meta["params"]
+        assert meta["sha256"] == sha(side.with_suffix(".safetensors"))
+        for path, digest in meta["inputs"].items():
+            # inputs are upstream artifacts, unchanged since they were read
+            assert sha(proj / path) == digest, path
+    pop = json.loads((res / "do/it002/population.json").read_text())
+    for sid, ref in pop["all_strategies"].items():
+        assert sha(proj / ref["path"]) == ref["sha256"], sid
+    assert not list(res.rglob("*.tmp")), "temporary files left behind"
+    # no pickle anywhere: weights are safetensors, everything else JSON
+    assert {p.suffix for p in res.rglob("*") if p.is_file()} <= {".safetensors", ".json", ".md", ".png"}
+
+
+def test_second_run_is_a_noop(snake):
+    proj, _ = snake
+    before = {p: p.stat().st_mtime_ns for p in (proj / "results").rglob("*") if p.is_file()}
+    proc = run(["snakemake", "-c2"], proj)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    after = {p: p.stat().st_mtime_ns for p in (proj / "results").rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_dvc_repro_regenerates_the_same_artifacts(snake, dvc_repro):
+    """Same params and seed on CPU: identical payoff matrices, weights and perturbations."""
+    a, b = snake[0] / "results" / EXP, dvc_repro / "results" / EXP
+    for it in ("000", "001", "002"):
+        pa = json.loads((a / f"do/it{it}/population.json").read_text())
+        pb = json.loads((b / f"do/it{it}/population.json").read_text())
+        assert pa["state"]["payoff"] == pb["state"]["payoff"]
+        assert pa["state"]["sigma_row"] == pb["state"]["sigma_row"]
+    for it in ("001", "002"):
+        assert json.loads((a / f"do/it{it}/payoff.json").read_text())["payoff"] == \
+            json.loads((b / f"do/it{it}/payoff.json").read_text())["payoff"]
+        for f in ("defender.safetensors", "attacker.safetensors"):
+            assert sha(a / f"do/it{it}" / f) == sha(b / f"do/it{it}" / f)
+    ma, mb = (json.loads((x / "metrics.json").read_text())["models"] for x in (a, b))
+    assert {k: v["robust_accuracy"] for k, v in ma.items()} == {k: v["robust_accuracy"] for k, v in mb.items()}
+
+
+def test_dvc_commit_after_snakemake_then_status_clean_and_repro_noop(snake):
+    proj, _ = snake
+    run(["dvc", "commit", "-f", "-q"], proj)
+    status = run(["dvc", "status"], proj)
+    assert "up to date" in status.stdout
+    repro = run(["dvc", "repro"], proj)
+    assert "Running stage" not in repro.stdout
+    assert "Data and pipelines are up to date" in repro.stdout
+
+
+def test_dvc_push_and_pull_through_a_local_remote(snake, tmp_path):
+    proj, _ = snake
+    run(["dvc", "commit", "-f", "-q"], proj)
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-f", "-d", "store", str(remote)], proj)
+    run(["dvc", "push", "-q"], proj)
+    target = proj / f"results/{EXP}/do/it002/population.json"
+    weights = proj / f"results/{EXP}/do/it001/defender.safetensors"
+    digests = {target: sha(target), weights: sha(weights)}
+    shutil.rmtree(proj / "results")
+    shutil.rmtree(proj / ".dvc" / "cache")
+    run(["dvc", "pull", "-q"], proj)
+    for p, d in digests.items():
+        assert sha(p) == d
+    assert "up to date" in run(["dvc", "status"], proj).stdout
+
+
+def test_converged_state_passes_later_iterations_through(snake, tmp_path):
+    """After convergence the DAG keeps its shape: every later job writes a pass-through artifact."""
+    proj, _ = snake
+    res = proj / "results" / EXP
+    pop = json.loads((res / "do/it001/population.json").read_text())
+    pop["state"]["converged"] = True
+    state = tmp_path / "population.json"
+    state.write_text(json.dumps(pop))
+    data = res / "data/dataset.safetensors"
+
+    def cli(*args):
+        return run([sys.executable, "-m", "doracle", *map(str, args), "--params", "params.yaml"], proj)
+
+    d, a = tmp_path / "d.safetensors", tmp_path / "a.safetensors"
+    cli("do", "best-response", "--player", "defender", "--data", data, "--state", state, "--iteration", 2, "--out", d)
+    cli("do", "best-response", "--player", "attacker", "--data", data, "--state", state, "--iteration", 2, "--out", a)
+    assert json.loads(d.with_suffix(".json").read_text())["skipped"] is True
+    assert json.loads(a.with_suffix(".json").read_text())["skipped"] is True
+    pay, meta, out = tmp_path / "payoff.json", tmp_path / "meta.json", tmp_path / "out.json"
+    cli("do", "payoff", "--data", data, "--state", state, "--iteration", 2, "--defender", d, "--attacker", a, "--out", pay)
+    cli("do", "solve", "--state", state, "--payoff", pay, "--out", meta)
+    cli("do", "prune", "--state", state, "--payoff", pay, "--meta", meta, "--out", out)
+    assert json.loads(pay.read_text())["cells_evaluated"] == 0
+    new = json.loads(out.read_text())
+    assert new["state"]["converged"] is True and new["passed_through"] == [2]
+    assert new["state"]["payoff"] == pop["state"]["payoff"] and new["state"]["iteration"] == 2
+
+
+def test_snakemake_jobs_and_dvc_stages_never_drift(snake):
+    """Snakemake's own record of the jobs it ran (command, inputs, outputs) equals dvc.yaml's stages."""
+    proj, _ = snake
+    summary = run(["snakemake", "--detailed-summary"], proj).stdout
+    jobs: dict[str, dict] = {}
+    for row in csv.DictReader(io.StringIO(summary), delimiter="\t"):
+        if row["rule"] == "all":
+            continue
+        job = jobs.setdefault(row["shellcmd"], {"outs": set(), "deps": set()})
+        job["outs"].add(row["output_file"])
+        job["deps"] |= {x for x in row["input-file(s)"].split(",") if x}
+    stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
+    dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": set(s.get("deps", []))} for s in stages.values()}
+    assert len(dvc) == len(stages) == 1 + 1 + 2 + 1 + 5 * 2 + 1 + 1  # data, base, baselines, init, 5/it, eval, report
+    assert jobs == dvc
