@@ -46,7 +46,6 @@ def main() -> None:
     print(f"{'it':>3} {'population':>10} {'evaluated':>9} {'full re-eval':>12}")
     rows, cols = 1, 1
     for h in st.history:
-        full = (h["population_row"] if h["new_row"] in st.row_ids or True else 0)
         full = (rows + 1) * (cols + 1)
         print(f"{h['iteration']:>3} {rows:>4}x{cols:<5} {h['evaluations']:>9} {full:>12}")
         rows, cols = h["population_row"], h["population_col"]

@@ -43,7 +43,7 @@ def test_main_job_outputs_metrics_and_report(snake):
     assert f"report at results/{EXP}/report/summary.md" in proc.stdout + proc.stderr
     m = json.loads((proj / f"results/{EXP}/metrics.json").read_text())
     assert set(m["models"]) == {"do_mixture", "do_best_member", "erm", "pgd_at"}
-    for name, r in m["models"].items():
+    for r in m["models"].values():
         assert 0.0 <= r["clean_accuracy"] <= 1.0
         ra = r["robust_accuracy"]
         assert {"fgsm", "pgd", "worst_case"} <= set(ra)

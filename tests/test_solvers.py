@@ -103,3 +103,9 @@ def test_solver_without_optimality_is_an_error(monkeypatch):
     monkeypatch.setattr(solvers_mod, "linprog", not_optimal)
     with pytest.raises(SolverError, match="did not report optimality.*Iteration limit"):
         solve(RPS, "lp")
+
+
+def test_lp_on_a_large_game_uses_the_interior_point_path_and_is_exact():
+    a = np.random.default_rng(7).normal(size=(260, 210))  # >= 200x200: interior point + crossover
+    sol = solve(a)
+    assert exploitability(a, sol.row, sol.col) < 1e-8

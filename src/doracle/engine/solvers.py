@@ -85,7 +85,11 @@ def _lp_equilibrium(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     m, n = a.shape
     shift = 1.0 - float(a.min())
     b = a + shift
-    res = linprog(np.ones(m), A_ub=-b.T, b_ub=-np.ones(n), bounds=(0.0, None), method="highs")
+    # Dense games: HiGHS' interior point (with crossover to a vertex) beats its simplex from about
+    # 200x200 up (benchmarks/bench_engine.py); presolve finds nothing to remove in a dense game.
+    large = m * n >= 200 * 200
+    res = linprog(np.ones(m), A_ub=-b.T, b_ub=-np.ones(n), bounds=(0.0, None),
+                  method="highs-ipm" if large else "highs", options={"presolve": False} if large else {})
     if res.status != 0 or res.x is None:
         raise SolverError(f"LP solver did not report optimality (status {res.status}: {res.message})")
     u = res.x
