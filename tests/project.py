@@ -24,9 +24,15 @@ TINY = {
            "attacker": {"attack": {"name": "pgd", "steps": 3, "rel_step_size": 0.4, "restarts": 1,
                                    "random_start": True}}},
     "baselines": {"methods": ["erm", "pgd_at"], "epochs": 1},
-    "evaluation": {"attacks": {
-        "fgsm": {"name": "fgsm", "steps": 1, "rel_step_size": 1.0, "restarts": 1, "random_start": False},
-        "pgd": {"name": "pgd", "steps": 3, "rel_step_size": 0.4, "restarts": 1, "random_start": True}},
+    "evaluation": {
+        "attacks": {
+            "fgsm": {"name": "fgsm", "steps": 1, "rel_step_size": 1.0, "restarts": 1, "random_start": False},
+            "pgd": {"name": "pgd", "steps": 3, "rel_step_size": 0.4, "restarts": 1, "random_start": True},
+            "arc": {"name": "arc", "steps": 1, "rel_step_size": 0.25, "restarts": 1, "random_start": False}},
+        "per_member": ["pgd"],
+        "autoattack": {"version": "custom", "attacks": ["apgd-ce"], "apgd_iterations": 10, "target_classes": 2},
+        "eps_curve": {"attack": {"name": "pgd", "steps": 3, "rel_step_size": 0.4, "restarts": 1,
+                                 "random_start": True}, "eps": ["0", "16/255", "32/255"]},
         "max_examples": 60},
 }
 

@@ -42,22 +42,31 @@ def test_main_job_outputs_metrics_and_report(snake):
     proj, proc = snake
     assert f"report at results/{EXP}/report/summary.md" in proc.stdout + proc.stderr
     m = json.loads((proj / f"results/{EXP}/metrics.json").read_text())
-    assert set(m["models"]) == {"do_mixture", "do_best_member", "erm", "pgd_at"}
+    assert set(m["models"]) == {"do_mixture", "do_best_member", "do_uniform", "erm", "pgd_at"}
     for r in m["models"].values():
         assert 0.0 <= r["clean_accuracy"] <= 1.0
         ra = r["robust_accuracy"]
-        assert {"fgsm", "pgd", "worst_case"} <= set(ra)
+        assert {"fgsm", "pgd", "arc", "autoattack", "worst_case"} <= set(ra)
+        if len(r["members"]) > 1:
+            assert {"pgd_per_member", "autoattack_per_member"} <= set(ra)
         assert ra["worst_case"] <= min(v for k, v in ra.items() if k != "worst_case") + 1e-12
         assert ra["worst_case"] <= r["clean_accuracy"] + 1e-12
+        curve = r["robust_accuracy_curve"]["points"]
+        assert [p["eps"] for p in curve] == ["0", "16/255", "32/255"]
+        assert curve[0]["accuracy"] == pytest.approx(r["clean_accuracy"])
+        assert r["checks"]["members"] and r["checks"]["warnings"] == []
+    assert m["models"]["do_best_member"]["members"][0] in m["models"]["do_uniform"]["members"]
     assert m["models"]["erm"]["train_seconds"] > 0
     do = m["double_oracle"]
     assert do["iterations_run"] == 2 and isinstance(do["converged"], bool)
     assert do["support_size"] >= 1 and do["final_gap"] >= 0
-    assert m["threat_model"] == {**m["threat_model"], "norm": "linf", "eps": "32/255", "n_examples": 60}
+    tm = m["threat_model"]
+    assert tm["norm"] == "linf" and tm["eps"] == "32/255" and tm["n_examples"] == 60 and isinstance(tm["seed"], int)
+    assert tm["attacks"]["pgd"]["steps"] == 3 and tm["autoattack"]["package"] == "pyautoattack"
     rep = proj / f"results/{EXP}/report"
     text = (rep / "summary.md").read_text()
     assert "do_mixture" in text and "pgd_at" in text and "32/255" in text
-    for png in ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png"):
+    for png in ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png", "robustness_curve.png"):
         assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -65,8 +74,8 @@ def test_every_job_has_a_log_and_a_benchmark(snake):
     proj, _ = snake
     logs = list((proj / "logs" / EXP).rglob("*.log"))
     benches = list((proj / "benchmarks" / EXP).rglob("*.tsv"))
-    # data, base, 2 baselines, init, 2 x 5 DO jobs, evaluate, report
-    assert len(logs) == len(benches) == 17
+    # data, base, 2 baselines, init, 2 x 5 DO jobs, 3 + 2 evaluations, metrics, report
+    assert len(logs) == len(benches) == 22
     for b in benches:
         rows = list(csv.DictReader(io.StringIO(b.read_text()), delimiter="\t"))
         assert float(rows[0]["s"]) > 0
@@ -88,6 +97,7 @@ def test_artifacts_record_params_seed_and_input_hashes(snake):
     assert not list(res.rglob("*.tmp")), "temporary files left behind"
     # no pickle anywhere: weights are safetensors, everything else JSON
     assert {p.suffix for p in res.rglob("*") if p.is_file()} <= {".safetensors", ".json", ".md", ".png"}
+    assert not list(res.rglob("*.state.json")), "evaluation states are removed after success"
 
 
 def test_second_run_is_a_noop(snake):
@@ -113,6 +123,7 @@ def test_dvc_repro_regenerates_the_same_artifacts(snake, dvc_repro):
         for f in ("defender.safetensors", "attacker.safetensors"):
             assert sha(a / f"do/it{it}" / f) == sha(b / f"do/it{it}" / f)
     ma, mb = (json.loads((x / "metrics.json").read_text())["models"] for x in (a, b))
+    assert set(ma) == set(mb) == {"do_mixture", "do_best_member", "do_uniform", "erm", "pgd_at"}
     assert {k: v["robust_accuracy"] for k, v in ma.items()} == {k: v["robust_accuracy"] for k, v in mb.items()}
 
 
@@ -184,5 +195,6 @@ def test_snakemake_jobs_and_dvc_stages_never_drift(snake):
         job["deps"] |= {x for x in row["input-file(s)"].split(",") if x}
     stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
     dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": set(s.get("deps", []))} for s in stages.values()}
-    assert len(dvc) == len(stages) == 1 + 1 + 2 + 1 + 5 * 2 + 1 + 1  # data, base, baselines, init, 5/it, eval, report
+    # data, base, baselines, init, 5/it, 3 + 2 evaluations, metrics, report
+    assert len(dvc) == len(stages) == 1 + 1 + 2 + 1 + 5 * 2 + 3 + 2 + 1 + 1
     assert jobs == dvc

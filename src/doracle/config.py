@@ -139,12 +139,55 @@ class Baselines(_Strict):
     epochs: PosInt | None = None
 
 
+AA_ATTACKS = Literal["apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square"]
+
+
+class AutoAttackCfg(_Strict):
+    """pyautoattack settings. ``standard`` is the reference; ``custom`` runs ``attacks`` with the
+    budgets below (recorded in every metrics file)."""
+
+    version: Literal["standard", "plus", "custom"] = "standard"
+    attacks: list[AA_ATTACKS] = Field(default_factory=lambda: ["apgd-ce", "apgd-t", "fab-t", "square"])
+    apgd_iterations: PosInt = 100
+    target_classes: PosInt = 9
+    square_queries: PosInt = 5000
+    batch_size: PosInt = 500
+    per_member: bool = True
+
+
+class EpsCurve(_Strict):
+    attack: AttackSpec = Field(default_factory=lambda: AttackSpec(name="pgd", steps=10, rel_step_size=0.25))
+    eps: list[str] = Field(default_factory=lambda: ["0", "8/255", "16/255", "32/255", "48/255", "64/255"])
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _eps(cls, v):
+        out = []
+        for e in v:
+            f = parse_fraction(e)
+            if not 0 <= f <= 1:
+                raise ValueError(f"every eps must be in [0, 1], got {e}")
+            out.append(str(e))
+        return out
+
+
 class Evaluation(_Strict):
     attacks: dict[str, AttackSpec] = Field(default_factory=lambda: {
         "fgsm": AttackSpec(name="fgsm", steps=1, rel_step_size=1.0, random_start=False),
         "pgd": AttackSpec(name="pgd", steps=20, rel_step_size=0.1, restarts=2),
+        "arc": AttackSpec(name="arc", steps=3),
     })
+    per_member: list[str] = Field(default_factory=lambda: ["pgd"])
+    autoattack: AutoAttackCfg | None = Field(default_factory=AutoAttackCfg)
+    eps_curve: EpsCurve | None = Field(default_factory=EpsCurve)
     max_examples: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _members(self):
+        for name in self.per_member:
+            if name not in self.attacks:
+                raise ValueError(f"per_member names {name!r}, which is not in evaluation.attacks")
+        return self
 
 
 class Params(_Strict):
@@ -254,6 +297,8 @@ def check_names(params: Params) -> None:
     attack(params.do.attacker.attack, "do.attacker.attack")
     for name, spec in params.evaluation.attacks.items():
         attack(spec, f"evaluation.attacks.{name}")
+    if params.evaluation.eps_curve:
+        attack(params.evaluation.eps_curve.attack, "evaluation.eps_curve.attack")
     if params.do.meta_solver not in META_SOLVERS:
         raise ConfigError(f"do.meta_solver: unknown meta-solver {params.do.meta_solver!r}; "
                           f"valid names: {', '.join(META_SOLVERS.names())}")

@@ -33,6 +33,7 @@ STAGE_PARAMS = {
     "solve": ("do.meta_solver",),
     "prune": ("do.meta_solver", "do.tolerance", "do.pruners", "do.capacity", "do.dominance_tolerance"),
     "evaluate": ("seed", "device", "threads", "threat_model", "evaluation"),
+    "metrics": ("seed", "threat_model", "evaluation", "do.tolerance"),
     "report": ("experiment",),
 }
 
@@ -52,12 +53,14 @@ PATTERNS = {
     "attacker": f"{R}/do/it{{it}}/attacker.safetensors",
     "payoff": f"{R}/do/it{{it}}/payoff.json",
     "meta": f"{R}/do/it{{it}}/meta.json",
+    "evaluation_do": f"{R}/evaluation/do/{{target}}.json",
+    "evaluation_baseline": f"{R}/evaluation/baselines/{{method}}.json",
     "metrics": f"{R}/metrics.json",
     "report": f"{R}/report/summary.md",
 }
 
 # Plots written beside the report.
-REPORT_PLOTS = ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png")
+REPORT_PLOTS = ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png", "robustness_curve.png")
 
 COMMANDS = {
     "prepare_data": "doracle data --params {params.file} --out {output.data} --log {log}",
@@ -79,8 +82,12 @@ COMMANDS = {
               "--out {output.meta} --log {log}"),
     "prune": ("doracle do prune --params {params.file} --state {input.state} --payoff {input.payoff} "
               "--meta {input.meta} --out {output.population} --log {log}"),
-    "evaluate": ("doracle evaluate --params {params.file} --data {input.data} --population {input.population} "
-                 "{params.baselines} --out {output.metrics} --log {log}"),
+    "evaluate_do": ("doracle evaluate --params {params.file} --data {input.data} --model {wildcards.target} "
+                    "--population {input.population} --state {params.state} --out {output.evaluation} --log {log}"),
+    "evaluate_baseline": ("doracle evaluate --params {params.file} --data {input.data} --model {wildcards.method} "
+                          "--checkpoint {input.model} --state {params.state} --out {output.evaluation} --log {log}"),
+    "metrics": ("doracle metrics --params {params.file} --population {input.population} "
+                "--evaluation {params.evaluations} --out {output.metrics} --log {log}"),
     "report": ("doracle report --params {params.file} --metrics {input.metrics} --population {input.population} "
                "--payoff {input.payoff} --out {output.report} --log {log}"),
 }
@@ -96,9 +103,14 @@ RULE_STAGES = {
     "payoff": ("payoff",),
     "solve": ("solve",),
     "prune": ("prune",),
-    "evaluate": ("evaluate",),
+    "evaluate_do": ("evaluate",),
+    "evaluate_baseline": ("evaluate",),
+    "metrics": ("metrics",),
     "report": ("report",),
 }
+
+# The DO targets every experiment evaluates (see doracle.evaluation.suite.do_target).
+DO_TARGETS = ("do_mixture", "do_best_member", "do_uniform")
 
 
 def sidecar(path: str) -> str:
@@ -118,8 +130,16 @@ def it3(t: int) -> str:
     return f"{t:03d}"
 
 
-def baseline_args(params: Params, paths: dict[str, str]) -> str:
-    return " ".join(f"--baseline {m}={paths[m]}" for m in params.baselines.methods)
+def state_path(evaluation: str) -> str:
+    """The resumable evaluation state beside an evaluation output (not an output itself, so a
+    failed job keeps it)."""
+    return str(Path(evaluation).with_suffix(".state.json"))
+
+
+def evaluation_files(params: Params) -> list[str]:
+    exp = params.experiment
+    return ([PATTERNS["evaluation_do"].format(exp=exp, target=t) for t in DO_TARGETS]
+            + [PATTERNS["evaluation_baseline"].format(exp=exp, method=m) for m in params.baselines.methods])
 
 
 def report_plots(report: str) -> dict[str, str]:
@@ -186,8 +206,17 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
         add("prune", f"prune_it{it}", {"state": state, "payoff": p("payoff", it=it), "meta": p("meta", it=it)},
             {"population": p("population", it=it)}, {"it": it})
     final = p("population", it=it3(T))
-    add("evaluate", "evaluate", {"data": data, "population": final, **{f"baseline_{m}": v for m, v in baselines.items()}},
-        {"metrics": p("metrics")}, extra_params={"baselines": baseline_args(params, baselines)})
+    for t in DO_TARGETS:
+        ev = p("evaluation_do", target=t)
+        add("evaluate_do", f"evaluate_{t}", {"data": data, "population": final}, {"evaluation": ev}, {"target": t},
+            {"state": state_path(ev)})
+    for m in params.baselines.methods:
+        ev = p("evaluation_baseline", method=m)
+        add("evaluate_baseline", f"evaluate_baseline_{m}", {"data": data, "model": baselines[m]}, {"evaluation": ev},
+            {"method": m}, {"state": state_path(ev)})
+    evs = evaluation_files(params)
+    add("metrics", "metrics", {"population": final, **{f"evaluation_{k}": v for k, v in enumerate(evs)}},
+        {"metrics": p("metrics")}, extra_params={"evaluations": " ".join(evs)})
     rep = p("report")
     add("report", "report", {"metrics": p("metrics"), "population": final, "payoff": p("payoff", it=it3(T))},
         {"report": rep, **report_plots(rep)})

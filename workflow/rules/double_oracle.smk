@@ -1,6 +1,7 @@
 # The double-oracle chain. Iteration 000 is the base model and the attack against it; iteration
 # t >= 1 reads population.json of t-1. After convergence later iterations pass the state through,
-# so the DAG is the same for every run.
+# so the DAG is the same for every run. The chain is the critical path: its jobs go first
+# (priority), baselines fill the free cores.
 
 
 def previous(name):
@@ -19,6 +20,7 @@ rule do_init:
         pl.log_path(P["population"].replace("{it}", "000")),
     benchmark:
         pl.bench_path(P["population"].replace("{it}", "000"))
+    priority: 10
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "do_init"),
@@ -37,6 +39,7 @@ rule best_response_defender:
         pl.log_path(P["defender"]),
     benchmark:
         pl.bench_path(P["defender"])
+    priority: 10
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "best_response_defender"),
@@ -55,6 +58,7 @@ rule best_response_attacker:
         pl.log_path(P["attacker"]),
     benchmark:
         pl.bench_path(P["attacker"])
+    priority: 10
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "best_response_attacker"),
@@ -74,6 +78,7 @@ rule payoff:
         pl.log_path(P["payoff"]),
     benchmark:
         pl.bench_path(P["payoff"])
+    priority: 10
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "payoff"),
@@ -91,6 +96,7 @@ rule solve:
         pl.log_path(P["meta"]),
     benchmark:
         pl.bench_path(P["meta"])
+    priority: 10
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "solve"),
@@ -109,6 +115,7 @@ rule prune:
         pl.log_path(P["population"]),
     benchmark:
         pl.bench_path(P["population"])
+    priority: 10
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "prune"),

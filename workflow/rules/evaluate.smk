@@ -1,13 +1,53 @@
-# Honest evaluation of the DO mixture, its best member and every baseline; then the report.
+# Honest evaluation: one job per model (the DO mixture, its best member, the uniform mixture over
+# the final population, every baseline), merged into metrics.json; then the report.
 
-BASELINES = {m: P["baseline"].format(exp=EXP, method=m) for m in PARAMS.baselines.methods}
+FINAL = P["population"].replace("{it}", LAST)
 
 
-rule evaluate:
+rule evaluate_do:
     input:
         data=P["data"],
-        population=P["population"].replace("{it}", LAST),
-        **{f"baseline_{m}": path for m, path in BASELINES.items()},
+        population=FINAL,
+    output:
+        evaluation=P["evaluation_do"],
+    log:
+        pl.log_path(P["evaluation_do"]),
+    benchmark:
+        pl.bench_path(P["evaluation_do"])
+    wildcard_constraints:
+        target="|".join(pl.DO_TARGETS),
+    # after the chain these are the critical path; the largest mixture first
+    priority: lambda w: {"do_uniform": 9, "do_mixture": 8}.get(w.target, 7)
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "evaluate_do"),
+        state=lambda w, output: pl.state_path(output.evaluation),
+    shell:
+        pl.COMMANDS["evaluate_do"]
+
+
+rule evaluate_baseline:
+    input:
+        data=P["data"],
+        model=P["baseline"],
+    output:
+        evaluation=P["evaluation_baseline"],
+    log:
+        pl.log_path(P["evaluation_baseline"]),
+    benchmark:
+        pl.bench_path(P["evaluation_baseline"])
+    params:
+        file=PARAMS_FILE,
+        tracked=pl.tracked(PARAMS, "evaluate_baseline"),
+        state=lambda w, output: pl.state_path(output.evaluation),
+    shell:
+        pl.COMMANDS["evaluate_baseline"]
+
+
+rule metrics:
+    input:
+        population=FINAL,
+        evaluations=pl.evaluation_files(PARAMS),
     output:
         metrics=P["metrics"],
     log:
@@ -16,16 +56,16 @@ rule evaluate:
         pl.bench_path(P["metrics"])
     params:
         file=PARAMS_FILE,
-        tracked=pl.tracked(PARAMS, "evaluate"),
-        baselines=pl.baseline_args(PARAMS, BASELINES),
+        tracked=pl.tracked(PARAMS, "metrics"),
+        evaluations=" ".join(pl.evaluation_files(PARAMS)),
     shell:
-        pl.COMMANDS["evaluate"]
+        pl.COMMANDS["metrics"]
 
 
 rule report:
     input:
         metrics=P["metrics"],
-        population=P["population"].replace("{it}", LAST),
+        population=FINAL,
         payoff=P["payoff"].replace("{it}", LAST),
     output:
         report=P["report"],

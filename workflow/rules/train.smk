@@ -10,6 +10,7 @@ rule train_base:
         pl.log_path(P["base"]),
     benchmark:
         pl.bench_path(P["base"])
+    priority: 10
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "train_base"),

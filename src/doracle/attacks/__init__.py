@@ -8,7 +8,11 @@ torch: the built-in attacks register when first used.
 
 from doracle.registry import Registry
 
-ATTACKS: Registry = Registry("attack", lazy={"fgsm": "doracle.attacks.pgd", "pgd": "doracle.attacks.pgd"})
+ATTACKS: Registry = Registry("attack", lazy={
+    "fgsm": "doracle.attacks.pgd",
+    "pgd": "doracle.attacks.pgd",
+    "arc": "doracle.attacks.arc",
+})
 
 
 def run_attack(*args, **kwargs):

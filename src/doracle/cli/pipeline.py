@@ -41,16 +41,6 @@ def _params(args, *, names: bool = True):
     return p
 
 
-def _baselines(items: list[str]) -> dict[str, str]:
-    out = {}
-    for it in items:
-        name, sep, path = it.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--baseline expects NAME=PATH, got {it!r}")
-        out[name] = path
-    return out
-
-
 def cmd_data(args):
     from doracle.data import prepare
 
@@ -123,11 +113,25 @@ def cmd_do_prune(args):
 
 
 def cmd_evaluate(args):
-    from doracle.evaluation.robustness import evaluate
+    from doracle.evaluation.suite import DO_TARGETS, evaluate
 
     p = _params(args)
-    with _logged(args.log, "evaluate"):
-        m = evaluate(p, args.data, args.population, _baselines(args.baseline), args.out)
+    if (args.population is None) == (args.checkpoint is None):
+        raise ConfigError("evaluate needs exactly one of --population (DO targets) or --checkpoint")
+    if args.population is not None and args.model not in DO_TARGETS:
+        raise ConfigError(f"--model {args.model!r} with --population: valid targets are {', '.join(DO_TARGETS)}")
+    with _logged(args.log, f"evaluate {args.model}"):
+        r = evaluate(p, args.data, args.model, args.out, population=args.population, checkpoint=args.checkpoint,
+                     state_path=args.state)
+        print(f"{args.model}: clean {r['clean_accuracy']:.4f}, worst case {r['robust_accuracy']['worst_case']:.4f}")
+
+
+def cmd_metrics(args):
+    from doracle.evaluation.suite import merge_metrics
+
+    p = _params(args, names=False)
+    with _logged(args.log, "metrics"):
+        m = merge_metrics(p, args.population, args.evaluation, args.out)
         for name, r in m["models"].items():
             print(f"{name:>16}: clean {r['clean_accuracy']:.4f}  worst case {r['robust_accuracy']['worst_case']:.4f}")
 
@@ -219,13 +223,26 @@ def register(sub) -> None:
         p.add_argument(a, required=True)
     p.set_defaults(handler=cmd_do_prune)
 
-    p = sub.add_parser("evaluate", help="robustness of the DO mixture, its best member and the baselines")
+    p = sub.add_parser("evaluate", help="evaluate one model under the attack suite (resumable)",
+                       description="Evaluate a DO target (do_mixture, do_best_member, do_uniform; with "
+                                   "--population) or a checkpoint (with --checkpoint) under params.evaluation: "
+                                   "gradient-masking checks, attacks on the mixture and its members, "
+                                   "AutoAttack, per-example worst case, accuracy vs eps.")
     common(p)
     p.add_argument("--data", required=True)
-    p.add_argument("--population", required=True, help="final population.json")
-    p.add_argument("--baseline", action="append", default=[], metavar="NAME=PATH")
-    p.add_argument("--out", required=True, help="metrics.json")
+    p.add_argument("--model", required=True, help="label: a DO target, or a baseline's name")
+    p.add_argument("--population", help="final population.json (DO targets)")
+    p.add_argument("--checkpoint", help="classifier .safetensors (baselines)")
+    p.add_argument("--state", help="resumable state file: finished attacks survive a kill")
+    p.add_argument("--out", required=True, help="evaluation JSON")
     p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("metrics", help="merge the evaluations into metrics.json with the DO summary")
+    common(p)
+    p.add_argument("--population", required=True, help="final population.json")
+    p.add_argument("--evaluation", nargs="+", required=True, help="evaluation JSON files")
+    p.add_argument("--out", required=True, help="metrics.json")
+    p.set_defaults(handler=cmd_metrics)
 
     p = sub.add_parser("report", help="write report/summary.md and its plots")
     common(p)

@@ -1,1 +1,1 @@
-"""Robustness evaluation of single classifiers and mixtures (exact expectation over members)."""
+"""Honest robustness evaluation of single classifiers and mixtures (see suite.py)."""

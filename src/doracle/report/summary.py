@@ -56,17 +56,38 @@ def plot_meta(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_curve(models: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, r in models.items():
+        curve = r.get("robust_accuracy_curve")
+        if not curve:
+            continue
+        pts = curve["points"]
+        ax.plot([p["eps_value"] * 255 for p in pts], [p["accuracy"] for p in pts], marker="o", label=name)
+    ax.set_xlabel("eps (x 1/255)")
+    ax.set_ylabel("robust accuracy (exact expectation)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("accuracy under PGD as a function of eps")
+    _savefig(fig, path)
+    plt.close(fig)
+
+
 def plot_gap(history: list[dict], tolerance: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     its = [h["iteration"] for h in history]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(its, [max(h["gap"], 1e-12) for h in history], marker="o", label="DO gap")
-    ax.plot(its, [max(h["row_gain"], 1e-12) for h in history], ls="--", marker=".", label="defender gain")
-    ax.plot(its, [max(h["col_gain"], 1e-12) for h in history], ls="--", marker=".", label="attacker gain")
+    ax.plot(its, [h["gap"] for h in history], marker="o", label="DO gap")
+    ax.plot(its, [h["row_gain"] for h in history], ls="--", marker=".", label="defender gain")
+    ax.plot(its, [h["col_gain"] for h in history], ls="--", marker=".", label="attacker gain")
     if tolerance > 0:
         ax.axhline(tolerance, color="grey", lw=0.8, label=f"tolerance {tolerance:g}")
-    ax.set_yscale("log")
+    # symlog: gains can be zero or negative (an approximate oracle that did not improve)
+    ax.set_yscale("symlog", linthresh=max(tolerance, 1e-3) / 2)
     ax.set_xlabel("DO iteration")
     ax.set_ylabel("gain over previous meta-strategy")
     ax.set_xticks(its)
@@ -92,15 +113,26 @@ def write_report(metrics_path: str, population_path: str, payoff_path: str, out:
     plot_heatmap(pay, d / "payoff_heatmap.png")
     plot_meta(history, d / "meta_strategy.png")
     plot_gap(history, m["double_oracle"]["tolerance"], d / "do_gap.png")
+    plot_curve(m["models"], d / "robustness_curve.png")
 
     tm = m["threat_model"]
     attacks = sorted({k for r in m["models"].values() for k in r["robust_accuracy"]},
-                     key=lambda k: (k == "worst_case", k))
+                     key=lambda k: (k == "worst_case", "autoattack" in k, k))
+    aa = tm.get("autoattack")
+    aa_text = "not run" if aa is None else (
+        f"pyautoattack, version {aa['version']}" + ("" if aa["version"] != "custom" else
+        f" ({', '.join(aa['attacks'])}; {aa['apgd_iterations']} APGD iterations, {aa['target_classes']} target "
+        "classes: trimmed for CPU)"))
     lines = [
         f"# doracle report: {m['experiment']}",
         "",
         f"Threat model: {tm['norm']}, eps = {tm['eps']} ({tm['eps_value']:.4f}), "
-        f"{tm['n_examples']} test examples, seed {tm['seed']}. Mixture numbers are exact expectations over members.",
+        f"{tm['n_examples']} test examples, seed {tm['seed']}. Mixture numbers are exact expectations over "
+        "members, never one sampled draw.",
+        "",
+        "Attacks: " + "; ".join(f"{k}: {v['name']} ({v['steps']} steps, step {v['rel_step_size']}·eps, "
+                                f"{v['restarts']} restart(s))" for k, v in tm["attacks"].items())
+        + f"; per member: {', '.join(tm['per_member']) or 'none'}; AutoAttack: {aa_text}.",
         "",
         "| model | clean | " + " | ".join(attacks) + " | train s |",
         "|---|---|" + "---|" * len(attacks) + "---|",
@@ -115,7 +147,17 @@ def write_report(metrics_path: str, population_path: str, payoff_path: str, out:
     mix = m["models"]["do_mixture"]
     lines += [
         "",
-        "Accuracies in %. `worst_case` is the per-example minimum over every attack run.",
+        "Accuracies in %. `worst_case` is the per-example minimum over every attack run; "
+        "`*_per_member` attacks each member and keeps, per example, the perturbation worst for the mixture; "
+        "`autoattack` on a mixture attacks the logit-averaged ensemble. do_uniform: uniform mixture over the "
+        "final DO population (a reference).",
+        "",
+        "![robust accuracy vs eps](robustness_curve.png)",
+        "",
+        "### Gradient-masking checks",
+        "",
+        *([f"- WARNING {w}" for w in m.get("warnings", [])] or
+          ["- all models: logits out, non-zero input gradients, deterministic forward"]),
         "",
         "## Double oracle",
         "",
@@ -123,7 +165,7 @@ def write_report(metrics_path: str, population_path: str, payoff_path: str, out:
         f"(final gap {do['final_gap']:.4g}, tolerance {do['tolerance']:g})",
         f"- game value (payoff split): {do['value']:.4f}",
         "- deployed mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"], strict=True)),
-        f"- best single member: {m['models']['do_best_member']['id']}",
+        f"- best single member: {', '.join(m['models']['do_best_member']['members'])}",
         "",
         "![payoff heatmap](payoff_heatmap.png)",
         "",

@@ -1,0 +1,303 @@
+"""The evaluation suite: one model (a single classifier or a mixture) under every attack.
+
+For a mixture (members f_i, probabilities p_i) every number is the exact expectation
+sum_i p_i 1[f_i(x + delta) = y] per example, never one sampled draw. The suite runs, as configured
+in ``params.evaluation`` and recorded in the output:
+
+* gradient-masking checks first (logits, non-zero input gradients, determinism);
+* each of ``attacks`` (FGSM, PGD, ARC, ...) on the mixture's expected loss / expected accuracy;
+* for mixtures of several members, each of ``per_member`` run on every member separately
+  (``<name>_per_member``: per example, the worst member's perturbation for the mixture);
+* AutoAttack (pyautoattack) on the logit-averaged ensemble (``autoattack``) and on every member
+  (``autoattack_per_member``);
+* ``worst_case``: the per-example minimum over everything above (and clean accuracy);
+* robust accuracy as a function of eps (``robust_accuracy_curve``).
+
+Resumable: each finished attack ("unit") is written to a state file at once. A rerun with the same
+models, data, attack set and seed reuses finished units; a state made for anything else is
+refused (discarded with a warning, never mixed in). The state is removed after success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from doracle import runtime
+from doracle.artifacts import read_json, sha256_file, write_json
+from doracle.attacks import run_attack
+from doracle.config import Params, parse_fraction
+from doracle.data import load as load_dataset
+from doracle.evaluation.autoattack import LogitAverage, run_autoattack
+from doracle.evaluation.checks import run_checks
+from doracle.games import classifiers
+from doracle.models.mixture import Mixture
+from doracle.pipeline import DO_TARGETS, stage_params
+from doracle.registry import Registry
+
+
+@dataclass
+class Target:
+    label: str
+    mixture: Mixture
+    ids: list[str]
+    shas: list[str]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def probs(self) -> list[float]:
+        return self.mixture.probs
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def do_target(label: str, population_path: str, device: str) -> Target:
+    """The DO mixture, its best single member, or the uniform mixture over the final population."""
+    from doracle.games.adversarial import _load_strategy
+    from doracle.games.population import read_population
+
+    state, doc = read_population(population_path)
+    if label == "do_mixture":
+        chosen = [(i, p) for i, p in zip(state.row_ids, state.sigma_row, strict=True) if p > 1e-9]
+        info = {"selected_by": "the DO meta-strategy (sigma_row)"}
+    elif label == "do_uniform":
+        chosen = [(i, 1.0 / len(state.row_ids)) for i in state.row_ids]
+        info = {"selected_by": "uniform over the final defender population"}
+    elif label == "do_best_member":
+        # highest worst-case payoff over the attacker population (payoff split, never the test split)
+        worst = state.payoff.min(axis=1)
+        k = max(range(len(state.row_ids)), key=lambda r: (worst[r], state.sigma_row[r]))
+        chosen = [(state.row_ids[k], 1.0)]
+        info = {"selected_by": "max over defenders of the min payoff over attackers (payoff split)"}
+    else:
+        raise ValueError(f"unknown DO evaluation target {label!r}; valid: {', '.join(DO_TARGETS)}")
+    ids = [i for i, _ in chosen]
+    models = [_load_strategy(doc, i, device) for i in ids]
+    shas = [doc["strategies"][i]["sha256"] for i in ids]
+    return Target(label, Mixture(models, [p for _, p in chosen]), ids, shas, info)
+
+
+def checkpoint_target(label: str, path: str, device: str) -> Target:
+    model, meta = classifiers.load(path, device)
+    info = {"defense": meta.get("defense"), "train_seconds": meta.get("training", {}).get("train_seconds")}
+    return Target(label, Mixture([model]), [label], [meta["sha256"]], info)
+
+
+# ----------------------------------------------------------------------------- resumable state
+
+
+class State:
+    def __init__(self, path: str | None, fingerprint: str, log) -> None:
+        self.path, self.fingerprint, self.units = (Path(path) if path else None), fingerprint, {}
+        if self.path and self.path.is_file():
+            doc = read_json(self.path)
+            if doc.get("fingerprint") != fingerprint:
+                log(f"evaluation state {self.path} was made for other models, data or attacks: "
+                    "not resuming from it, starting over")
+            else:
+                self.units = doc["units"]
+                log(f"resuming: {len(self.units)} finished attack(s) reused from {self.path}")
+
+    def get(self, key: str):
+        v = self.units.get(key)
+        return None if v is None else torch.tensor(v)
+
+    def put(self, key: str, value: torch.Tensor) -> None:
+        self.units[key] = [float(a) for a in value.cpu()]
+        if self.path:
+            write_json(self.path, {"fingerprint": self.fingerprint, "units": self.units})
+
+    def done(self) -> None:
+        if self.path:
+            self.path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- evaluators
+
+EVALUATORS: Registry = Registry("evaluator")
+
+
+@dataclass
+class Context:
+    params: Params
+    x: torch.Tensor
+    y: torch.Tensor
+    seed: int
+    device: str
+    stochastic: bool = False
+    member_cache: dict = field(default_factory=dict)
+
+
+def _attack(ctx: Context, spec, mixture: Mixture, seed_tag, eps: float | None = None):
+    tm = ctx.params.threat_model
+    return run_attack(spec, mixture, ctx.x, ctx.y, eps=tm.eps_value if eps is None else eps, norm=tm.norm,
+                      seed=runtime.derive_seed(ctx.seed, *seed_tag))
+
+
+@EVALUATORS.register("attacks")
+def eval_attacks(ctx: Context, t: Target):
+    for name, spec in ctx.params.evaluation.attacks.items():
+        yield name, lambda spec=spec, name=name: t.mixture.expected_accuracy(_attack(ctx, spec, t.mixture, (name,)), ctx.y)
+
+
+def _per_member(ctx: Context, t: Target, key: str, make_adv):
+    """Per example, the worst (for the mixture) of the perturbations computed on each member."""
+    worst = torch.ones(len(ctx.y), device=ctx.x.device)
+    for m, sha in zip(t.mixture.models, t.shas, strict=True):
+        ck = (sha, key)
+        if ck not in ctx.member_cache:  # the same member in several targets is attacked once
+            ctx.member_cache[ck] = make_adv(m, sha)
+        worst = torch.minimum(worst, t.mixture.expected_accuracy(ctx.member_cache[ck], ctx.y))
+    return worst
+
+
+@EVALUATORS.register("per_member")
+def eval_per_member(ctx: Context, t: Target):
+    if len(t.mixture.models) < 2:
+        return
+    for name in ctx.params.evaluation.per_member:
+        spec = ctx.params.evaluation.attacks[name]
+        yield f"{name}_per_member", lambda spec=spec, name=name: _per_member(
+            ctx, t, name, lambda m, sha: _attack(ctx, spec, Mixture([m]), (name, "member", sha)))
+
+
+@EVALUATORS.register("autoattack")
+def eval_autoattack(ctx: Context, t: Target):
+    cfg = ctx.params.evaluation.autoattack
+    if cfg is None:
+        return
+    tm = ctx.params.threat_model
+
+    def aa(model, tag):
+        return run_autoattack(model, ctx.x, ctx.y, eps=tm.eps_value, norm=tm.norm, cfg=cfg,
+                              seed=runtime.derive_seed(ctx.seed, "autoattack", tag), stochastic=ctx.stochastic,
+                              device=ctx.device)
+
+    single = len(t.mixture.models) == 1
+    model = t.mixture.models[0] if single else LogitAverage(t.mixture.models, t.probs)
+    yield "autoattack", lambda: t.mixture.expected_accuracy(aa(model, t.shas[0] if single else t.label), ctx.y)
+    if cfg.per_member and not single:
+        yield "autoattack_per_member", lambda: _per_member(ctx, t, "autoattack", lambda m, sha: aa(m, sha))
+
+
+def eps_curve(ctx: Context, t: Target):
+    cfg = ctx.params.evaluation.eps_curve
+    if cfg is None:
+        return
+    for e in cfg.eps:
+        v = float(parse_fraction(e))
+        yield f"curve:{e}", lambda v=v, e=e: (t.mixture.expected_accuracy(ctx.x, ctx.y) if v == 0 else
+                                              t.mixture.expected_accuracy(_attack(ctx, cfg.attack, t.mixture,
+                                                                                  ("curve", e), eps=v), ctx.y))
+
+
+# ----------------------------------------------------------------------------- the suite
+
+
+def threat_model_record(params: Params, n: int, seed: int) -> dict:
+    tm, ev = params.threat_model, params.evaluation
+    return {
+        "norm": tm.norm, "eps": tm.eps, "eps_value": tm.eps_value,
+        "attacks": {k: v.model_dump() for k, v in ev.attacks.items()},
+        "per_member": list(ev.per_member),
+        "autoattack": None if ev.autoattack is None else {**ev.autoattack.model_dump(), "package": "pyautoattack"},
+        "eps_curve": None if ev.eps_curve is None else ev.eps_curve.model_dump(),
+        "n_examples": n, "split": "test", "seed": seed,
+    }
+
+
+def evaluate(params: Params, data_path: str, label: str, out: str, *, population: str | None = None,
+             checkpoint: str | None = None, state_path: str | None = None, log=print) -> dict:
+    seed = runtime.derive_seed(params.seed, "evaluate")
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data_path, device)
+    n = len(ds.y["test"]) if params.evaluation.max_examples is None else min(params.evaluation.max_examples,
+                                                                             len(ds.y["test"]))
+    x, y = ds.x["test"][:n], ds.y["test"][:n]
+    if population is not None:
+        target = do_target(label, population, device)
+        source = population
+    elif checkpoint is not None:
+        target = checkpoint_target(label, checkpoint, device)
+        source = checkpoint
+    else:
+        raise ValueError("evaluate needs a population or a checkpoint")
+    tm_record = threat_model_record(params, n, seed)
+    fp = hashlib.sha256(json.dumps({"label": label, "members": target.shas, "probs": target.probs,
+                                    "data": ds.meta["sha256"], "threat_model": tm_record},
+                                   sort_keys=True).encode()).hexdigest()
+    state = State(state_path, fp, log)
+    ctx = Context(params, x, y, seed, device)
+    t0 = time.perf_counter()
+    checks = run_checks(target.mixture.models, x, y)
+    ctx.stochastic = checks["stochastic"]
+    for w in checks["warnings"]:
+        log(f"WARNING: {label}: {w}")
+    clean = target.mixture.expected_accuracy(x, y)
+    per_example = {}
+    units = [u for name in EVALUATORS.names() for u in EVALUATORS.get(name)(ctx, target)]
+    units += list(eps_curve(ctx, target))
+    for key, compute in units:
+        got = state.get(key)
+        if got is None:
+            t1 = time.perf_counter()
+            got = compute().detach().cpu()
+            state.put(key, got)
+            log(f"{label}: {key}: {float(got.mean()):.4f} ({time.perf_counter() - t1:.1f} s)")
+        per_example[key] = got.to(clean.device)
+    robust = {k: float(v.mean()) for k, v in per_example.items() if not k.startswith("curve:")}
+    attacked = [v for k, v in per_example.items() if not k.startswith("curve:")]
+    robust["worst_case"] = float(torch.stack([clean, *attacked]).amin(0).mean())
+    curve = [{"eps": e, "eps_value": float(parse_fraction(e)), "accuracy": float(per_example[f"curve:{e}"].mean())}
+             for e in (params.evaluation.eps_curve.eps if params.evaluation.eps_curve else [])]
+    result = {
+        "kind": "evaluation", "label": label, "seed": seed, "params": stage_params(params, "evaluate"),
+        "threat_model": tm_record,
+        "clean_accuracy": float(clean.mean()), "robust_accuracy": robust,
+        "robust_accuracy_curve": {"attack": params.evaluation.eps_curve.attack.model_dump(), "points": curve}
+        if curve else None,
+        "members": target.ids, "probs": target.probs, **target.info,
+        "checks": checks, "eval_seconds": round(time.perf_counter() - t0, 3),
+        "inputs": {p: sha256_file(p) for p in (data_path, source)},
+    }
+    write_json(out, result)
+    state.done()
+    return result
+
+
+def merge_metrics(params: Params, population_path: str, evaluations: list[str], out: str) -> dict:
+    """metrics.json: every evaluated model, the threat model, the double-oracle summary."""
+    from doracle.games.population import read_population
+
+    state, _ = read_population(population_path)
+    models, tms = {}, []
+    for path in evaluations:
+        e = read_json(path)
+        if e.get("kind") != "evaluation":
+            raise ValueError(f"{path}: not an evaluation file")
+        tms.append(e["threat_model"])
+        models[e["label"]] = {k: v for k, v in e.items() if k not in ("kind", "label", "threat_model", "params", "inputs")}
+    if any(t != tms[0] for t in tms):
+        raise ValueError("the evaluations were run under different threat models")
+    hist = state.history
+    metrics = {
+        "kind": "metrics", "experiment": params.experiment, "seed": params.seed,
+        "params": stage_params(params, "evaluate"), "threat_model": tms[0] if tms else None,
+        "models": models,
+        "double_oracle": {
+            "iterations_run": len(hist), "converged": bool(state.converged),
+            "final_gap": float(hist[-1]["gap"]) if hist else None,
+            "support_size": int((state.sigma_row > 1e-9).sum()), "value": float(state.value),
+            "gap_history": [float(h["gap"]) for h in hist], "tolerance": params.do.tolerance,
+        },
+        "warnings": [f"{label}: {w}" for label, m in models.items() for w in m["checks"]["warnings"]],
+        "inputs": {p: sha256_file(p) for p in [population_path, *evaluations]},
+    }
+    write_json(out, metrics)
+    return metrics

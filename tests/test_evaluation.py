@@ -1,0 +1,187 @@
+"""The honest evaluation suite: ARC known answer, gradient-masking checks, AutoAttack cross-check,
+resumable state."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from doracle import config, data, runtime
+from doracle.attacks import run_attack
+from doracle.config import AttackSpec
+from doracle.evaluation.checks import run_checks
+from doracle.models.mixture import Mixture
+from project import params_with
+
+
+def threshold_member(k: float, a: float, sign: float) -> nn.Module:
+    """A 1-D two-class linear classifier: logit_1 - logit_0 = sign * k * (x - a)."""
+    lin = nn.Linear(1, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.0], [sign * k]]))
+        lin.bias.copy_(torch.tensor([0.0, -sign * k * a]))
+    return lin
+
+
+def test_arc_finds_what_expected_loss_pgd_misses():
+    """A randomised ensemble where the expected-loss gradient points at the steep, unlikely member.
+
+    Member A (p = 0.7, gentle) says class 1 iff x > 0.30; member B (p = 0.3, steep) iff x < 0.55.
+    Points x in [0.50, 0.54], label 1, eps = 0.25: both boundaries are reachable but not together,
+    so the true robust accuracy is 0.3 (fool A). Expected-loss PGD follows B's steep loss and
+    reports about 0.7 (0.44 with random restarts); ARC visits A first and finds 0.3.
+    """
+    mix = Mixture([threshold_member(2.0, 0.30, +1), threshold_member(40.0, 0.55, -1)], [0.7, 0.3])
+    x = 0.50 + 0.04 * torch.rand(200, 1, generator=torch.Generator().manual_seed(0))
+    y = torch.ones(200, dtype=torch.long)
+    assert mix.expected_accuracy(x, y).mean() == 1.0
+    acc = {}
+    for name, spec in {
+        "pgd": AttackSpec(name="pgd", steps=50, rel_step_size=0.1, restarts=1, random_start=False),
+        "pgd_restarts": AttackSpec(name="pgd", steps=20, rel_step_size=0.1, restarts=2, random_start=True),
+        "arc": AttackSpec(name="arc", steps=3),
+    }.items():
+        xa = run_attack(spec, mix, x, y, eps=0.25, seed=0)
+        assert (xa - x).abs().max() <= 0.25 + 1e-6
+        acc[name] = float(mix.expected_accuracy(xa, y).mean())
+    assert acc["pgd"] >= 0.65
+    assert acc["pgd_restarts"] >= 0.35
+    assert acc["arc"] == pytest.approx(0.3, abs=1e-6)
+
+
+class Softmaxed(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x).softmax(1)
+
+
+class Rounded(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(torch.round(x * 4) / 4)  # zero input gradient almost everywhere
+
+
+class Noisy(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x + 0.01 * torch.randn_like(x))
+
+
+@pytest.mark.parametrize("wrap,warning", [
+    (Softmaxed, "probabilities"), (Rounded, "zero input gradient"), (Noisy, "not deterministic"),
+])
+def test_gradient_masking_checks_flag_what_they_should(wrap, warning):
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x, y = torch.rand(32, 1, 4, 4), torch.randint(0, 3, (32,))
+    ok = run_checks([base], x, y)
+    assert ok["warnings"] == [] and not ok["stochastic"]
+    bad = run_checks([base, wrap(base)], x, y)
+    assert len(bad["warnings"]) == 1 and warning in bad["warnings"][0] and "member 1" in bad["warnings"][0]
+    assert bad["stochastic"] == (wrap is Noisy)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A PGD-trained digits classifier saved as a real artifact."""
+    from doracle.games.adversarial import train_classifier
+
+    d = tmp_path_factory.mktemp("trained")
+    params = config.validate(params_with({"training": {"epochs": 4}, "baselines": {"methods": ["pgd_at"]}}))
+    data.prepare(params, d / "data.safetensors")
+    train_classifier(params, str(d / "data.safetensors"), str(d / "model.safetensors"), role="baseline",
+                     method="pgd_at")
+    return d
+
+
+def test_autoattack_is_at_least_as_strong_as_our_pgd_but_not_much_stronger(trained):
+    from doracle.evaluation.autoattack import run_autoattack
+    from doracle.games import classifiers
+
+    runtime.setup(0)
+    ds = data.load(trained / "data.safetensors")
+    model, _ = classifiers.load(trained / "model.safetensors")
+    x, y = ds.x["test"], ds.y["test"]
+    eps = 32 / 255
+    pgd = run_attack(AttackSpec(name="pgd", steps=20, rel_step_size=0.1, restarts=2), Mixture([model]), x, y,
+                     eps=eps, seed=0)
+    acc_pgd = float(Mixture([model]).expected_accuracy(pgd, y).mean())
+    cfg = config.AutoAttackCfg(version="custom", attacks=["apgd-ce", "apgd-t"], apgd_iterations=100,
+                               target_classes=3)
+    xa = run_autoattack(model, x, y, eps=eps, norm="linf", cfg=cfg, seed=0, stochastic=False, device="cpu")
+    assert (xa - x).abs().max() <= eps + 1e-6
+    acc_aa = float(Mixture([model]).expected_accuracy(xa, y).mean())
+    assert 0.2 < acc_pgd < 0.95, "the model should be somewhat robust for this check to mean anything"
+    assert acc_aa <= acc_pgd + 0.01, f"our PGD ({acc_pgd}) is stronger than AutoAttack ({acc_aa}): a bug?"
+    assert acc_pgd - acc_aa <= 0.05, f"our PGD ({acc_pgd}) is much weaker than AutoAttack ({acc_aa})"
+
+
+def _evaluate_cmd(d, params_file, out, state):
+    return [sys.executable, "-m", "doracle", "evaluate", "--params", str(params_file), "--data",
+            str(d / "data.safetensors"), "--model", "pgd_at", "--checkpoint", str(d / "model.safetensors"),
+            "--state", str(state), "--out", str(out)]
+
+
+def test_killed_evaluation_resumes_without_redoing_finished_attacks(trained, tmp_path):
+    p = params_with({"evaluation": {"max_examples": None,
+                                    "autoattack": {"version": "custom", "attacks": ["apgd-ce", "apgd-t"],
+                                                   "apgd_iterations": 100, "target_classes": 9}}})
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(p))
+    state, out = tmp_path / "eval.state.json", tmp_path / "eval.json"
+    proc = subprocess.Popen(_evaluate_cmd(trained, params_file, out, state), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if state.is_file() and len(json.loads(state.read_text())["units"]) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "the evaluation finished before it could be killed"
+    done = set(json.loads(state.read_text())["units"])
+    assert len(done) >= 2
+    res = subprocess.run(_evaluate_cmd(trained, params_file, out, state), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    log = res.stdout + res.stderr
+    assert f"resuming: {len(done)} finished attack(s) reused" in log
+    for key in done:  # finished attacks are not run again
+        assert f"pgd_at: {key}:" not in log
+    assert not state.exists(), "state is removed after success"
+    resumed = json.loads(out.read_text())
+    fresh_out = tmp_path / "fresh.json"
+    subprocess.run(_evaluate_cmd(trained, params_file, fresh_out, tmp_path / "other.state.json"), check=True,
+                   capture_output=True)
+    fresh = json.loads(fresh_out.read_text())
+    assert resumed["robust_accuracy"] == fresh["robust_accuracy"]
+
+
+def test_a_state_for_another_attack_set_is_refused(trained, tmp_path):
+    state, out = tmp_path / "eval.state.json", tmp_path / "eval.json"
+    state.write_text(json.dumps({"fingerprint": "made-for-something-else", "units": {"pgd": [0.0] * 360}}))
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params_with({"evaluation": {"autoattack": None, "eps_curve": None}})))
+    res = subprocess.run(_evaluate_cmd(trained, params_file, out, state), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "not resuming from it, starting over" in res.stdout + res.stderr
+    r = json.loads(out.read_text())
+    assert r["robust_accuracy"]["pgd"] > 0.0  # the stale all-zero unit was not used
+    assert set(r["robust_accuracy"]) == {"fgsm", "pgd", "arc", "worst_case"}
+    assert r["threat_model"]["eps"] == "32/255" and r["threat_model"]["n_examples"] == 60
