@@ -23,10 +23,15 @@ def test_defense_trains_without_nan_and_reduces_its_loss(name, toy_data):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
     p = config.validate({"training": {"lr": 0.01}})
-    stats = train(model, make_defense(name, p), x, y, p.training, epochs=8, seed=0)
+    defense = make_defense(name, p)
+    clean_before = nn.functional.cross_entropy(model(x), y).item()
+    stats = train(model, defense, x, y, p.training, epochs=8, seed=0)
     h = stats["loss_history"]
     assert all(torch.isfinite(torch.tensor(h)))
-    assert h[-1] < h[0]
+    assert nn.functional.cross_entropy(model(x), y).item() < clean_before
+    if not defense.adversary_learns:  # L2L's loss is against an attacker that improves as it trains
+        assert h[-1] < h[0]
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 def test_opponent_perturbations_enter_the_loss(toy_data):
@@ -41,3 +46,117 @@ def test_opponent_perturbations_enter_the_loss(toy_data):
         train(m, d, x, y, p.training, epochs=1, seed=0, opponents=opp, opponent_probs=[1.0], opponent_weight=w)
         nets.append(m[1].weight.detach().clone())
     assert not torch.allclose(nets[0], nets[1])
+
+
+# ----------------------------------------------------------------------------- method-specific
+
+
+def test_trades_natural_term_uses_clean_inputs(toy_data):
+    x, y = toy_data
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    p = config.validate({"defenses": {"trades": {"options": {"beta": 0.0}}}})
+    d = make_defense("trades", p)
+    gen = torch.Generator().manual_seed(0)
+    # with beta = 0 the loss is exactly the natural term: CE on the clean batch
+    assert d.loss(model, x, y, gen).item() == pytest.approx(nn.functional.cross_entropy(model(x), y).item(), abs=1e-7)
+    d6 = make_defense("trades", config.validate({}))
+    assert d6.opts.beta == 6.0
+    assert d6.loss(model, x, y, gen) > d.loss(model, x, y, gen)
+
+
+def test_fgsm_rs_starts_inside_the_ball_and_steps_1_25_eps():
+    from doracle.attacks import ATTACKS
+    from doracle.attacks.base import random_start
+    from doracle.models.mixture import Mixture
+
+    p = config.validate({})
+    d = make_defense("fgsm_rs", p)
+    assert d.attack.random_start and d.attack.rel_step_size == 1.25 and d.lr_schedule == "cyclic"
+    x = torch.full((512, 1, 4, 4), 0.5)
+    gen = torch.Generator().manual_seed(0)
+    d0 = random_start(x, d.eps, "linf", gen)
+    assert d0.abs().max() <= d.eps + 1e-7 and d0.abs().max() > 0.9 * d.eps  # uniform in the ball
+    assert abs(float(d0.mean())) < 0.05 * d.eps
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    y = torch.zeros(512, dtype=torch.long)
+    xa = ATTACKS.get("fgsm")(Mixture([m]), x, y, eps=d.eps, norm="linf", spec=d.attack, generator=gen)
+    delta = xa - x
+    assert delta.abs().max() <= d.eps + 1e-6
+    # a 1.25 eps step from a random start: clipped at the ball's surface for most coordinates
+    assert (delta.abs() > d.eps - 1e-6).float().mean() > 0.5
+    plain = ATTACKS.get("fgsm")(Mixture([m]), x, y, eps=d.eps, norm="linf",
+                                spec=d.attack.model_copy(update={"random_start": False}), generator=gen)
+    assert not torch.equal(xa, plain)
+
+
+def test_cyclic_schedule_rises_then_falls():
+    from doracle.defenses.training import cyclic_lr
+
+    lrs = [cyclic_lr(s, 100, 0.2) for s in range(1, 101)]
+    assert max(lrs) == pytest.approx(0.2) and lrs.index(max(lrs)) == 39 and lrs[-1] == 0.0
+    assert all(a <= b for a, b in zip(lrs[:40], lrs[1:40], strict=False))
+
+
+def test_amp_perturbation_is_norm_bounded_and_changes_the_update(toy_data):
+    from doracle.defenses.amp import AMP
+
+    x, y = toy_data
+
+    def fresh():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+
+    def closure_for(m, opt):
+        def closure():
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(m(x), y)
+            loss.backward()
+            return loss
+        return closure
+
+    m_sgd, m_amp = fresh(), fresh()
+    sgd = torch.optim.SGD(m_sgd.parameters(), lr=0.1)
+    sgd.step(closure_for(m_sgd, sgd))
+    amp = AMP(torch.optim.SGD(m_amp.parameters(), lr=0.1), eps=0.05, inner_lr=10.0, inner_steps=2)
+    before = [p.detach().clone() for p in m_amp.parameters()]
+    amp.step(closure_for(m_amp, amp))
+    assert all(n <= 0.05 + 1e-6 for n in amp.last_perturbation_norms)
+    assert max(amp.last_perturbation_norms) == pytest.approx(0.05, rel=1e-4)  # large zeta: on the sphere
+    assert any(not torch.allclose(a, b) for a, b in zip(m_sgd.parameters(), m_amp.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(before, m_amp.parameters(), strict=True))
+    # works with an LR scheduler on the wrapper
+    sched = torch.optim.lr_scheduler.StepLR(amp, step_size=1, gamma=0.5)
+    sched.step()
+    assert amp.base.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_dale_dual_variable_stays_nonnegative_and_moves_the_right_way(toy_data):
+    x, y = toy_data
+    p = config.validate({"training": {"lr": 0.01}})
+    for rho, direction in ((10.0, "down"), (0.0, "up")):
+        q = config.validate({**p.model_dump(), "defenses": {"dale": {"options": {"rho": rho, "eta_nu": 0.5, "nu0": 0.3}}}})
+        d = make_defense("dale", q)
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+        stats = train(m, d, x, y, q.training, epochs=2, seed=0)["method"]
+        assert stats["nu_min"] >= 0.0
+        if direction == "down":  # clean CE < rho: the constraint is slack, nu falls to 0 and stays (no crash)
+            assert stats["nu_final"] == 0.0
+        else:  # clean CE > rho = 0: nu grows
+            assert stats["nu_final"] > 0.3
+
+
+def test_l2l_attacker_increases_the_classifiers_loss():
+    from doracle.attacks.l2l import new_attacker, train_attacker
+    from doracle.models.mixture import Mixture
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    for p in m.parameters():
+        p.requires_grad_(False)
+    x, y = torch.rand(128, 1, 4, 4), torch.randint(0, 3, (128,))
+    net = new_attacker(1, 16, torch.Generator().manual_seed(0), "cpu")
+    h = train_attacker(net, Mixture([m]), x, y, eps=0.1, norm="linf", steps=60, lr=1e-2)
+    assert sum(h[-5:]) / 5 > sum(h[:5]) / 5 + 0.01

@@ -36,7 +36,12 @@ def test_dry_run_jobs_equal_dvc_stages():
     jobs = dry_run_jobs(ROOT)
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": set(s.get("deps", []))} for s in stages.values()}
-    assert len(jobs) == 1 + 1 + 2 + 1 + 5 * 5 + 3 + 2 + 1 + 1
+    from doracle import config
+
+    p = config.load(ROOT / "params.yaml")
+    k, t = len(p.baselines.methods), p.do.iterations
+    # data, base, k baselines, init, 5 per iteration, 3 DO evaluations, k baseline evaluations, metrics, report
+    assert len(jobs) == 1 + 1 + k + 1 + 5 * t + 3 + k + 1 + 1
     assert jobs == dvc
 
 

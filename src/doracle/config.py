@@ -90,6 +90,7 @@ class Training(_Strict):
     lr: Annotated[float, Field(gt=0.0)] = 1e-3
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+    lr_schedule: Literal["constant", "cyclic"] = "constant"
 
 
 class AttackSpec(_Strict):
@@ -103,9 +104,13 @@ class AttackSpec(_Strict):
 
 
 class DefenseSpec(_Strict):
-    """Options of a defense method; ``attack`` is its own (white-box) training attack."""
+    """A defense method's settings: ``attack`` is its own (white-box) training attack, ``options``
+    its method-specific knobs (checked against doracle.defenses.options), ``lr_schedule`` overrides
+    training.lr_schedule for this method."""
 
     attack: AttackSpec | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    lr_schedule: Literal["constant", "cyclic"] | None = None
 
 
 class Base(_Strict):
@@ -235,10 +240,10 @@ class Params(_Strict):
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def _format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        loc = prefix + (".".join(str(p) for p in e["loc"]) or "<top level>")
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -290,10 +295,16 @@ def check_names(params: Params) -> None:
     defense(params.do.defender.defense, "do.defender.defense")
     for i, m in enumerate(params.baselines.methods):
         defense(m, f"baselines.methods[{i}]")
+    from doracle.defenses.options import OPTIONS
+
     for name, spec in params.defenses.items():
         defense(name, f"defenses.{name}")
         if spec.attack:
             attack(spec.attack, f"defenses.{name}.attack")
+        try:
+            OPTIONS[name].model_validate(spec.options)
+        except ValidationError as err:
+            raise ConfigError(_format_errors(err, "params", prefix=f"defenses.{name}.options.")) from None
     attack(params.do.attacker.attack, "do.attacker.attack")
     for name, spec in params.evaluation.attacks.items():
         attack(spec, f"evaluation.attacks.{name}")

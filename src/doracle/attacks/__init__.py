@@ -12,6 +12,8 @@ ATTACKS: Registry = Registry("attack", lazy={
     "fgsm": "doracle.attacks.pgd",
     "pgd": "doracle.attacks.pgd",
     "arc": "doracle.attacks.arc",
+    "langevin": "doracle.attacks.langevin",
+    "l2l": "doracle.attacks.l2l",
 })
 
 

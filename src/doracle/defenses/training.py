@@ -18,6 +18,14 @@ def make_optimizer(model, cfg: Training):
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+def cyclic_lr(step: int, total: int, peak: float) -> float:
+    """Triangular one-cycle schedule (Wong et al. 2020): 0 -> peak at 2/5 of training -> 0."""
+    top = max(1, int(0.4 * total))
+    if step <= top:
+        return peak * step / top
+    return peak * max(0.0, (total - step) / max(1, total - top))
+
+
 def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: int,
           opponents: torch.Tensor | None = None, opponent_probs=None, opponent_weight: float = 0.0,
           desc: str = "train") -> dict:
@@ -29,7 +37,10 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
     ``(1 - w) * defense_loss + w * CE(f(x_opp), y)`` with ``w = opponent_weight``.
     """
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    opt = make_optimizer(model, cfg)
+    opt = defense.make_optimizer(model, make_optimizer(model, cfg))
+    schedule = defense.lr_schedule or cfg.lr_schedule
+    steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
+    total_steps, step = epochs * steps_per_epoch, 0
     use_opp = opponents is not None and opponent_weight > 0 and len(opponents) > 0
     if use_opp:
         probs = torch.as_tensor(opponent_probs, dtype=torch.float32)
@@ -38,28 +49,39 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
     t0 = time.perf_counter()
     model.train()
     bar = tqdm(range(epochs), desc=desc, unit="epoch", mininterval=1.0)
-    for _epoch in bar:
+    for epoch in bar:
         perm = torch.randperm(n, generator=gen).to(x.device)
         total, batches = 0.0, 0
         for s in range(0, n, cfg.batch_size):
             idx = perm[s:s + cfg.batch_size]
             xb, yb = x[idx], y[idx]
-            loss = defense.loss(model, xb, yb, gen)
+            x_opp = None
             if use_opp:
                 pick = torch.multinomial(probs, len(idx), replacement=True, generator=gen).to(x.device)
                 x_opp = opponents[pick, idx]
-                loss = (1 - opponent_weight) * loss + opponent_weight * F.cross_entropy(model(x_opp), yb)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: non-finite training loss at epoch {_epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if schedule == "cyclic":
+                for g in opt.param_groups:
+                    g["lr"] = cyclic_lr(step + 1, total_steps, cfg.lr)
+
+            def closure(xb=xb, yb=yb, x_opp=x_opp, epoch=epoch):
+                opt.zero_grad(set_to_none=True)
+                loss = defense.loss(model, xb, yb, gen)
+                if x_opp is not None:
+                    loss = (1 - opponent_weight) * loss + opponent_weight * F.cross_entropy(model(x_opp), yb)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{desc}: non-finite training loss at epoch {epoch}")
+                loss.backward()
+                return loss
+
+            loss = opt.step(closure)
+            step += 1
             total += float(loss.detach())
             batches += 1
         history.append(total / max(batches, 1))
         bar.set_postfix(loss=f"{history[-1]:.4f}")
     model.eval()
-    return {"loss_history": history, "train_seconds": time.perf_counter() - t0, "epochs": epochs}
+    return {"loss_history": history, "train_seconds": time.perf_counter() - t0, "epochs": epochs,
+            "lr_schedule": schedule, "method": defense.stats()}
 
 
 @torch.no_grad()

@@ -275,7 +275,7 @@ def merge_metrics(params: Params, population_path: str, evaluations: list[str], 
     """metrics.json: every evaluated model, the threat model, the double-oracle summary."""
     from doracle.games.population import read_population
 
-    state, _ = read_population(population_path)
+    state, doc = read_population(population_path)
     models, tms = {}, []
     for path in evaluations:
         e = read_json(path)
@@ -286,6 +286,15 @@ def merge_metrics(params: Params, population_path: str, evaluations: list[str], 
     if any(t != tms[0] for t in tms):
         raise ValueError("the evaluations were run under different threat models")
     hist = state.history
+    # the DO's training cost: every defender best response (and the base model) it trained
+    train_s = 0.0
+    for ref in doc["all_strategies"].values():
+        if ref["player"] == "defender":
+            side = read_json(Path(ref["path"]).with_suffix(".json"))
+            train_s += float(side.get("training", {}).get("train_seconds", 0.0))
+    if "do_mixture" in models:
+        models["do_mixture"]["train_seconds"] = round(train_s, 3)
+        models["do_mixture"]["train_seconds_note"] = "all DO defender best responses and the base model"
     metrics = {
         "kind": "metrics", "experiment": params.experiment, "seed": params.seed,
         "params": stage_params(params, "evaluate"), "threat_model": tms[0] if tms else None,

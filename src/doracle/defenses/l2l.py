@@ -1,0 +1,49 @@
+"""L2L training (Jiang et al., AISTATS 2021): classifier and attacker network trained jointly.
+
+Per batch: delta = g(x, normalised grad); the classifier takes an SGD/Adam step on CE(f(x + delta))
+(robust loss only); the attacker an Adam step (attacker_lr, 1e-3 in the paper) on -CE. Here the
+attacker steps first, against the classifier before its update, on the same delta the classifier
+then trains on (the order within a batch is a detail the paper's code does not pin down).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from doracle.attacks.l2l import new_attacker, perturb
+from doracle.defenses import DEFENSES
+from doracle.defenses.base import Defense
+from doracle.models.mixture import Mixture, eval_mode
+
+
+@DEFENSES.register("l2l")
+class L2L(Defense):
+    name = "l2l"
+    adversary_learns = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.net = None
+        self.opt = None
+        self.attacker_losses: list[float] = []
+
+    def loss(self, model, x, y, gen):
+        if self.net is None:
+            self.net = new_attacker(x.shape[1], self.opts.width, gen, x.device)
+            self.opt = torch.optim.Adam(self.net.parameters(), lr=self.opts.attacker_lr)
+        with eval_mode([model]):
+            delta = perturb(self.net, Mixture([model]), x, y, eps=self.eps, norm=self.norm,
+                            two_step=self.opts.two_step)
+            att = F.cross_entropy(model(x + delta), y)
+            grads = torch.autograd.grad(-att, list(self.net.parameters()))
+        for p, g in zip(self.net.parameters(), grads, strict=True):
+            p.grad = g
+        self.opt.step()
+        self.attacker_losses.append(float(att.detach()))
+        return F.cross_entropy(model(x + delta.detach()), y)
+
+    def stats(self) -> dict:
+        h = self.attacker_losses
+        k = max(1, len(h) // 10)
+        return {"attacker_ce_first": sum(h[:k]) / k if h else None, "attacker_ce_last": sum(h[-k:]) / k if h else None}
