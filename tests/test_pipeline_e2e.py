@@ -227,7 +227,7 @@ def test_attacker_families_as_double_oracle_best_responses(snake, tmp_path, atta
 @pytest.mark.parametrize("defense", ["trades", "dale", "amp", "l2l", "local_ball", "fgsm_rs"])
 def test_every_method_is_a_defender_oracle(snake, tmp_path, defense):
     proj, _ = snake
-    params = params_with({"do": {"defender": {"defense": defense, "epochs": 1}}})
+    params = params_with({"do": {"defender": {"defense": defense, "epochs": 3}}})
     pf = tmp_path / "params.yaml"
     pf.write_text(yaml.safe_dump(params))
     res = proj / "results" / EXP

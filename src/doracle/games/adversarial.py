@@ -16,6 +16,7 @@ Each function below is one pipeline job; the CLI wraps them, Snakemake and DVC s
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -41,26 +42,37 @@ def _data_ref(ds: Dataset) -> dict:
 # ----------------------------------------------------------------------------- classifiers
 
 
-def train_classifier(params: Params, data_path: str, out: str, *, role: str, method: str) -> dict:
-    """Train the base model (``role='base'``) or a baseline (``role='baseline'``) with ``method``."""
+def _train_and_save(params: Params, ds: Dataset, out: str, *, defense: str, epochs: int, seed: int, device: str,
+                    inputs: list[str], stage_keys: dict, desc: str, **extra) -> dict:
+    """Train a fresh classifier with ``defense`` (``extra`` may carry the DO opponent term), save it
+    with its metadata, return the metadata."""
     from doracle.defenses import make_defense
     from doracle.defenses.training import accuracy, train
 
+    opponent = extra.pop("opponent", None)
+    model = classifiers.new_classifier(params.model.arch, ds, device)
+    kwargs = {} if opponent is None else {"opponents": opponent["tensors"], "opponent_probs": opponent["probs"],
+                                          "opponent_weight": opponent["weight"]}
+    stats = train(model, make_defense(defense, params), ds.x["train"], ds.y["train"], params.training,
+                  epochs=epochs, seed=seed, desc=desc, **kwargs)
+    stats["train_accuracy"] = accuracy(model, ds.x["train"], ds.y["train"])
+    if opponent is not None:
+        extra["opponent"] = {k: opponent[k] for k in ("ids", "probs", "weight")}
+    meta = artifacts.metadata("classifier", params=stage_keys, seed=seed, inputs=inputs, defense=defense,
+                              arch=params.model.arch, data=_data_ref(ds), training=stats, device=device, **extra)
+    classifiers.save(out, model, meta)
+    return meta
+
+
+def train_classifier(params: Params, data_path: str, out: str, *, role: str, method: str) -> dict:
+    """Train the base model (``role='base'``) or a baseline (``role='baseline'``) with ``method``."""
     seed = runtime.derive_seed(params.seed, role, method)
     device = runtime.setup(seed, params.device, params.threads)
     ds = load_dataset(data_path, device)
-    model = classifiers.new_classifier(params.model.arch, ds, device)
     cfg = params.base if role == "base" else params.baselines
-    epochs = cfg.epochs or params.training.epochs
-    stats = train(model, make_defense(method, params), ds.x["train"], ds.y["train"], params.training,
-                  epochs=epochs, seed=seed, desc=f"{role} {method}")
-    stats["train_accuracy"] = accuracy(model, ds.x["train"], ds.y["train"])
-    meta = artifacts.metadata(
-        "classifier", params=stage_params(params, "train", role), seed=seed, inputs=[data_path],
-        role=role, defense=method, arch=params.model.arch, data=_data_ref(ds), training=stats, device=device,
-    )
-    classifiers.save(out, model, meta)
-    return meta
+    return _train_and_save(params, ds, out, defense=method, epochs=cfg.epochs or params.training.epochs, seed=seed,
+                           device=device, inputs=[data_path], stage_keys=stage_params(params, "train", role),
+                           desc=f"{role} {method}", role=role)
 
 
 # ----------------------------------------------------------------------------- population state
@@ -134,47 +146,40 @@ def _skip(out: str, reason: str, params: Params, stage: str) -> None:
 # ----------------------------------------------------------------------------- best responses
 
 
-def best_response_defender(params: Params, data_path: str, state_path: str, iteration: int, out: str) -> dict:
-    from doracle.defenses import make_defense
-    from doracle.defenses.training import accuracy, train
-
+def _best_response_setup(params: Params, data_path: str, state_path: str, iteration: int, out: str, stage: str):
+    """(state, doc, seed, device, dataset), or None after writing a pass-through once converged."""
     state, doc = read_population(state_path)
     if state.converged:
-        _skip(out, f"converged at iteration {state.iteration}", params, "best_response_defender")
-        return {"skipped": True}
-    seed = runtime.derive_seed(params.seed, "best_response_defender", iteration)
+        _skip(out, f"converged at iteration {state.iteration}", params, stage)
+        return None
+    seed = runtime.derive_seed(params.seed, stage, iteration)
     device = runtime.setup(seed, params.device, params.threads)
-    ds = load_dataset(data_path, device)
+    return state, doc, seed, device, load_dataset(data_path, device)
+
+
+def best_response_defender(params: Params, data_path: str, state_path: str, iteration: int, out: str) -> dict:
+    ctx = _best_response_setup(params, data_path, state_path, iteration, out, "best_response_defender")
+    if ctx is None:
+        return {"skipped": True}
+    state, doc, seed, device, ds = ctx
     ids = [c for c, p in zip(state.col_ids, state.sigma_col, strict=True) if p > 1e-9]
     probs = [float(p) for p in state.sigma_col if p > 1e-9]
-    opponents = torch.stack([_load_strategy(doc, c, device)["x_train"] for c in ids])
     cfg = params.do.defender
-    model = classifiers.new_classifier(params.model.arch, ds, device)
-    stats = train(model, make_defense(cfg.defense, params), ds.x["train"], ds.y["train"], params.training,
-                  epochs=cfg.epochs or params.training.epochs, seed=seed, opponents=opponents,
-                  opponent_probs=probs, opponent_weight=cfg.opponent_weight, desc=f"it{iteration:03d} defender")
-    stats["train_accuracy"] = accuracy(model, ds.x["train"], ds.y["train"])
-    meta = artifacts.metadata(
-        "classifier", params=stage_params(params, "best_response_defender"), seed=seed,
-        inputs=[data_path, state_path], role="do_defender", iteration=iteration, defense=cfg.defense,
-        arch=params.model.arch, data=_data_ref(ds), training=stats, device=device,
-        opponent={"ids": ids, "probs": probs, "weight": cfg.opponent_weight},
-    )
-    classifiers.save(out, model, meta)
-    return meta
+    opponent = {"ids": ids, "probs": probs, "weight": cfg.opponent_weight,
+                "tensors": torch.stack([_load_strategy(doc, c, device)["x_train"] for c in ids])}
+    return _train_and_save(params, ds, out, defense=cfg.defense, epochs=cfg.epochs or params.training.epochs,
+                           seed=seed, device=device, inputs=[data_path, state_path],
+                           stage_keys=stage_params(params, "best_response_defender"),
+                           desc=f"it{iteration:03d} defender", role="do_defender", iteration=iteration,
+                           opponent=opponent)
 
 
 def best_response_attacker(params: Params, data_path: str, state_path: str, iteration: int, out: str) -> dict:
-    state, doc = read_population(state_path)
-    if state.converged:
-        _skip(out, f"converged at iteration {state.iteration}", params, "best_response_attacker")
+    ctx = _best_response_setup(params, data_path, state_path, iteration, out, "best_response_attacker")
+    if ctx is None:
         return {"skipped": True}
-    seed = runtime.derive_seed(params.seed, "best_response_attacker", iteration)
-    device = runtime.setup(seed, params.device, params.threads)
-    ds = load_dataset(data_path, device)
+    state, doc, seed, device, ds = ctx
     mixture, ids = _mixture(doc, state.row_ids, state.sigma_row, device)
-    import time
-
     t0 = time.perf_counter()
     tensors, info = _craft_attacker(params, ds, mixture, ids, mixture.probs, seed)
     info["attack_seconds"] = time.perf_counter() - t0
