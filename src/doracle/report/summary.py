@@ -59,18 +59,22 @@ def plot_meta(history: list[dict], path: Path) -> None:
 def plot_curve(models: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name, r in models.items():
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    colors = plt.cm.tab20.colors
+    for k, (name, r) in enumerate(models.items()):
         curve = r.get("robust_accuracy_curve")
         if not curve:
             continue
         pts = curve["points"]
-        ax.plot([p["eps_value"] * 255 for p in pts], [p["accuracy"] for p in pts], marker="o", label=name)
+        do = name.startswith("do_")  # the DO models stand out: thick solid lines
+        ax.plot([p["eps_value"] * 255 for p in pts], [p["accuracy"] for p in pts], marker="o",
+                color=colors[(2 * k) % 20 if k < 10 else (2 * k + 1) % 20], lw=2.4 if do else 1.2,
+                ls="-" if do else "--", label=name)
     ax.set_xlabel("eps (x 1/255)")
     ax.set_ylabel("robust accuracy (exact expectation)")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("accuracy under PGD as a function of eps")
     _savefig(fig, path)
     plt.close(fig)
