@@ -200,42 +200,37 @@ def test_snakemake_jobs_and_dvc_stages_never_drift(snake):
     assert jobs == dvc
 
 
+def best_response(proj, tmp_path, player: str, overrides: dict) -> dict:
+    """Run one real best-response job on iteration 1's state with params changed by ``overrides``."""
+    pf = tmp_path / "params.yaml"
+    pf.write_text(yaml.safe_dump(params_with(overrides)))
+    res = proj / "results" / EXP
+    out = tmp_path / f"{player}.safetensors"
+    run([sys.executable, "-m", "doracle", "do", "best-response", "--player", player, "--params", str(pf),
+         "--data", str(res / "data/dataset.safetensors"), "--state", str(res / "do/it001/population.json"),
+         "--iteration", "2", "--out", str(out)], proj)
+    return {"meta": json.loads(out.with_suffix(".json").read_text()), "path": out}
+
+
 @pytest.mark.parametrize("attack", ["langevin", "l2l", "arc"])
 def test_attacker_families_as_double_oracle_best_responses(snake, tmp_path, attack):
     """Any registered attack is an attacker strategy family: its best response against the
     defender mixture is cached like PGD's and stays inside the threat model."""
     from safetensors.torch import load_file
 
-    proj, _ = snake
-    params = params_with({"do": {"attacker": {"attack": {"name": attack, "steps": 20, "rel_step_size": 0.25,
-                                                         "restarts": 1, "random_start": True}}}})
-    pf = tmp_path / "params.yaml"
-    pf.write_text(yaml.safe_dump(params))
-    res = proj / "results" / EXP
-    out = tmp_path / "a.safetensors"
-    run([sys.executable, "-m", "doracle", "do", "best-response", "--player", "attacker", "--params", str(pf),
-         "--data", str(res / "data/dataset.safetensors"), "--state", str(res / "do/it001/population.json"),
-         "--iteration", "2", "--out", str(out)], proj)
-    meta = json.loads(out.with_suffix(".json").read_text())
+    spec = {"name": attack, "steps": 20, "rel_step_size": 0.25, "restarts": 1, "random_start": True}
+    out = best_response(snake[0], tmp_path, "attacker", {"do": {"attacker": {"attack": spec}}})
+    meta = out["meta"]
     assert meta["attack"]["name"] == attack and meta["nan_count"] == 0
     assert meta["max_perturbation"] <= 32 / 255 + 1e-6
     assert meta["target_expected_accuracy_payoff"] < 0.95  # it attacks
-    t = load_file(out)
+    t = load_file(out["path"])
     assert set(t) == {"x_train", "x_payoff"} and t["x_payoff"].min() >= 0 and t["x_payoff"].max() <= 1
 
 
 @pytest.mark.parametrize("defense", ["trades", "dale", "amp", "l2l", "local_ball", "fgsm_rs"])
 def test_every_method_is_a_defender_oracle(snake, tmp_path, defense):
-    proj, _ = snake
-    params = params_with({"do": {"defender": {"defense": defense, "epochs": 3}}})
-    pf = tmp_path / "params.yaml"
-    pf.write_text(yaml.safe_dump(params))
-    res = proj / "results" / EXP
-    out = tmp_path / "d.safetensors"
-    run([sys.executable, "-m", "doracle", "do", "best-response", "--player", "defender", "--params", str(pf),
-         "--data", str(res / "data/dataset.safetensors"), "--state", str(res / "do/it001/population.json"),
-         "--iteration", "2", "--out", str(out)], proj)
-    meta = json.loads(out.with_suffix(".json").read_text())
+    meta = best_response(snake[0], tmp_path, "defender", {"do": {"defender": {"defense": defense, "epochs": 3}}})["meta"]
     assert meta["defense"] == defense and meta["opponent"]["ids"]
     assert all(v == v for v in meta["training"]["loss_history"])  # no NaN
     assert meta["training"]["train_accuracy"] > 0.3

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import yaml
 
+from doracle import artifacts
 from doracle.config import Params
 
 PARAMS_FILE = "params.yaml"
@@ -114,7 +115,8 @@ DO_TARGETS = ("do_mixture", "do_best_member", "do_uniform")
 
 
 def sidecar(path: str) -> str:
-    return str(Path(path).with_suffix(".json"))
+    """The JSON sidecar of an artifact path (or pattern), as Snakemake and DVC want it: a string."""
+    return str(artifacts.sidecar(path))
 
 
 def log_path(output: str) -> str:
