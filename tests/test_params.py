@@ -20,6 +20,9 @@ BAD = [
     ({"do": {"meta_solver": "simplex"}}, "do.meta_solver: unknown meta-solver 'simplex'"),
     ({"data": {"splits": {"train": 0.5, "payoff": 0.2, "test": 0.2}}}, "data.splits"),
     ({"model": {"arch": "no_such_net"}}, "model.arch: unknown model 'no_such_net'"),
+    ({"defenses": {"trades": {"options": {"betta": 1}}}}, "defenses.trades.options.betta: unknown key"),
+    ({"defenses": {"dale": {"options": {"variant": "cauchy"}}}}, "defenses.dale.options.variant"),
+    ({"evaluation": {"per_member": ["apgd"]}}, "per_member names 'apgd'"),
 ]
 
 
