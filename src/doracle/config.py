@@ -217,12 +217,6 @@ class Params(_Strict):
             raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {v!r}")
         return v
 
-    @model_validator(mode="after")
-    def _cross(self):
-        if self.do.capacity < 1:
-            raise ValueError("do.capacity must be >= 1")
-        return self
-
     def stage(self, *keys: str) -> dict:
         """The resolved sub-tree of params a stage reads (dotted keys), as plain JSON."""
         full = self.model_dump(mode="json")

@@ -49,7 +49,7 @@ def cmd_solve_game(args) -> int:
 
 
 def cmd_do_demo(args) -> int:
-    from doracle.engine import MatrixGame, run_double_oracle
+    from doracle.engine import MatrixGame, run_double_oracle, solve
 
     if args.file:
         a = read_matrix_csv(args.file)
@@ -67,8 +67,6 @@ def cmd_do_demo(args) -> int:
 
     st = run_double_oracle(game, iterations=args.iterations, tolerance=args.tolerance, solver=args.solver,
                            pruners=args.prune, prune_options={"capacity": args.capacity}, callback=show)
-    from doracle.engine import solve
-
     full = solve(a, "lp").value
     print(json.dumps({"iterations": st.iteration, "converged": st.converged, "value": st.value,
                       "full_game_value": full, "payoff_evaluations": game.evaluations,

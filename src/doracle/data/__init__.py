@@ -104,10 +104,6 @@ class Dataset:
     meta: dict
 
     @property
-    def num_classes(self) -> int:
-        return int(self.meta["num_classes"])
-
-    @property
     def shape(self) -> tuple[int, int, int]:
         c, h, w = self.meta["shape"]
         return c, h, w

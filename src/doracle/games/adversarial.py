@@ -203,8 +203,7 @@ def payoff(params: Params, data_path: str, state_path: str, iteration: int, defe
                          "payoff": state.payoff.tolist(), "stderr": doc["payoff_stderr"], "n": doc["payoff_n"],
                          "cells_evaluated": 0, "strategies": doc["all_strategies"]})
         return {"skipped": True}
-    runtime.setup(0, params.device, params.threads)
-    device = runtime.resolve_device(params.device)
+    device = runtime.setup(0, params.device, params.threads)
     ds = load_dataset(data_path, device)
     strategies = dict(doc["all_strategies"])
     strategies[new_row] = _strategy(defender, "defender", iteration=iteration)
