@@ -185,3 +185,73 @@ def test_a_state_for_another_attack_set_is_refused(trained, tmp_path):
     assert r["robust_accuracy"]["pgd"] > 0.0  # the stale all-zero unit was not used
     assert set(r["robust_accuracy"]) == {"fgsm", "pgd", "arc", "worst_case"}
     assert r["threat_model"]["eps"] == "32/255" and r["threat_model"]["n_examples"] == 60
+
+
+def bn_member(seed: int) -> nn.Module:
+    """A small classifier with BatchNorm and dropout, in eval mode as loaded artifacts are."""
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(),
+                      nn.Linear(4 * 8 * 8, 10))
+    with torch.no_grad():  # non-trivial running statistics, so an overwrite shows
+        m[1].running_mean.uniform_(-0.1, 0.1)
+        m[1].running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+def test_the_whole_suite_leaves_members_modes_and_batchnorm_statistics_unchanged():
+    """A mixture of BatchNorm/dropout members through every evaluator (AutoAttack on the
+    logit-averaged ensemble included): no member ends in train mode, no running statistic moves."""
+    from doracle.evaluation.suite import State, Target, run_suite
+
+    params = config.validate(params_with({"evaluation": {"max_examples": 16}}))
+    members = [bn_member(0), bn_member(1)]
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in members]
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(1))
+    target = Target("mix", Mixture(members, [0.6, 0.4]), ["a", "b"], ["sha-a", "sha-b"])
+    out = run_suite(params, target, x, y, seed=0, device="cpu", state=State(None, "fp", print), log=lambda *_: None)
+    assert {"autoattack", "autoattack_per_member", "pgd_per_member", "arc"} <= set(out["robust_accuracy"])
+    for m, b in zip(members, before, strict=True):
+        assert not any(sub.training for sub in m.modules()), "a member was left in train mode"
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, b[k]), f"buffer {k} changed during evaluation"
+
+
+def test_eval_mode_restores_each_submodule_of_a_wrapper_built_in_train_mode():
+    from doracle.models.mixture import eval_mode
+
+    members = [bn_member(0), bn_member(1).train()]
+    wrapper = nn.ModuleList(members)  # built in train mode, like any fresh nn.Module
+    assert wrapper.training
+    with eval_mode([wrapper]):
+        assert not any(m.training for m in wrapper.modules())
+    assert wrapper.training and not members[0].training and members[1].training
+
+
+def test_custom_autoattack_budget_reaches_apgds_step_size_schedule():
+    from pyautoattack.autopgd_base import APGDAttack
+
+    from doracle.evaluation.autoattack import build_autoattack
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    for iters in (10, 25, 250):
+        cfg = config.AutoAttackCfg(version="custom", attacks=["apgd-ce", "apgd-t"], apgd_iterations=iters,
+                                   target_classes=2)
+        aa = build_autoattack(model, eps=0.1, norm="linf", cfg=cfg, seed=0, stochastic=False, device="cpu")
+        ref = APGDAttack(model, n_iter=iters, eps=0.1)  # the schedule APGD sizes for `iters` iterations
+        for attack in (aa.apgd, aa.apgd_targeted):
+            assert attack.n_iter == iters
+            assert (attack.n_iter_2, attack.n_iter_min, attack.size_decr) == \
+                (ref.n_iter_2, ref.n_iter_min, ref.size_decr)
+        assert aa.apgd_targeted.n_target_classes == 2 and aa.apgd.n_restarts == 1
+
+
+@pytest.mark.gpu
+def test_the_probabilities_check_runs_on_the_models_device():
+    """On CUDA the check used to build a CPU tensor next to the outputs and crash in exactly the
+    case it should warn about."""
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).to("cuda")
+    x, y = torch.rand(32, 1, 4, 4, device="cuda"), torch.randint(0, 3, (32,), device="cuda")
+    bad = run_checks([Softmaxed(base)], x, y)
+    assert len(bad["warnings"]) == 1 and "probabilities" in bad["warnings"][0]

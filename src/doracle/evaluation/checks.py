@@ -21,7 +21,7 @@ def run_checks(models, x: torch.Tensor, y: torch.Tensor, n: int = 128) -> dict:
         for k, m in enumerate(models):
             with torch.no_grad():
                 a, b = m(x), m(x)
-            probs_like = bool(((a >= 0) & (a <= 1)).all() and torch.allclose(a.sum(1), torch.ones(len(a)), atol=1e-3))
+            probs_like = bool(((a >= 0) & (a <= 1)).all() and torch.allclose(a.sum(1), a.new_ones(len(a)), atol=1e-3))
             deterministic = bool(torch.equal(a, b))
             xg = x.clone().requires_grad_(True)
             (g,) = torch.autograd.grad(F.cross_entropy(m(xg), y, reduction="sum"), xg)

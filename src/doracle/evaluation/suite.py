@@ -36,7 +36,7 @@ from doracle.data import load as load_dataset
 from doracle.evaluation.autoattack import LogitAverage, run_autoattack
 from doracle.evaluation.checks import run_checks
 from doracle.games import classifiers
-from doracle.models.mixture import Mixture
+from doracle.models.mixture import Mixture, eval_mode
 from doracle.pipeline import DO_TARGETS, stage_params
 from doracle.registry import Registry
 
@@ -212,6 +212,43 @@ def threat_model_record(params: Params, n: int, seed: int) -> dict:
     }
 
 
+def run_suite(params: Params, target: Target, x: torch.Tensor, y: torch.Tensor, *, seed: int, device: str,
+              state: State, log=print) -> dict:
+    """Every check and attack of params.evaluation on ``target``: clean accuracy, robust accuracy
+    per attack and the per-example worst case, the eps curve, the checks. Members keep their
+    train/eval modes (and BatchNorm statistics): every attack runs them in eval mode and restores."""
+    ctx = Context(params, x, y, seed, device)
+    checks = run_checks(target.mixture.models, x, y)
+    ctx.stochastic = checks["stochastic"]
+    for w in checks["warnings"]:
+        log(f"WARNING: {target.label}: {w}")
+    with eval_mode(target.mixture.models):
+        clean = target.mixture.expected_accuracy(x, y)
+    per_example = {}
+    units = [u for name in EVALUATORS.names() for u in EVALUATORS.get(name)(ctx, target)]
+    units += list(eps_curve(ctx, target))
+    for key, compute in units:
+        got = state.get(key)
+        if got is None:
+            t1 = time.perf_counter()
+            with eval_mode(target.mixture.models):
+                got = compute().detach().cpu()
+            state.put(key, got)
+            log(f"{target.label}: {key}: {float(got.mean()):.4f} ({time.perf_counter() - t1:.1f} s)")
+        per_example[key] = got.to(clean.device)
+    robust = {k: float(v.mean()) for k, v in per_example.items() if not k.startswith("curve:")}
+    attacked = [v for k, v in per_example.items() if not k.startswith("curve:")]
+    robust["worst_case"] = float(torch.stack([clean, *attacked]).amin(0).mean())
+    curve = [{"eps": e, "eps_value": float(parse_fraction(e)), "accuracy": float(per_example[f"curve:{e}"].mean())}
+             for e in (params.evaluation.eps_curve.eps if params.evaluation.eps_curve else [])]
+    return {
+        "clean_accuracy": float(clean.mean()), "robust_accuracy": robust,
+        "robust_accuracy_curve": {"attack": params.evaluation.eps_curve.attack.model_dump(), "points": curve}
+        if curve else None,
+        "checks": checks,
+    }
+
+
 def evaluate(params: Params, data_path: str, label: str, out: str, *, population: str | None = None,
              checkpoint: str | None = None, state_path: str | None = None, log=print) -> dict:
     seed = runtime.derive_seed(params.seed, "evaluate")
@@ -233,37 +270,14 @@ def evaluate(params: Params, data_path: str, label: str, out: str, *, population
                                     "data": ds.meta["sha256"], "threat_model": tm_record},
                                    sort_keys=True).encode()).hexdigest()
     state = State(state_path, fp, log)
-    ctx = Context(params, x, y, seed, device)
     t0 = time.perf_counter()
-    checks = run_checks(target.mixture.models, x, y)
-    ctx.stochastic = checks["stochastic"]
-    for w in checks["warnings"]:
-        log(f"WARNING: {label}: {w}")
-    clean = target.mixture.expected_accuracy(x, y)
-    per_example = {}
-    units = [u for name in EVALUATORS.names() for u in EVALUATORS.get(name)(ctx, target)]
-    units += list(eps_curve(ctx, target))
-    for key, compute in units:
-        got = state.get(key)
-        if got is None:
-            t1 = time.perf_counter()
-            got = compute().detach().cpu()
-            state.put(key, got)
-            log(f"{label}: {key}: {float(got.mean()):.4f} ({time.perf_counter() - t1:.1f} s)")
-        per_example[key] = got.to(clean.device)
-    robust = {k: float(v.mean()) for k, v in per_example.items() if not k.startswith("curve:")}
-    attacked = [v for k, v in per_example.items() if not k.startswith("curve:")]
-    robust["worst_case"] = float(torch.stack([clean, *attacked]).amin(0).mean())
-    curve = [{"eps": e, "eps_value": float(parse_fraction(e)), "accuracy": float(per_example[f"curve:{e}"].mean())}
-             for e in (params.evaluation.eps_curve.eps if params.evaluation.eps_curve else [])]
+    suite = run_suite(params, target, x, y, seed=seed, device=device, state=state, log=log)
     result = {
         "kind": "evaluation", "label": label, "seed": seed, "params": stage_params(params, "evaluate"),
-        "threat_model": tm_record,
-        "clean_accuracy": float(clean.mean()), "robust_accuracy": robust,
-        "robust_accuracy_curve": {"attack": params.evaluation.eps_curve.attack.model_dump(), "points": curve}
-        if curve else None,
+        "threat_model": tm_record, **{k: suite[k] for k in ("clean_accuracy", "robust_accuracy",
+                                                            "robust_accuracy_curve")},
         "members": target.ids, "probs": target.probs, **target.info,
-        "checks": checks, "eval_seconds": round(time.perf_counter() - t0, 3),
+        "checks": suite["checks"], "eval_seconds": round(time.perf_counter() - t0, 3),
         "inputs": {p: sha256_file(p) for p in (data_path, source)},
     }
     write_json(out, result)

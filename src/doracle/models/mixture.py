@@ -12,15 +12,20 @@ from torch import nn
 
 @contextlib.contextmanager
 def eval_mode(models: Sequence[nn.Module]):
-    """Put ``models`` in eval mode and restore each one's own mode afterwards."""
-    modes = [m.training for m in models]
+    """Put ``models`` in eval mode and restore the mode of every module inside them afterwards.
+
+    Each submodule gets its own recorded mode back: restoring only the outer module with
+    ``.train(mode)`` would overwrite its members' modes (a wrapper built in train mode would put
+    eval-mode members back in train mode, and BatchNorm would then update its running statistics).
+    """
+    modes = [(sub, sub.training) for m in models for sub in m.modules()]
     try:
         for m in models:
             m.eval()
         yield
     finally:
-        for m, mode in zip(models, modes, strict=True):
-            m.train(mode)
+        for sub, mode in modes:
+            sub.training = mode
 
 
 class Mixture:
