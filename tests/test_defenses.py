@@ -160,3 +160,85 @@ def test_l2l_attacker_increases_the_classifiers_loss():
     net = new_attacker(1, 16, torch.Generator().manual_seed(0), "cpu")
     h = train_attacker(net, Mixture([m]), x, y, eps=0.1, norm="linf", steps=60, lr=1e-2)
     assert sum(h[-5:]) / 5 > sum(h[:5]) / 5 + 0.01
+
+
+def _kl(p_from, p_to):
+    """KL(p_from || p_to), batch mean, written out."""
+    return (p_from * (p_from.log() - p_to.log())).sum(1).mean()
+
+
+def test_dale_kl_variant_uses_kl_of_clean_against_adversarial(toy_data):
+    """advbench's KL-DALE-PD and TRADES use KL(p_clean || p_adv), as does the method's own attack."""
+    from doracle.defenses.methods import _kl_adversary
+
+    x, y = toy_data
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    with torch.no_grad():
+        model[1].weight.mul_(10)  # confident enough that the two KL directions differ
+    p = config.validate({"threat_model": {"eps": "64/255"},
+                         "defenses": {"dale": {"options": {"variant": "kl", "primal_dual": False, "nu0": 0.5}}}})
+    d = make_defense("dale", p)
+    loss = d.loss(model, x, y, torch.Generator().manual_seed(7))
+    x_adv = _kl_adversary(model, x, d.eps, d.norm, d.attack.steps, d.attack.rel_step_size * d.eps,
+                          torch.Generator().manual_seed(7))  # the same adversarial points
+    with torch.no_grad():
+        pc, pa = model(x).softmax(1), model(x_adv).softmax(1)
+        expected = _kl(pc, pa) + 0.5 * nn.functional.cross_entropy(model(x), y)
+        assert abs(_kl(pc, pa) - _kl(pa, pc)) > 1e-4, "the two directions must differ for this test to mean anything"
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_langevin_objective_is_exact_and_keeps_its_gradient_on_confident_examples():
+    from doracle.attacks.langevin import log_one_minus_py
+    from doracle.models.mixture import Mixture
+
+    lin = nn.Linear(2, 3)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[40.0, 0.0], [0.0, 1.0], [0.0, -1.0]]))
+        lin.bias.zero_()
+    x = torch.tensor([[1.0, 0.3], [0.05, 0.2]], requires_grad=True)
+    y = torch.tensor([0, 1])
+    v = log_one_minus_py(Mixture([lin]), x, y)
+    with torch.no_grad():
+        p = lin(x).double().softmax(1)
+        ref = torch.log1p(-p[torch.arange(2), y])
+    # example 0 is so confident (p_y ~ 1 - 4e-18) that float32's 1 - p_y is 0: the exact value is ~ -40
+    assert v[0].item() == pytest.approx(float(torch.logsumexp(lin(x)[0, 1:], 0) - torch.logsumexp(lin(x)[0], 0)),
+                                        rel=1e-5)
+    assert v[0].item() < -35 and v[1].item() == pytest.approx(ref[1].item(), rel=1e-4)
+    (g,) = torch.autograd.grad(v.sum(), x)
+    assert torch.isfinite(g).all() and g[0].abs().sum() > 1.0, "a clamp would zero this gradient"
+
+
+def test_langevin_and_local_ball_take_l2_steps_under_the_l2_threat_model():
+    """A sign step under L2 has norm eta * sqrt(d): one step of 0.2 on 64 pixels would be 1.6."""
+    from doracle.attacks.langevin import langevin
+    from doracle.config import AttackSpec
+    from doracle.models.mixture import Mixture
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    x = 0.25 + 0.5 * torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 3, (32,), generator=torch.Generator().manual_seed(1))
+    spec = AttackSpec(name="langevin", steps=1, rel_step_size=0.1, restarts=1, random_start=True)
+    xa = langevin(Mixture([model]), x, y, eps=2.0, norm="l2", spec=spec, generator=torch.Generator().manual_seed(2),
+                  noise=0.0)
+    step = (xa - x).flatten(1).norm(dim=1)
+    assert step.max() <= 0.2 + 0.02 and step.min() >= 0.2 - 0.02  # eta, plus the 0.001 N(0, I) start
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 32 / 255), ("l2", 1.5)])
+def test_local_ball_adversary_stays_in_its_local_ball(toy_data, norm, eps):
+    x, y = toy_data
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
+    p = config.validate({"threat_model": {"norm": norm, "eps": eps}})
+    d = make_defense("local_ball", p)
+    x_w, x_l = d.local_points(model, x, y, torch.Generator().manual_seed(0))
+    r = d.opts.radius * eps
+    q = float("inf") if norm == "linf" else 2.0
+    assert (x_l - x_w).flatten(1).norm(p=q, dim=1).max() <= r * (1 + 1e-5)
+    assert (x_l - x).flatten(1).norm(p=q, dim=1).max() <= eps * (1 + 1e-5)
+    assert x_l.min() >= 0 and x_l.max() <= 1
+    assert (x_l - x_w).abs().sum() > 0  # it does move

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from doracle.errors import ConfigError
 
@@ -72,10 +73,13 @@ class ThreatModel(_Strict):
 
     @field_validator("eps", mode="before")
     @classmethod
-    def _eps(cls, v):
+    def _eps(cls, v, info: ValidationInfo):
         f = parse_fraction(v)
-        if not 0 < f <= 1:
-            raise ValueError(f"must be in (0, 1] (inputs live in [0, 1]), got {v}")
+        # an L-inf radius above 1 covers all of [0, 1]^d; an L2 radius may exceed 1 (up to sqrt(d))
+        if info.data.get("norm", "linf") == "linf" and not 0 < f <= 1:
+            raise ValueError(f"must be in (0, 1] under the linf threat model (inputs live in [0, 1]), got {v}")
+        if not f > 0:
+            raise ValueError(f"must be > 0, got {v}")
         return str(v)
 
     @property
@@ -180,7 +184,7 @@ class Evaluation(_Strict):
     attacks: dict[str, AttackSpec] = Field(default_factory=lambda: {
         "fgsm": AttackSpec(name="fgsm", steps=1, rel_step_size=1.0, random_start=False),
         "pgd": AttackSpec(name="pgd", steps=20, rel_step_size=0.1, restarts=2),
-        "arc": AttackSpec(name="arc", steps=3),
+        "arc": AttackSpec(name="arc", steps=20, rel_step_size=1.0, random_start=False),
     })
     per_member: list[str] = Field(default_factory=lambda: ["pgd"])
     autoattack: AutoAttackCfg | None = Field(default_factory=AutoAttackCfg)
@@ -242,7 +246,8 @@ def _format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         got = e.get("input")
-        suffix = f" (got {got!r})" if e["type"] != "extra_forbidden" and not isinstance(got, dict) else ""
+        shown = e["type"] == "extra_forbidden" or isinstance(got, dict) or "got " in msg
+        suffix = "" if shown else f" (got {got!r})"
         lines.append(f"  {loc}: {msg}{suffix}")
     return f"{source}: invalid params:\n" + "\n".join(lines)
 

@@ -1,18 +1,27 @@
-"""ARC-style attack on a randomised ensemble (after Dbouk & Shanbhag, ICML 2022, "Adversarial
-Vulnerability of Randomized Ensembles").
+"""ARC: the attack of Dbouk & Shanbhag (ICML 2022, "Adversarial Vulnerability of Randomized
+Ensembles") on a randomised ensemble, after their reference code (hsndbk4/ARC, ``attack.py``).
 
 Expected-loss attacks over-credit mixtures: the gradient of sum_i p_i CE_i can point towards
 fooling a steep, unlikely member while the likely ones stay correct. ARC works on the quantity that
-matters, the mixture's exact expected accuracy sum_i p_i 1[f_i(x + delta) = y]:
+matters, the mixture's exact expected accuracy A(x) = sum_i p_i 1[f_i(x) = y]:
 
-    for each outer step, for each member i in order of decreasing probability:
-        linearise f_i at x + delta and find its nearest decision boundary; two candidate steps towards
-        it: the smallest one that crosses it (plus a small overshoot) and the largest one the
-        eps-ball allows (robust to the curvature the linearisation misses); project onto the eps-ball
-        and [0, 1]; keep, per example, the candidate with the lowest mixture expected accuracy, and
-        only if that accuracy drops.
+    delta_min = random point of the eps-ball (random_start) or 0;  beta = rel_step_size * eps
+    repeat spec.steps times:                                   # passes over the members
+        delta_local = 0
+        for each member i, in order of decreasing probability:
+            linearise f_i at x + delta_min + delta_local around its *predicted* class m: for every
+            j != m, zeta_j = |f_m - f_j| / ||grad(f_m - f_j)||_q (q the dual norm); keep the nearest j
+            g = unit step towards that boundary (sign for L-inf, w / ||w||_2 for L2)
+            step = beta, or for every member but the first, when the boundary is nearer than beta,
+                   beta / (beta - zeta) * |zeta - <g_2, delta_local>| + rho   (rho = 0.05 eps), which
+                   crosses member i's boundary without undoing the earlier members' progress
+            candidate = delta_local + step * g, rescaled to norm exactly beta
+            accept it when A(x + proj(delta_min + candidate)) <= the best so far (ties accepted)
+        delta_min = proj(delta_min + delta_local) when that is no worse
+    ``spec.restarts`` such runs (each from its own random start); per example the lowest A wins.
 
-Members already fooled take no step. ``spec.steps`` is the number of outer passes over the members.
+Only what can be checked differs from the reference: the random start is scored like every other
+point (the reference keeps the clean point's accuracy as the bar), and restarts are supported.
 """
 
 from __future__ import annotations
@@ -20,55 +29,81 @@ from __future__ import annotations
 import torch
 
 from doracle.attacks import ATTACKS
-from doracle.attacks.base import project
+from doracle.attacks.base import lp_norm, project, random_start
 
-OVERSHOOT = 0.02
+RHO = 0.05  # overshoot past a member's boundary, in units of eps (reference: 0.05 * epsilon)
 
 
-def _boundary_step(model, x, y, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Towards ``model``'s nearest (linearised) decision boundary: the smallest crossing step and the
-    unit-norm direction (sign for L-inf)."""
+def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, *[1] * (like.dim() - 1))
+
+
+def _nearest_boundary(model, x: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For ``model`` at ``x``: the linearised distance zeta to the nearest decision boundary of its
+    predicted class, the unit step g towards it, and g_2 = -w / ||w||_q (for the step-size rule)."""
     x = x.detach().requires_grad_(True)
-    logits = model(x)
-    k = logits.shape[1]
-    fy = logits.gather(1, y[:, None])
-    best_dist = torch.full((len(x),), float("inf"), device=x.device)
-    best_step = torch.zeros_like(x)
-    best_dir = torch.zeros_like(x)
+    out = model(x)
+    k = out.shape[1]
+    pred = out.argmax(1, keepdim=True)
+    out_m = out.gather(1, pred).squeeze(1)
+    zeta = torch.full((len(x),), float("inf"), device=x.device)
+    g = torch.zeros_like(x)
+    g2 = torch.zeros_like(x)
+    q = 1 if norm == "linf" else 2
     for j in range(k):
-        z = (logits[:, j:j + 1] - fy).squeeze(1)  # < 0 while f_i still predicts y over class j
-        (w,) = torch.autograd.grad(z.sum(), x, retain_graph=j < k - 1)
-        wf = w.flatten(1)
-        dual = wf.abs().sum(1) if norm == "linf" else wf.norm(dim=1)
-        dist = (-z.detach()).clamp_min(0) / dual.clamp_min(1e-12)
-        mask = (y != j) & (dual > 1e-12) & (dist < best_dist)
-        direction = w.sign() if norm == "linf" else w / dual.clamp_min(1e-12).view(-1, *[1] * (w.dim() - 1))
-        step = (dist * (1 + OVERSHOOT) + 1e-6).view(-1, *[1] * (w.dim() - 1)) * direction
-        best_step[mask] = step[mask]
-        best_dir[mask] = direction[mask]
-        best_dist = torch.where(mask, dist, best_dist)
-    return best_step, best_dir
+        diff = out_m - out[:, j]  # >= 0: how far class j is behind the prediction
+        (w,) = torch.autograd.grad(diff.sum(), x, retain_graph=j < k - 1)
+        dual = w.flatten(1).norm(p=q, dim=1)
+        z = diff.detach().abs() / (dual + 1e-10)
+        z = torch.where(pred.squeeze(1) == j, torch.full_like(z, float("inf")), z)
+        closer = z < zeta
+        unit = -w / _view(dual + 1e-10, w)
+        g = torch.where(_view(closer, x), -w.sign() if norm == "linf" else unit, g)
+        g2 = torch.where(_view(closer, x), unit, g2)
+        zeta = torch.where(closer, z, zeta)
+    return zeta, g, g2
+
+
+def _one_run(mixture, x, y, delta_min, *, eps: float, norm: str, beta: float, passes: int):
+    order = sorted(range(len(mixture.models)), key=lambda i: -mixture.probs[i])
+    order = [i for i in order if mixture.probs[i] > 0]
+    p = float("inf") if norm == "linf" else 2.0
+    best = mixture.expected_accuracy(x + delta_min, y)
+    for _ in range(passes):
+        delta_local = torch.zeros_like(x)
+        best_local = best.clone()
+        for rank, i in enumerate(order):
+            zeta, g, g2 = _nearest_boundary(mixture.models[i], x + delta_min + delta_local, norm)
+            step = torch.full_like(zeta, beta)
+            if rank > 0:
+                dot = (g2 * delta_local).flatten(1).sum(1)
+                corrected = beta / (beta - zeta + 1e-10) * (zeta - dot).abs() + RHO * eps
+                step = torch.where(zeta < beta, corrected, step)
+            cand = delta_local + _view(step, x) * g
+            cand = beta * cand / _view(lp_norm(cand, p) + 1e-10, cand)
+            acc = mixture.expected_accuracy(x + project(delta_min + cand, x, eps, norm), y)
+            ok = acc <= best_local
+            delta_local = torch.where(_view(ok, x), cand, delta_local)
+            best_local = torch.minimum(best_local, acc)
+        d = project(delta_min + delta_local, x, eps, norm)
+        acc = mixture.expected_accuracy(x + d, y)
+        ok = acc <= best
+        delta_min = torch.where(_view(ok, x), d, delta_min)
+        best = torch.minimum(best, acc)
+    return delta_min, best
 
 
 @ATTACKS.register("arc")
 def arc(mixture, x, y, *, eps, norm, spec, generator):
-    members = sorted(range(len(mixture.models)), key=lambda i: -mixture.probs[i])
-    delta = torch.zeros_like(x)
-    acc = mixture.expected_accuracy(x, y)
-    for _ in range(spec.steps):
-        for i in members:
-            if mixture.probs[i] <= 0:
-                continue
-            m = mixture.models[i]
-            with torch.no_grad():
-                fooled = m(x + delta).argmax(1) != y
-            step, direction = _boundary_step(m, x + delta, y, norm)
-            cands = [project(delta + step, x, eps, norm), project(delta + 2 * eps * direction, x, eps, norm)]
-            accs = [mixture.expected_accuracy(x + c, y) for c in cands]
-            use_big = accs[1] < accs[0]
-            cand = torch.where(use_big.view(-1, *[1] * (x.dim() - 1)), cands[1], cands[0])
-            new_acc = torch.minimum(accs[0], accs[1])
-            keep = (new_acc < acc) & ~fooled
-            delta = torch.where(keep.view(-1, *[1] * (x.dim() - 1)), cand, delta)
-            acc = torch.where(keep, new_acc, acc)
-    return (x + delta).detach()
+    """``spec.steps`` passes over the members, step ``rel_step_size * eps`` (the reference uses
+    eps itself on CIFAR-10), ``spec.restarts`` runs, random start if ``spec.random_start``."""
+    beta = spec.rel_step_size * eps
+    best_delta = torch.zeros_like(x)
+    best_acc = mixture.expected_accuracy(x, y)
+    for _ in range(spec.restarts):
+        start = random_start(x, eps, norm, generator) if spec.random_start else torch.zeros_like(x)
+        delta, acc = _one_run(mixture, x, y, start, eps=eps, norm=norm, beta=beta, passes=spec.steps)
+        better = acc < best_acc
+        best_delta = torch.where(_view(better, x), delta, best_delta)
+        best_acc = torch.where(better, acc, best_acc)
+    return (x + best_delta).detach()

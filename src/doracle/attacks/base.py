@@ -22,6 +22,19 @@ def run_attack(spec: AttackSpec, mixture: Mixture, x: torch.Tensor, y: torch.Ten
     return torch.cat(out) if out else x.clone()
 
 
+def lp_norm(v: torch.Tensor, p: float) -> torch.Tensor:
+    """Per-example L-p norm of ``v`` (p = inf or 2), flattened over everything but the batch."""
+    return v.flatten(1).norm(p=p, dim=1)
+
+
+def steepest(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """The unit steepest-ascent direction of ``grad`` for the threat model: sign for L-inf,
+    grad / ||grad||_2 for L2 (a sign step under L2 would be a step of norm sqrt(d))."""
+    if norm == "linf":
+        return grad.sign()
+    return grad / lp_norm(grad, 2).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
+
+
 def project(delta: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     """Project ``delta`` onto the eps-ball of ``norm`` and so that x + delta lies in [0, 1]."""
     if norm == "linf":

@@ -5,14 +5,7 @@ from __future__ import annotations
 import torch
 
 from doracle.attacks import ATTACKS
-from doracle.attacks.base import project, random_start
-
-
-def _step(grad: torch.Tensor, norm: str) -> torch.Tensor:
-    if norm == "linf":
-        return grad.sign()
-    n = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
-    return grad / n
+from doracle.attacks.base import project, random_start, steepest
 
 
 @ATTACKS.register("pgd")
@@ -32,7 +25,7 @@ def pgd(mixture, x, y, *, eps, norm, spec, generator):
             delta.requires_grad_(True)
             loss = mixture.expected_loss(x + delta, y)
             (grad,) = torch.autograd.grad(loss.sum(), delta)
-            delta = project(delta.detach() + alpha * _step(grad, norm), x, eps, norm)
+            delta = project(delta.detach() + alpha * steepest(grad, norm), x, eps, norm)
         with torch.no_grad():
             xa = x + delta
             acc = mixture.expected_accuracy(xa, y)

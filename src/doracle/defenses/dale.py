@@ -15,7 +15,7 @@ from doracle.attacks.langevin import langevin
 from doracle.config import AttackSpec
 from doracle.defenses import DEFENSES
 from doracle.defenses.base import Defense
-from doracle.defenses.methods import _kl_adversary
+from doracle.defenses.methods import _kl_adversary, kl_clean_adv
 from doracle.models.mixture import Mixture, eval_mode
 
 
@@ -43,7 +43,7 @@ class DALE(Defense):
         clean = F.cross_entropy(logits_clean, y)
         logits_adv = model(x_adv)
         if o.variant == "kl":
-            robust = F.kl_div(F.log_softmax(logits_clean, 1), F.softmax(logits_adv, 1), reduction="batchmean")
+            robust = kl_clean_adv(logits_clean, logits_adv)  # KL(p_clean || p_adv), as TRADES and advbench
         else:
             robust = F.cross_entropy(logits_adv, y)
         loss = robust + self.nu * clean
