@@ -288,7 +288,7 @@ def test_more_arc_passes_never_raise_and_usually_lower_its_accuracy(trained_mixt
             size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
             assert size.max() <= eps + 1e-5 and xa.min() >= 0 and xa.max() <= 1
             accs.append(m.expected_accuracy(xa, y))
-        for fewer, more in zip(accs, accs[1:]):
+        for fewer, more in zip(accs, accs[1:], strict=False):
             assert (more <= fewer + 1e-6).all()
         assert accs[-1].mean() < accs[0].mean() - 0.01, [float(a.mean()) for a in accs]
 
