@@ -85,3 +85,57 @@ def test_capacity_pruning_bounds_the_population_unless_the_equilibrium_needs_mor
 def test_iterations_must_be_positive():
     with pytest.raises(ValueError):
         run_double_oracle(MatrixGame([[1]]), iterations=0)
+
+
+# ----------------------------------------------------------------------------- convergence within noise
+
+
+def _one_step(gain_row: float, gain_col: float, se: float, tolerance: float = 0.005):
+    """A 1x1 game of value 0.5 extended by one defender and one attacker with the given gains."""
+    from doracle.engine import advance
+
+    st = initial_state("d0", "a0", 0.5)
+    a = np.array([[0.5, 0.5 - gain_col], [0.5 + gain_row, 0.5]])
+    sol = solve(a)
+    return advance(st, ["d0", "d1"], ["a0", "a1"], a, "d1", "a1", sol, tolerance=tolerance, pruners=[],
+                   prune_options={}, evaluations=3, stderr=np.full((2, 2), se))
+
+
+def test_a_gap_below_tolerance_is_only_converged_when_its_upper_bound_is_too():
+    """Payoff cells of ~360 examples have a standard error of ~0.025: a gap of 0.002 measured with
+    them is not evidence of convergence at tolerance 0.005."""
+    noisy = _one_step(0.001, 0.001, se=0.025)
+    h = noisy.history[-1]
+    assert h["gap"] == pytest.approx(0.002) and h["gap"] <= 0.005
+    assert h["status"] == "within_noise" and not noisy.converged
+    # 1x1 start: each gain compares one new cell with the old value, se = sqrt(se^2 + se^2)
+    assert h["row_gain_stderr"] == pytest.approx(0.025 * np.sqrt(2))
+    assert h["gap_upper"] == pytest.approx(0.002 + 2 * 1.645 * 0.025 * np.sqrt(2))
+    exact = _one_step(0.001, 0.001, se=0.0)
+    assert exact.history[-1]["status"] == "converged" and exact.converged
+    precise = _one_step(0.001, 0.001, se=0.0005)
+    assert precise.history[-1]["status"] == "converged" and precise.converged
+    far = _one_step(0.05, 0.0, se=0.0)
+    assert far.history[-1]["status"] == "not_converged" and not far.converged
+
+
+def test_negative_gains_are_not_clipped_out_of_the_upper_bound():
+    """An oracle that measured -0.01 may really have gained up to -0.01 + z se."""
+    h = _one_step(-0.01, -0.01, se=0.02).history[-1]
+    assert h["gap"] == 0.0 and h["gap_upper"] == pytest.approx(2 * (-0.01 + 1.645 * 0.02 * np.sqrt(2)))
+    assert h["status"] == "within_noise"
+
+
+def test_check_params_warns_when_the_payoff_split_cannot_resolve_the_tolerance(cli, tmp_path, root):
+    import yaml
+
+    p = yaml.safe_load((root / "params.yaml").read_text())
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(p))
+    proc = cli("check-params", "--params", f)
+    assert proc.returncode == 0 and "valid" in proc.stdout
+    assert "do.tolerance" in proc.stderr and "within_noise" in proc.stderr and "359 payoff examples" in proc.stderr
+    p["do"]["tolerance"] = 0.15
+    f.write_text(yaml.safe_dump(p))
+    proc = cli("check-params", "--params", f)
+    assert proc.returncode == 0 and "warning" not in proc.stderr

@@ -245,6 +245,33 @@ class Params(_Strict):
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
+#: images per dataset as prepared (all official splits pooled, then split train / payoff / test)
+DATASET_SIZES = {"digits": 1797, "mnist": 70000, "cifar10": 60000, "svhn": 99289, "tinyimagenet": 110000}
+
+
+def resolvable_tolerance(n_payoff: int) -> float:
+    """The smallest DO tolerance the payoff split can certify: at iteration 1 each gain compares
+    two cells of standard error up to 0.5 / sqrt(n), so the gap's upper bound (engine.gap_record,
+    z = 1.645 per gain) stays above 2 z sqrt(2) 0.5 / sqrt(n) even when both gains are 0."""
+    return 2 * 1.645 * (2 ** 0.5) * 0.5 / n_payoff ** 0.5
+
+
+def warnings(params: Params) -> list[str]:
+    """Valid but doubtful settings, for ``doracle check-params`` to print."""
+    out = []
+    n = int(DATASET_SIZES[params.data.dataset] * params.data.splits["payoff"])
+    need = resolvable_tolerance(n)
+    if params.do.tolerance < need:
+        out.append(
+            f"do.tolerance {params.do.tolerance:g} is below what the payoff split can resolve: with about {n} "
+            f"payoff examples a payoff cell's standard error is up to {0.5 / n ** 0.5:.3f}, so the DO gap's "
+            f"upper confidence bound stays above about {need:.3f} and convergence can at best be reported as "
+            f"'within_noise'. To certify 'converged', enlarge data.splits.payoff (about "
+            f"{int((2 * 1.645 * 2 ** 0.5 * 0.5 / max(params.do.tolerance, 1e-9)) ** 2)} payoff examples) or "
+            f"raise do.tolerance to >= {need:.3f}.")
+    return out
+
+
 def _format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
     lines = []
     for e in err.errors():

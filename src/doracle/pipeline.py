@@ -31,7 +31,7 @@ STAGE_PARAMS = {
                                "defenses", "do.defender"),
     "best_response_attacker": ("seed", "device", "threads", "threat_model", "do.attacker"),
     "payoff": ("device", "threads"),
-    "solve": ("do.meta_solver",),
+    "solve": ("do.meta_solver", "do.tolerance"),
     "prune": ("do.meta_solver", "do.tolerance", "do.pruners", "do.capacity", "do.dominance_tolerance"),
     "evaluate": ("seed", "device", "threads", "threat_model", "evaluation"),
     "metrics": ("seed", "threat_model", "evaluation", "do.tolerance"),

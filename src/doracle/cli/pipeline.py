@@ -146,8 +146,12 @@ def cmd_report(args):
 
 
 def cmd_check_params(args):
+    from doracle import config
+
     p = _params(args)
     print(f"{args.params}: valid (experiment {p.experiment!r}, {p.do.iterations} DO iterations)")
+    for w in config.warnings(p):
+        print(f"warning: {w}", file=sys.stderr)
 
 
 def cmd_dvc_yaml(args):

@@ -16,11 +16,12 @@ from doracle.engine.state import (
     cells_to_evaluate,
     extend_payoff,
     gains,
+    gap_record,
     initial_state,
 )
 
 __all__ = [
     "Game", "MatrixGame", "run_double_oracle", "PRUNERS", "prune", "META_SOLVERS", "MetaSolution",
     "check_payoff_matrix", "exploitability", "solve", "DOState", "advance", "cells_to_evaluate",
-    "extend_payoff", "gains", "initial_state",
+    "extend_payoff", "gains", "gap_record", "initial_state",
 ]

@@ -8,8 +8,10 @@ One iteration t:
    grows the matrix (known entries are reused, a strategy already present is not added twice);
 3. the meta-solver gives (sigma_row, sigma_col, value) on the grown matrix;
 4. :func:`gains` gives each oracle's improvement over the previous meta-strategy: the DO gap is
-   ``max(row_gain, 0) + max(col_gain, 0)``;
-5. pruning shrinks the populations; convergence when the gap is <= tolerance.
+   ``max(row_gain, 0) + max(col_gain, 0)``; :func:`gap_record` adds the standard errors of the gains
+   (from the payoff cells' standard errors, when payoffs are estimates) and the convergence status;
+5. pruning shrinks the populations; ``converged`` only when the gap *and* its upper confidence
+   bound are <= tolerance (``within_noise`` when only the estimate is).
 """
 
 from __future__ import annotations
@@ -107,11 +109,43 @@ def gains(state: DOState, rows: list[str], cols: list[str], a: np.ndarray, new_r
     return row_gain, col_gain
 
 
-def advance(state: DOState, rows, cols, a, new_row, new_col, sol: MetaSolution, *, tolerance: float,
-            pruners: list[str], prune_options: dict, evaluations: int) -> DOState:
-    """Close iteration ``state.iteration + 1``: record the gap, prune, test convergence."""
+#: one-sided 95% normal quantile: the upper confidence bound of each oracle's gain
+Z_UPPER = 1.645
+
+STATUSES = ("converged", "within_noise", "not_converged")
+
+
+def gap_record(state: DOState, rows: list[str], cols: list[str], a: np.ndarray, new_row: str, new_col: str, *,
+               tolerance: float, stderr: np.ndarray | None = None) -> dict:
+    """Both oracles' gains, their standard errors, the DO gap, its upper bound and the status.
+
+    With estimated payoffs (cell standard errors ``stderr``, cells treated as independent and the
+    meta-strategies as fixed): var(row_gain) = sum_j sigma_col_j^2 se[new_row, j]^2 + var(v) with
+    var(v) = sum_ij (sigma_row_i sigma_col_j)^2 se_ij^2, and the column's counterpart. The gap's upper
+    bound is max(row_gain + z se_row, 0) + max(col_gain + z se_col, 0), z = :data:`Z_UPPER`. Status:
+    ``converged`` (gap and upper bound <= tolerance), ``within_noise`` (only the gap is: the payoff
+    estimates cannot tell), ``not_converged``. Exact payoffs (no stderr) have a zero band.
+    """
     row_gain, col_gain = gains(state, rows, cols, a, new_row, new_col)
+    se = np.zeros_like(a) if stderr is None else np.asarray(stderr, dtype=float)
+    old_r = [rows.index(r) for r in state.row_ids]
+    old_c = [cols.index(c) for c in state.col_ids]
+    var_v = float((np.outer(state.sigma_row, state.sigma_col) ** 2 * se[np.ix_(old_r, old_c)] ** 2).sum())
+    se_row = float(np.sqrt((state.sigma_col ** 2 * se[rows.index(new_row), old_c] ** 2).sum() + var_v))
+    se_col = float(np.sqrt((state.sigma_row ** 2 * se[old_r, cols.index(new_col)] ** 2).sum() + var_v))
     gap = max(row_gain, 0.0) + max(col_gain, 0.0)
+    upper = max(row_gain + Z_UPPER * se_row, 0.0) + max(col_gain + Z_UPPER * se_col, 0.0)
+    status = "not_converged" if gap > tolerance else ("converged" if upper <= tolerance else "within_noise")
+    return {"row_gain": row_gain, "col_gain": col_gain, "row_gain_stderr": se_row, "col_gain_stderr": se_col,
+            "gap": gap, "gap_stderr": float(np.hypot(se_row, se_col)), "gap_upper": upper, "status": status,
+            "tolerance": tolerance}
+
+
+def advance(state: DOState, rows, cols, a, new_row, new_col, sol: MetaSolution, *, tolerance: float,
+            pruners: list[str], prune_options: dict, evaluations: int, stderr: np.ndarray | None = None) -> DOState:
+    """Close iteration ``state.iteration + 1``: record the gap and its confidence, prune, test
+    convergence (only a ``converged`` status stops the iterations)."""
+    gap = gap_record(state, rows, cols, a, new_row, new_col, tolerance=tolerance, stderr=stderr)
     res = prune(a, rows, cols, sol, pruners, **prune_options) if pruners else None
     keep_r = res.keep_r if res else list(range(len(rows)))
     keep_c = res.keep_c if res else list(range(len(cols)))
@@ -120,7 +154,7 @@ def advance(state: DOState, rows, cols, a, new_row, new_col, sol: MetaSolution, 
     record = {
         "iteration": state.iteration + 1,
         "new_row": new_row, "new_col": new_col,
-        "row_gain": row_gain, "col_gain": col_gain, "gap": gap,
+        **{k: v for k, v in gap.items() if k != "tolerance"},
         "value": float(sol.value), "value_after_prune": float(final.value),
         "support_row": int(np.count_nonzero(sol.row > 1e-9)),
         "support_col": int(np.count_nonzero(sol.col > 1e-9)),
@@ -133,6 +167,6 @@ def advance(state: DOState, rows, cols, a, new_row, new_col, sol: MetaSolution, 
     return DOState(
         row_ids=[rows[i] for i in keep_r], col_ids=[cols[j] for j in keep_c], payoff=sub,
         sigma_row=final.row, sigma_col=final.col, value=float(final.value),
-        iteration=state.iteration + 1, converged=gap <= tolerance,
+        iteration=state.iteration + 1, converged=gap["status"] == "converged",
         history=state.history + [record],
     )

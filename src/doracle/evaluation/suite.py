@@ -315,7 +315,11 @@ def merge_metrics(params: Params, population_path: str, evaluations: list[str], 
         "models": models,
         "double_oracle": {
             "iterations_run": len(hist), "converged": bool(state.converged),
+            # converged | within_noise (gap <= tolerance, its upper bound is not) | not_converged
+            "status": hist[-1]["status"] if hist else "not_converged",
             "final_gap": float(hist[-1]["gap"]) if hist else None,
+            "final_gap_stderr": float(hist[-1]["gap_stderr"]) if hist else None,
+            "final_gap_upper": float(hist[-1]["gap_upper"]) if hist else None,
             "support_size": int((state.sigma_row > 1e-9).sum()), "value": float(state.value),
             "gap_history": [float(h["gap"]) for h in hist], "tolerance": params.do.tolerance,
         },

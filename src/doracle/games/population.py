@@ -14,7 +14,7 @@ import numpy as np
 from doracle import runtime
 from doracle.artifacts import read_json, sha256_file, write_json
 from doracle.config import Params
-from doracle.engine import DOState, MetaSolution, advance, gains, solve
+from doracle.engine import DOState, MetaSolution, advance, gap_record, solve
 from doracle.errors import ArtifactError
 from doracle.pipeline import stage_params
 
@@ -51,10 +51,10 @@ def solve_meta(params: Params, state_path: str, payoff_path: str, out: str) -> d
         return doc
     a = np.asarray(pay["payoff"], dtype=float)
     sol = solve(a, params.do.meta_solver)
-    row_gain, col_gain = gains(state, pay["row_ids"], pay["col_ids"], a, pay["new_row"], pay["new_col"])
+    gap = gap_record(state, pay["row_ids"], pay["col_ids"], a, pay["new_row"], pay["new_col"],
+                     tolerance=params.do.tolerance, stderr=np.asarray(pay["stderr"], dtype=float))
     doc = {**base, "skipped": False, "row_ids": pay["row_ids"], "col_ids": pay["col_ids"], "solution": sol.to_json(),
-           "row_gain": row_gain, "col_gain": col_gain, "gap": max(row_gain, 0) + max(col_gain, 0),
-           "inputs": {p: sha256_file(p) for p in (state_path, payoff_path)}}
+           **gap, "inputs": {p: sha256_file(p) for p in (state_path, payoff_path)}}
     write_json(out, doc)
     return doc
 
@@ -76,7 +76,7 @@ def prune(params: Params, state_path: str, payoff_path: str, meta_path: str, out
     new = advance(state, pay["row_ids"], pay["col_ids"], a, pay["new_row"], pay["new_col"], sol,
                   tolerance=cfg.tolerance, pruners=list(cfg.pruners),
                   prune_options={"solver": cfg.meta_solver, "capacity": cfg.capacity, "tol": cfg.dominance_tolerance},
-                  evaluations=int(pay["cells_evaluated"]))
+                  evaluations=int(pay["cells_evaluated"]), stderr=np.asarray(pay["stderr"], dtype=float))
     if new.iteration != iteration:
         raise ArtifactError(f"{state_path} is iteration {state.iteration}, {payoff_path} is iteration {iteration}")
     se = np.asarray(pay["stderr"])

@@ -86,6 +86,9 @@ def plot_gap(history: list[dict], tolerance: float, path: Path) -> None:
     its = [h["iteration"] for h in history]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(its, [h["gap"] for h in history], marker="o", label="DO gap")
+    if all("gap_upper" in h for h in history):  # the payoffs are estimates: the gap's 95% upper bound
+        ax.fill_between(its, [h["gap"] for h in history], [h["gap_upper"] for h in history], alpha=0.2,
+                        label="up to the gap's 95% upper bound")
     ax.plot(its, [h["row_gain"] for h in history], ls="--", marker=".", label="defender gain")
     ax.plot(its, [h["col_gain"] for h in history], ls="--", marker=".", label="attacker gain")
     if tolerance > 0:
@@ -174,8 +177,10 @@ def write_report(metrics_path: str, population_path: str, payoff_path: str, out:
         "",
         "## Double oracle",
         "",
-        f"- iterations run: {do['iterations_run']}, converged: {do['converged']} "
-        f"(final gap {do['final_gap']:.4g}, tolerance {do['tolerance']:g})",
+        f"- iterations run: {do['iterations_run']}, status: **{do.get('status', 'not_converged')}** "
+        f"(final gap {do['final_gap']:.4g} ± {do.get('final_gap_stderr') or 0:.3g}, 95% upper bound "
+        f"{do.get('final_gap_upper') or do['final_gap']:.4g}, tolerance {do['tolerance']:g}; `converged` needs "
+        "the upper bound within the tolerance, `within_noise` means only the estimate is)",
         f"- game value (payoff split): {do['value']:.4f}",
         "- deployed mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"], strict=True)),
         f"- best single member: {', '.join(m['models']['do_best_member']['members'])}",
@@ -186,12 +191,14 @@ def write_report(metrics_path: str, population_path: str, payoff_path: str, out:
         "",
         "![DO gap](do_gap.png)",
         "",
-        "| it | value | gap | defender gain | attacker gain | support | population | pruned |",
-        "|---|---|---|---|---|---|---|---|",
+        "| it | value | gap ± se | upper bound | status | defender gain | attacker gain | support | population "
+        "| pruned |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for h in history:
         pruned = ", ".join(f"{p['id']}" for p in h["pruned"] if p["id"]) or "–"
-        lines.append(f"| {h['iteration']} | {h['value']:.4f} | {h['gap']:.4f} | {h['row_gain']:.4f} | "
+        lines.append(f"| {h['iteration']} | {h['value']:.4f} | {h['gap']:.4f} ± {h.get('gap_stderr', 0):.3f} | "
+                     f"{h.get('gap_upper', h['gap']):.4f} | {h.get('status', '–')} | {h['row_gain']:.4f} | "
                      f"{h['col_gain']:.4f} | {h['support_row']}×{h['support_col']} | "
                      f"{h['population_row']}×{h['population_col']} | {pruned} |")
     atomic_write_bytes(out_p, ("\n".join(lines) + "\n").encode())
