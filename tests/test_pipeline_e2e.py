@@ -57,6 +57,17 @@ def test_main_job_outputs_metrics_and_report(snake):
         assert r["checks"]["members"] and r["checks"]["warnings"] == []
     assert m["models"]["do_best_member"]["members"][0] in m["models"]["do_uniform"]["members"]
     assert m["models"]["erm"]["train_seconds"] > 0
+    # equal-compute accounting: every job that produced each model, as wall seconds and passes
+    c = {k: v["compute"] for k, v in m["models"].items()}
+    assert c["erm"]["jobs"] == 1 and c["pgd_at"]["jobs"] == 1
+    assert c["do_mixture"]["jobs"] == 1 + 1 + 2 * 5  # base, init, 2 iterations of 5 jobs
+    assert c["do_mixture"] == c["do_best_member"] == c["do_uniform"]
+    for v in c.values():
+        assert v["wall_seconds"] > 0 and v["forward_passes"] > 0 and v["backward_passes"] > 0
+    # 1 epoch on 240 examples: ERM is one forward and one backward pass per example
+    assert c["erm"]["forward_passes"] == c["erm"]["backward_passes"] == 240
+    assert c["pgd_at"]["backward_passes"] > 2 * 240  # 2 PGD steps + the weight update
+    assert c["do_mixture"]["passes"] > c["pgd_at"]["passes"]
     do = m["double_oracle"]
     assert do["iterations_run"] == 2 and isinstance(do["converged"], bool)
     assert do["status"] in ("converged", "within_noise", "not_converged")
@@ -71,6 +82,7 @@ def test_main_job_outputs_metrics_and_report(snake):
     text = (rep / "summary.md").read_text()
     assert "do_mixture" in text and "pgd_at" in text and "32/255" in text
     assert f"status: **{do['status']}**" in text
+    assert "| jobs | wall s | passes (M) |" in text
     for png in ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png", "robustness_curve.png"):
         assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -179,7 +179,8 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
               "wildcards": SimpleNamespace(**(wildcards or {})), "log": log,
               "params": SimpleNamespace(file=params_file, **(extra_params or {}))}
         out.append({"rule": rule, "name": name, "cmd": COMMANDS[rule].format(**ns), "inputs": inputs,
-                    "outputs": outputs, "log": log, "stages": RULE_STAGES[rule]})
+                    "outputs": outputs, "log": log, "benchmark": bench_path(next(iter(outputs.values()))),
+                    "stages": RULE_STAGES[rule]})
 
     data = p("data")
     add("prepare_data", "prepare_data", {}, {"data": data, "data_meta": sidecar(data)})
@@ -223,6 +224,20 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
     add("report", "report", {"metrics": p("metrics"), "population": final, "payoff": p("payoff", it=it3(T))},
         {"report": rep, **report_plots(rep)})
     return out
+
+
+def lineage(params: Params, output: str) -> list[dict]:
+    """Every job upstream of ``output`` (the job that writes it included), in pipeline order."""
+    all_jobs = jobs(params)
+    producer = {o: j for j in all_jobs for o in j["outputs"].values()}
+    todo, seen = [output], set()
+    while todo:
+        job = producer.get(todo.pop())
+        if job is None or job["name"] in seen:
+            continue
+        seen.add(job["name"])
+        todo.extend(job["inputs"].values())
+    return [j for j in all_jobs if j["name"] in seen]
 
 
 def dvc_stages(params: Params, params_file: str = PARAMS_FILE) -> dict:

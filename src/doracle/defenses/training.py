@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from doracle.compute import PassCounter
 from doracle.config import Training
 from doracle.defenses.base import Defense
 
@@ -48,6 +49,7 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
     history = []
     t0 = time.perf_counter()
     model.train()
+    counter = PassCounter([model]).__enter__()
     bar = tqdm(range(epochs), desc=desc, unit="epoch", mininterval=1.0)
     for epoch in bar:
         perm = torch.randperm(n, generator=gen).to(x.device)
@@ -79,9 +81,10 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
             batches += 1
         history.append(total / max(batches, 1))
         bar.set_postfix(loss=f"{history[-1]:.4f}")
+    counter.__exit__()
     model.eval()
     return {"loss_history": history, "train_seconds": time.perf_counter() - t0, "epochs": epochs,
-            "lr_schedule": schedule, "method": defense.stats()}
+            "lr_schedule": schedule, "method": defense.stats(), "compute": counter.to_json()}
 
 
 @torch.no_grad()

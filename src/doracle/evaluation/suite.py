@@ -300,15 +300,14 @@ def merge_metrics(params: Params, population_path: str, evaluations: list[str], 
     if any(t != tms[0] for t in tms):
         raise ValueError("the evaluations were run under different threat models")
     hist = state.history
-    # the DO's training cost: every defender best response (and the base model) it trained
-    train_s = 0.0
-    for ref in doc["all_strategies"].values():
-        if ref["player"] == "defender":
-            side = read_json(Path(ref["path"]).with_suffix(".json"))
-            train_s += float(side.get("training", {}).get("train_seconds", 0.0))
-    if "do_mixture" in models:
-        models["do_mixture"]["train_seconds"] = round(train_s, 3)
-        models["do_mixture"]["train_seconds_note"] = "all DO defender best responses and the base model"
+    # every model's total compute: all the jobs that produced it (the whole DO run for DO targets)
+    from doracle.compute import model_cost
+    from doracle.pipeline import PATTERNS
+
+    for label, r in models.items():
+        produced_by = population_path if label in DO_TARGETS else \
+            PATTERNS["baseline"].format(exp=params.experiment, method=label)
+        r["compute"] = model_cost(params, produced_by)
     metrics = {
         "kind": "metrics", "experiment": params.experiment, "seed": params.seed,
         "params": stage_params(params, "evaluate"), "threat_model": tms[0] if tms else None,

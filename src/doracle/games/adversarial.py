@@ -21,8 +21,9 @@ import time
 import numpy as np
 import torch
 
-from doracle import artifacts, runtime
+from doracle import artifacts, compute, runtime
 from doracle.artifacts import sha256_file, write_json
+from doracle.compute import PassCounter
 from doracle.config import Params
 from doracle.data import Dataset
 from doracle.data import load as load_dataset
@@ -59,7 +60,8 @@ def _train_and_save(params: Params, ds: Dataset, out: str, *, defense: str, epoc
     if opponent is not None:
         extra["opponent"] = {k: opponent[k] for k in ("ids", "probs", "weight")}
     meta = artifacts.metadata("classifier", params=stage_keys, seed=seed, inputs=inputs, defense=defense,
-                              arch=params.model.arch, data=_data_ref(ds), training=stats, device=device, **extra)
+                              arch=params.model.arch, data=_data_ref(ds), training=stats, device=device,
+                              compute=stats["compute"], **extra)
     classifiers.save(out, model, meta)
     return meta
 
@@ -100,9 +102,10 @@ def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target_ids: l
     spec = params.do.attacker.attack
     tm = params.threat_model
     out = {}
-    for split in ("train", "payoff"):
-        out[f"x_{split}"] = run_attack(spec, mixture, ds.x[split], ds.y[split], eps=tm.eps_value, norm=tm.norm,
-                                       seed=runtime.derive_seed(seed, split))
+    with PassCounter(mixture.models) as counter:
+        for split in ("train", "payoff"):
+            out[f"x_{split}"] = run_attack(spec, mixture, ds.x[split], ds.y[split], eps=tm.eps_value, norm=tm.norm,
+                                           seed=runtime.derive_seed(seed, split))
     delta = (out["x_payoff"] - ds.x["payoff"]).flatten(1)
     norms = delta.abs().amax(1) if tm.norm == "linf" else delta.norm(dim=1)
     info = {
@@ -110,15 +113,18 @@ def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target_ids: l
         "target": {"ids": target_ids, "probs": target_probs},
         "max_perturbation": float(norms.max()), "nan_count": int(torch.isnan(out["x_payoff"]).sum()),
         "target_expected_accuracy_payoff": float(mixture.expected_accuracy(out["x_payoff"], ds.y["payoff"]).mean()),
+        "compute": counter.to_json(),
     }
     return out, info
 
 
-def _cell(model, x_adv, y) -> tuple[float, float]:
+def _cell(model, x_adv, y) -> tuple[float, float, dict]:
+    """(accuracy, its standard error, the compute it took) of one payoff cell."""
     from doracle.defenses.training import accuracy
 
-    acc = accuracy(model, x_adv, y)
-    return acc, math.sqrt(max(acc * (1 - acc), 0.0) / len(y))
+    with PassCounter([model]) as counter:
+        acc = accuracy(model, x_adv, y)
+    return acc, math.sqrt(max(acc * (1 - acc), 0.0) / len(y)), counter.to_json()
 
 
 def init(params: Params, data_path: str, base_path: str, attacker_out: str, out: str) -> dict:
@@ -130,10 +136,11 @@ def init(params: Params, data_path: str, base_path: str, attacker_out: str, out:
     tensors, info = _craft_attacker(params, ds, Mixture([base]), ["d000"], [1.0], seed)
     artifacts.save_tensors(attacker_out, tensors, artifacts.metadata(
         "attacker", params=stage_params(params, "init"), seed=seed, inputs=[data_path, base_path], **info))
-    u, se = _cell(base, tensors["x_payoff"], ds.y["payoff"])
+    u, se, cost = _cell(base, tensors["x_payoff"], ds.y["payoff"])
     state = DOState(["d000"], ["a000"], np.array([[u]]), np.ones(1), np.ones(1), u)
     doc = _population_doc(params, state, np.array([[se]]), len(ds.y["payoff"]), {
         "d000": _strategy(base_path, "defender"), "a000": _strategy(attacker_out, "attacker")}, seed)
+    doc["compute"] = compute.add(info["compute"], cost)
     write_json(out, doc)
     return doc
 
@@ -211,20 +218,21 @@ def payoff(params: Params, data_path: str, state_path: str, iteration: int, defe
     doc = {**doc, "strategies": strategies}
     cells = cells_to_evaluate(state.row_ids, state.col_ids, new_row, new_col)
     y = ds.y["payoff"]
-    models, advs, values, errs = {}, {}, {}, {}
+    models, advs, values, errs, costs = {}, {}, {}, {}, []
     for r, c in cells:
         if r not in models:
             models[r] = _load_strategy(doc, r, device)
         if c not in advs:
             advs[c] = _load_strategy(doc, c, device)["x_payoff"]
-        values[(r, c)], errs[(r, c)] = _cell(models[r], advs[c], y)
+        values[(r, c)], errs[(r, c)], cost = _cell(models[r], advs[c], y)
+        costs.append(cost)
     rows, cols, a = extend_payoff(state, new_row, new_col, values)
     se_state = DOState(state.row_ids, state.col_ids, np.asarray(doc["payoff_stderr"]), state.sigma_row,
                        state.sigma_col, state.value)
     _, _, se = extend_payoff(se_state, new_row, new_col, errs)
     result = {**base, "skipped": False, "row_ids": rows, "col_ids": cols, "payoff": a.tolist(),
               "stderr": se.tolist(), "n": int(len(y)), "cells_evaluated": len(cells),
-              "new_row": new_row, "new_col": new_col, "strategies": strategies,
+              "new_row": new_row, "new_col": new_col, "strategies": strategies, "compute": compute.add(*costs),
               "inputs": {p: sha256_file(p) for p in (data_path, state_path, defender, attacker)}}
     write_json(out, result)
     return result

@@ -149,16 +149,22 @@ def write_report(metrics_path: str, population_path: str, payoff_path: str, out:
         lines.append(f"| {name} | {_pct(r['clean_accuracy'])} | " + " | ".join(_pct(ra.get(k)) for k in attacks) + " |")
     lines += [
         "",
-        "## Methods compared (same training budget per model, same evaluation)",
+        "## Methods compared (same evaluation; compute of every job that produced each model)",
         "",
-        "| model | clean | FGSM | PGD | worst case | train s |",
-        "|---|---|---|---|---|---|",
+        "| model | clean | FGSM | PGD | ARC | AutoAttack | worst case | jobs | wall s | passes (M) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in m["models"].items():
-        ra, ts = r["robust_accuracy"], r.get("train_seconds")
+        ra, c = r["robust_accuracy"], r.get("compute") or {}
+        wall = "–" if c.get("wall_seconds") is None else f"{c['wall_seconds']:.1f}"
+        passes = "–" if c.get("passes") is None else f"{c['passes'] / 1e6:.2f}"
         lines.append(f"| {name} | {_pct(r['clean_accuracy'])} | {_pct(ra.get('fgsm'))} | {_pct(ra.get('pgd'))} | "
-                     f"{_pct(ra.get('worst_case'))} | {'–' if ts is None else f'{ts:.1f}'} |")
-    lines += ["", "do_mixture's training time is that of all its defender best responses and the base model."]
+                     f"{_pct(ra.get('arc'))} | {_pct(ra.get('autoattack'))} | {_pct(ra.get('worst_case'))} | "
+                     f"{c.get('jobs', '–')} | {wall} | {passes} |")
+    lines += ["", "Compute: every job upstream of the model (data preparation excepted): for the DO targets the "
+              "base model and every best response, payoff, solve and prune job; wall seconds from Snakemake's "
+              "benchmark files (– when run by DVC), passes = per-example forward + backward passes through "
+              "networks, counted by the jobs (training, attacks, payoff cells), in millions."]
     do = m["double_oracle"]
     mix = m["models"]["do_mixture"]
     lines += [
