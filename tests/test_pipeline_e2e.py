@@ -219,6 +219,7 @@ def test_snakemake_jobs_and_dvc_stages_never_drift(snake):
 
 def best_response(proj, tmp_path, player: str, overrides: dict) -> dict:
     """Run one real best-response job on iteration 1's state with params changed by ``overrides``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     pf = tmp_path / "params.yaml"
     pf.write_text(yaml.safe_dump(params_with(overrides)))
     res = proj / "results" / EXP
@@ -251,3 +252,23 @@ def test_every_method_is_a_defender_oracle(snake, tmp_path, defense):
     assert meta["defense"] == defense and meta["opponent"]["ids"]
     assert all(v == v for v in meta["training"]["loss_history"])  # no NaN
     assert meta["training"]["train_accuracy"] > 0.3
+
+
+def test_warm_started_defender_starts_from_the_best_member(snake, tmp_path):
+    """With a negligible learning rate the warm-started best response stays on the best member's
+    weights (a cold start does not); the artifact records which member it started from."""
+    from safetensors.torch import load_file
+
+    from doracle.games.population import best_member, read_population
+
+    proj = snake[0]
+    state, doc = read_population(proj / "results" / EXP / "do/it001/population.json")
+    start = best_member(state)
+    member = load_file(proj / doc["strategies"][start]["path"])
+    for warm in (True, False):
+        out = best_response(proj, tmp_path / str(warm), "defender",
+                            {"training": {"lr": 1e-9}, "do": {"defender": {"warm_start": warm, "epochs": 1}}})
+        assert out["meta"].get("warm_start_from") == (start if warm else None)
+        w = load_file(out["path"])
+        diff = max(float((w[k] - member[k]).abs().max()) for k in member)
+        assert (diff < 1e-4) if warm else (diff > 1e-2), diff

@@ -133,6 +133,7 @@ class Defender(_Strict):
     defense: str = "pgd_at"
     epochs: PosInt | None = None
     opponent_weight: Prob = 0.5
+    warm_start: bool = False  # start from the current best member's weights (the authors' code does)
 
 
 class Attacker(_Strict):

@@ -60,7 +60,7 @@ class Target:
 def do_target(label: str, population_path: str, device: str) -> Target:
     """The DO mixture, its best single member, or the uniform mixture over the final population."""
     from doracle.games.adversarial import _load_strategy
-    from doracle.games.population import read_population
+    from doracle.games.population import best_member, read_population
 
     state, doc = read_population(population_path)
     if label == "do_mixture":
@@ -70,10 +70,7 @@ def do_target(label: str, population_path: str, device: str) -> Target:
         chosen = [(i, 1.0 / len(state.row_ids)) for i in state.row_ids]
         info = {"selected_by": "uniform over the final defender population"}
     elif label == "do_best_member":
-        # highest worst-case payoff over the attacker population (payoff split, never the test split)
-        worst = state.payoff.min(axis=1)
-        k = max(range(len(state.row_ids)), key=lambda r: (worst[r], state.sigma_row[r]))
-        chosen = [(state.row_ids[k], 1.0)]
+        chosen = [(best_member(state), 1.0)]
         info = {"selected_by": "max over defenders of the min payoff over attackers (payoff split)"}
     else:
         raise ValueError(f"unknown DO evaluation target {label!r}; valid: {', '.join(DO_TARGETS)}")

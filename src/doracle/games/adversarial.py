@@ -30,7 +30,7 @@ from doracle.data import load as load_dataset
 from doracle.engine import DOState, cells_to_evaluate, extend_payoff
 from doracle.errors import ArtifactError
 from doracle.games import classifiers
-from doracle.games.population import _population_doc, _strategy, read_population
+from doracle.games.population import _population_doc, _strategy, best_member, read_population
 from doracle.models.mixture import Mixture
 from doracle.pipeline import stage_params
 
@@ -52,6 +52,9 @@ def _train_and_save(params: Params, ds: Dataset, out: str, *, defense: str, epoc
 
     opponent = extra.pop("opponent", None)
     model = classifiers.new_classifier(params.model.arch, ds, device)
+    init = extra.pop("init", None)
+    if init is not None:  # warm start: the architecture is the same, the weights a member's
+        model.load_state_dict(init.state_dict())
     kwargs = {} if opponent is None else {"opponents": opponent["tensors"], "opponent_probs": opponent["probs"],
                                           "opponent_weight": opponent["weight"]}
     stats = train(model, make_defense(defense, params), ds.x["train"], ds.y["train"], params.training,
@@ -174,11 +177,15 @@ def best_response_defender(params: Params, data_path: str, state_path: str, iter
     cfg = params.do.defender
     opponent = {"ids": ids, "probs": probs, "weight": cfg.opponent_weight,
                 "tensors": torch.stack([_load_strategy(doc, c, device)["x_train"] for c in ids])}
+    warm = {}
+    if cfg.warm_start:
+        start = best_member(state)
+        warm = {"init": _load_strategy(doc, start, device), "warm_start_from": start}
     return _train_and_save(params, ds, out, defense=cfg.defense, epochs=cfg.epochs or params.training.epochs,
                            seed=seed, device=device, inputs=[data_path, state_path],
                            stage_keys=stage_params(params, "best_response_defender"),
                            desc=f"it{iteration:03d} defender", role="do_defender", iteration=iteration,
-                           opponent=opponent)
+                           opponent=opponent, **warm)
 
 
 def best_response_attacker(params: Params, data_path: str, state_path: str, iteration: int, out: str) -> dict:

@@ -30,6 +30,14 @@ def read_population(path: str | Path) -> tuple[DOState, dict]:
     return DOState.from_json(doc["state"]), doc
 
 
+def best_member(state: DOState) -> str:
+    """The defender with the highest worst-case payoff over the attacker population (payoff split,
+    never the test split); ties go to the higher meta-strategy probability."""
+    worst = state.payoff.min(axis=1)
+    k = max(range(len(state.row_ids)), key=lambda r: (worst[r], state.sigma_row[r]))
+    return state.row_ids[k]
+
+
 def _population_doc(params, state: DOState, stderr, n, strategies: dict, seed) -> dict:
     return {
         "kind": "population", "experiment": params.experiment, "seed": seed,
