@@ -18,22 +18,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def sh(cmd, cwd):
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - t0, proc.stdout
+from common import ROOT, new_project, sh
 
 
 def bench_seconds(path: Path) -> float:
@@ -51,15 +40,7 @@ def main() -> None:
     params = config.load(args.params)
     exp, T = params.experiment, params.do.iterations
     with tempfile.TemporaryDirectory() as tmp:
-        proj = Path(tmp)
-        for f in ("Snakefile", ".gitignore"):
-            shutil.copy(ROOT / f, proj / f)
-        for d in ("workflow", "profiles"):
-            shutil.copytree(ROOT / d, proj / d)
-        shutil.copy(args.params, proj / "params.yaml")
-        sh(["git", "init", "-q"], proj)
-        sh(["dvc", "init", "-q"], proj)
-        sh(["doracle", "dvc-yaml"], proj)
+        proj = new_project(Path(tmp), Path(args.params), dvc=True)
         c = f"-c{args.cores}"
         it0 = f"results/{exp}/do/it000/population.json"
         final = f"results/{exp}/do/it{T:03d}/population.json"
