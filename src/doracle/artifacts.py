@@ -34,6 +34,11 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def digest(obj: Any) -> str:
+    """sha256 of ``obj`` as canonical JSON."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory and a rename."""
     path = Path(path)

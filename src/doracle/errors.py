@@ -15,3 +15,11 @@ class ArtifactError(DoracleError):
 
 class SolverError(DoracleError):
     """A meta-solver failed or did not report optimality."""
+
+
+#: exit status of a job that saved its state after SIGTERM / SIGUSR1 (EX_TEMPFAIL: "try again")
+EXIT_PREEMPTED = 75
+
+
+class Preempted(DoracleError):
+    """A job stopped on a signal after saving its state; rerunning it resumes where it stopped."""

@@ -25,6 +25,7 @@ ATTACK_LR = 1e-2  # Adam step of the attack's own (short) training; the defense 
 class AttackerNet(nn.Module):
     def __init__(self, in_chans: int, width: int = 32) -> None:
         super().__init__()
+        self.in_chans = in_chans
         self.net = nn.Sequential(
             nn.Conv2d(2 * in_chans, width, 3, padding=1), nn.ReLU(),
             nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),

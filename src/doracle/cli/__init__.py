@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from doracle import __version__
-from doracle.errors import DoracleError
+from doracle.errors import EXIT_PREEMPTED, DoracleError, Preempted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rc = args.handler(args)
+    except Preempted as exc:
+        print(f"doracle: preempted: {exc}", file=sys.stderr)
+        return EXIT_PREEMPTED
     except DoracleError as exc:
         print(f"doracle: error: {exc}", file=sys.stderr)
         return 2

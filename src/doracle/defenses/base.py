@@ -39,6 +39,15 @@ class Defense(abc.ABC):
         """The optimizer to train with (a wrapper around ``base`` for weight-perturbation methods)."""
         return base
 
+    def state(self) -> dict:
+        """The method's own training state (tensors and JSON values) for a resumable checkpoint."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Restore what :meth:`state` returned (nothing, for methods without state)."""
+        if state:
+            raise ValueError(f"{self.name}: unexpected training state {sorted(state)}")
+
     def stats(self) -> dict:
         """Method-specific training statistics recorded in the artifact (e.g. DALE's dual variable)."""
         return {}

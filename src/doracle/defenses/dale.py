@@ -52,6 +52,12 @@ class DALE(Defense):
         self.nu_history.append(self.nu)
         return loss
 
+    def state(self) -> dict:
+        return {"nu": self.nu, "nu_history": list(self.nu_history)}
+
+    def load_state(self, state: dict) -> None:
+        self.nu, self.nu_history = float(state["nu"]), list(state["nu_history"])
+
     def stats(self) -> dict:
         h = self.nu_history
         return {"nu_final": self.nu, "nu_min": min(h, default=self.nu), "nu_max": max(h, default=self.nu)}

@@ -28,10 +28,27 @@ class L2L(Defense):
         self.opt = None
         self.attacker_losses: list[float] = []
 
+    def _build(self, in_chans: int, gen, device) -> None:
+        self.net = new_attacker(in_chans, self.opts.width, gen, device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.opts.attacker_lr)
+
+    def state(self) -> dict:
+        if self.net is None:
+            return {"attacker_losses": []}
+        return {"in_chans": self.net.in_chans, "net": self.net.state_dict(), "opt": self.opt.state_dict(),
+                "attacker_losses": list(self.attacker_losses)}
+
+    def load_state(self, state: dict) -> None:
+        self.attacker_losses = list(state["attacker_losses"])
+        if "net" in state:
+            device = next(iter(state["net"].values())).device
+            self._build(state["in_chans"], torch.Generator().manual_seed(0), device)  # weights overwritten below
+            self.net.load_state_dict(state["net"])
+            self.opt.load_state_dict(state["opt"])
+
     def loss(self, model, x, y, gen):
         if self.net is None:
-            self.net = new_attacker(x.shape[1], self.opts.width, gen, x.device)
-            self.opt = torch.optim.Adam(self.net.parameters(), lr=self.opts.attacker_lr)
+            self._build(x.shape[1], gen, x.device)
         with eval_mode([model]):
             delta = perturb(self.net, Mixture([model]), x, y, eps=self.eps, norm=self.norm,
                             two_step=self.opts.two_step)

@@ -47,7 +47,7 @@ def _train_and_save(params: Params, ds: Dataset, out: str, *, defense: str, epoc
                     inputs: list[str], stage_keys: dict, desc: str, **extra) -> dict:
     """Train a fresh classifier with ``defense`` (``extra`` may carry the DO opponent term), save it
     with its metadata, return the metadata."""
-    from doracle.defenses import make_defense
+    from doracle.defenses import make_defense, resume
     from doracle.defenses.training import accuracy, train
 
     opponent = extra.pop("opponent", None)
@@ -57,15 +57,21 @@ def _train_and_save(params: Params, ds: Dataset, out: str, *, defense: str, epoc
         model.load_state_dict(init.state_dict())
     kwargs = {} if opponent is None else {"opponents": opponent["tensors"], "opponent_probs": opponent["probs"],
                                           "opponent_weight": opponent["weight"]}
-    stats = train(model, make_defense(defense, params), ds.x["train"], ds.y["train"], params.training,
-                  epochs=epochs, seed=seed, desc=desc, **kwargs)
-    stats["train_accuracy"] = accuracy(model, ds.x["train"], ds.y["train"])
     if opponent is not None:
         extra["opponent"] = {k: opponent[k] for k in ("ids", "probs", "weight")}
+    # a resumable state is only resumed by the same job: same params, seed, inputs and opponents
+    fingerprint = artifacts.digest({"params": stage_keys, "seed": seed, "defense": defense, "epochs": epochs,
+                                    "inputs": {p: sha256_file(p) for p in inputs},
+                                    **{k: v for k, v in extra.items() if k != "init"}})
+    ckpt = resume.checkpoint_path(out)
+    stats = train(model, make_defense(defense, params), ds.x["train"], ds.y["train"], params.training,
+                  epochs=epochs, seed=seed, desc=desc, checkpoint=ckpt, fingerprint=fingerprint, **kwargs)
+    stats["train_accuracy"] = accuracy(model, ds.x["train"], ds.y["train"])
     meta = artifacts.metadata("classifier", params=stage_keys, seed=seed, inputs=inputs, defense=defense,
                               arch=params.model.arch, data=_data_ref(ds), training=stats, device=device,
                               compute=stats["compute"], **extra)
     classifiers.save(out, model, meta)
+    resume.remove(ckpt)
     return meta
 
 
