@@ -53,11 +53,12 @@ def main() -> None:
                 stats = train(model, make_defense(name, params), ds.x["train"], ds.y["train"], params.training,
                               epochs=args.epochs, seed=seed, desc=name)
                 mix = Mixture([model])
-                r = res.setdefault(name, {"clean": [], "fgsm": [], "pgd": [], "time": []})
+                r = res.setdefault(name, {"clean": [], "fgsm": [], "pgd": [], "time": [], "passes": []})
                 r["clean"].append(float(mix.expected_accuracy(x, y).mean()))
                 r["fgsm"].append(float(mix.expected_accuracy(run_attack(fgsm, mix, x, y, eps=eps, seed=seed), y).mean()))
                 r["pgd"].append(float(mix.expected_accuracy(run_attack(pgd, mix, x, y, eps=eps, seed=seed), y).mean()))
                 r["time"].append(stats["train_seconds"])
+                r["passes"].append(stats["compute"]["forward_passes"] + stats["compute"]["backward_passes"])
                 print(f"seed {seed} {name:>10}: clean {r['clean'][-1]:.3f} fgsm {r['fgsm'][-1]:.3f} "
                       f"pgd {r['pgd'][-1]:.3f} {r['time'][-1]:.1f} s", file=sys.stderr, flush=True)
 
@@ -68,12 +69,15 @@ def main() -> None:
     def sd(name, key):
         return st.stdev(res[name][key]) if len(res[name][key]) > 1 else 0.0
 
-    erm_t = m("erm", "time")
+    erm_t, erm_p = m("erm", "time"), m("erm", "passes")
     print(f"digits, eps {base.threat_model.eps}, {args.epochs} epochs, seeds {args.seeds} (mean ± sd, %)")
-    print(f"{'method':>10} {'clean':>12} {'FGSM':>12} {'PGD-20':>12} {'train s':>8} {'x ERM':>6}")
+    print("| method | clean | FGSM | PGD-20 | train s | × ERM | passes (M) | × ERM |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in res:
-        print(f"{name:>10} " + " ".join(f"{100 * m(name, k):6.1f} ±{100 * sd(name, k):4.1f}" for k in ("clean", "fgsm", "pgd"))
-              + f" {m(name, 'time'):8.1f} {m(name, 'time') / erm_t:6.1f}")
+        print(f"| {name} | " + " | ".join(f"{100 * m(name, k):.1f} ± {100 * sd(name, k):.1f}"
+                                          for k in ("clean", "fgsm", "pgd"))
+              + f" | {m(name, 'time'):.1f} | {m(name, 'time') / erm_t:.1f} | {m(name, 'passes') / 1e6:.2f} | "
+                f"{m(name, 'passes') / erm_p:.1f} |")
     pgd_at = ("pgd_at", "pgd")
     claims = [
         ("fgsm_rs", "fast AT: robustness near PGD-AT's at a fraction of its cost",
