@@ -140,3 +140,20 @@ def test_snakemake_gives_every_job_its_family_resources_with_the_slurm_profile(t
                 continue
             assert {k: got.get(k) for k in want} == {k: str(v) for k, v in want.items()}, rule
             assert ("gpu" in got) == ("gpu" in want), rule
+
+
+def test_a_slurm_job_logs_its_allocation_and_warns_when_its_gpu_goes_unused(monkeypatch):
+    from doracle import runtime
+
+    for var in ("SLURM_JOB_ID", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES", "SLURMD_NODENAME"):
+        monkeypatch.delenv(var, raising=False)
+    assert runtime.slurm_report("cpu") is None  # not in a SLURM job
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURMD_NODENAME", "node7")
+    assert runtime.slurm_report("cpu") == "SLURM job 42 on node7: GPUs [], CUDA_VISIBLE_DEVICES=, device cpu"
+    monkeypatch.setenv("SLURM_JOB_GPUS", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    with pytest.warns(RuntimeWarning, match="allocated GPU"):
+        line = runtime.slurm_report("cpu", "auto")
+    assert line.endswith("GPUs [1], CUDA_VISIBLE_DEVICES=1, device cpu")
+    assert runtime.slurm_report("cuda", "auto").endswith("device cuda")
