@@ -109,6 +109,16 @@ EOF
 default_conf=/etc/slurm/slurm.conf
 link_config() {
     if [[ -L $default_conf && $(readlink "$default_conf") == "$conf" ]]; then return 0; fi
+    local other other_pid
+    if [[ -L $default_conf ]]; then   # left by a test cluster that was never stopped?
+        other=$(readlink "$default_conf")
+        other_pid=$(cat "$(dirname "$other")/slurmctld.pid" 2>/dev/null || true)
+        if [[ ! -e $other ]] || { head -1 "$other" | grep -q "tests/slurm_cluster.sh" \
+            && ! { [[ -n $other_pid ]] && kill -0 "$other_pid" 2>/dev/null; }; }; then
+            log "removing the stale link $default_conf -> $other"
+            rm -f "$default_conf"
+        fi
+    fi
     if [[ -e $default_conf || -L $default_conf ]]; then
         log "$default_conf exists and is not this cluster's: not starting a second cluster here"
         exit 1
@@ -165,9 +175,9 @@ start() {
     install_packages
     id munge >/dev/null 2>&1 || { log "no user munge (is the munge package installed?)"; exit 1; }
     mkdir -p "$dir/log"
+    link_config
     munge_folder
     [[ -f $conf ]] && alive slurmctld || write_config
-    link_config
     start_munge
     alive slurmctld || {
         slurmctld -D -f "$conf" </dev/null >>"$dir/log/slurmctld.out" 2>&1 &
