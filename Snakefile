@@ -2,6 +2,7 @@
 #
 #   snakemake -c2                          # the default experiment of params.yaml
 #   snakemake -c2 --configfile my.yaml     # another complete params file
+#   snakemake --profile profiles/slurm     # on a SLURM cluster (README: SLURM)
 #
 # data -> base model -> DO iterations (best responses, payoff, LP solve, prune) -> evaluate -> report
 # Every rule calls one `doracle` subcommand; paths and commands live in doracle.pipeline, which also
@@ -15,6 +16,10 @@ PARAMS, PARAMS_FILE = pl.workflow_params(config, workflow.overwrite_configfiles)
 EXP = PARAMS.experiment
 LAST = pl.it3(PARAMS.do.iterations)
 P = pl.PATTERNS
+
+# Light jobs run on the submitting host, never as cluster jobs (pipeline.RULE_RESOURCES); the others
+# ask for params.yaml's `resources` (used by profiles/slurm; a local run uses only `threads`).
+workflow.localrules("all", *pl.LOCAL_RULES)
 
 wildcard_constraints:
     exp=EXP,

@@ -1,12 +1,14 @@
 import os
-import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SLURM_CLUSTER = ROOT / "tests" / "slurm_cluster.sh"
 
 
 def run_cli(*args, cwd=None, check=False, env=None):
@@ -36,9 +38,45 @@ def pytest_collection_modifyitems(config, items):
         has_cuda = torch.cuda.is_available()
     except ImportError:
         pass
-    has_slurm = shutil.which("sinfo") is not None
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
-        if "slurm" in item.keywords and not has_slurm:
-            item.add_marker(pytest.mark.skip(reason="needs a SLURM cluster"))
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real one-node SLURM cluster for the session: tests/slurm_cluster.sh installs Debian's
+    packages when missing, starts munged, slurmctld and slurmd, and stops them by PID at the end.
+    In CI (CI=true) a cluster that cannot start fails the slurm tests; elsewhere they are skipped
+    with the reason."""
+
+    def unavailable(reason: str):
+        if in_ci():
+            pytest.fail(f"SLURM test cluster: {reason}", pytrace=False)
+        pytest.skip(f"SLURM test cluster: {reason}")
+
+    if os.geteuid() != 0:
+        unavailable("starting it needs root (apt-get, munged as user munge, slurmd)")
+    state = tmp_path_factory.mktemp("slurm")
+    t0 = time.monotonic()
+    proc = subprocess.run(["bash", str(SLURM_CLUSTER), "start", str(state)], capture_output=True, text=True,
+                          timeout=900, stdin=subprocess.DEVNULL)
+    seconds = time.monotonic() - t0
+
+    def stop():
+        subprocess.run(["bash", str(SLURM_CLUSTER), "stop", str(state)], capture_output=True, text=True,
+                       timeout=300, stdin=subprocess.DEVNULL)
+
+    if proc.returncode != 0:
+        stop()
+        unavailable(f"{SLURM_CLUSTER.name} start failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    print(f"\nSLURM test cluster up in {seconds:.1f} s ({state})")
+    try:
+        yield SimpleNamespace(state=state, conf=state / "slurm.conf", start_seconds=seconds,
+                              env={**os.environ, "SLURM_CONF": str(state / "slurm.conf")})
+    finally:
+        stop()

@@ -207,6 +207,59 @@ class Evaluation(_Strict):
         return self
 
 
+GRES = r"^[A-Za-z0-9_]+(:[A-Za-z0-9_.]+)?(:\d+[TGM]?)?$"  # name[:type][:count], as sbatch --gres takes it
+# sbatch options that have their own key below (the SLURM executor also refuses them in slurm_extra)
+_MANAGED = {"--gres": "gres", "--gpus": "gpu", "-G": "gpu", "--partition": "slurm_partition",
+            "-p": "slurm_partition", "--mem": "mem_mb", "--time": "runtime", "-t": "runtime",
+            "--cpus-per-task": "cpus_per_task", "-c": "cpus_per_task", "--constraint": "constraint",
+            "-C": "constraint"}
+
+
+class JobResources(_Strict):
+    """What one job of a rule family asks a cluster for: Snakemake resources, which the SLURM
+    executor plugin turns into sbatch options. Local runs use none of it (only ``threads``)."""
+
+    gpu: Annotated[int, Field(ge=0)] = 1
+    gpu_model: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.]+$")] | None = None
+    gres: Annotated[str, Field(pattern=GRES)] | None = None
+    cpus_per_task: PosInt | None = None
+    mem_mb: PosInt = 2000
+    runtime: PosInt = 60
+    slurm_partition: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
+    constraint: str | None = None
+    slurm_extra: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.gpu_model and not self.gpu:
+            raise ValueError(f"gpu_model {self.gpu_model!r} needs gpu >= 1")
+        if self.gpu and self.gres and self.gres.split(":")[0] == "gpu":
+            raise ValueError(f"ask for GPUs with gpu ({self.gpu}) or with gres ({self.gres!r}), not both")
+        return self
+
+    @field_validator("slurm_extra")
+    @classmethod
+    def _extra(cls, v):
+        if v is None:
+            return v
+        for word in v.split():
+            opt = word.split("=")[0]
+            if opt in _MANAGED:
+                raise ValueError(f"{opt} has its own key: use {_MANAGED[opt]}")
+        return v
+
+
+class Resources(_Strict):
+    """Cluster resources per rule family (doracle.pipeline.RULE_RESOURCES maps rules to families;
+    the light rules run on the submitting host). Defaults are small enough for a laptop-sized
+    node; params.yaml documents values for a GPU cluster."""
+
+    train: JobResources = Field(default_factory=JobResources)
+    best_response: JobResources = Field(default_factory=JobResources)
+    payoff: JobResources = Field(default_factory=JobResources)
+    evaluate: JobResources = Field(default_factory=lambda: JobResources(mem_mb=3000, runtime=120))
+
+
 class Params(_Strict):
     experiment: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "digits"
     seed: Annotated[int, Field(ge=0)] = 0
@@ -221,6 +274,7 @@ class Params(_Strict):
     do: DO = Field(default_factory=DO)
     baselines: Baselines = Field(default_factory=Baselines)
     evaluation: Evaluation = Field(default_factory=Evaluation)
+    resources: Resources = Field(default_factory=Resources)
 
     @field_validator("device")
     @classmethod
@@ -293,9 +347,15 @@ def validate(raw: Any, source: str = "params") -> Params:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
+    for family, res in params.resources:
+        if res.cpus_per_task is not None and res.cpus_per_task < params.threads:
+            raise ConfigError(f"{source}: invalid params:\n  resources.{family}.cpus_per_task: "
+                              f"{res.cpus_per_task} CPUs is fewer than threads ({params.threads}), "
+                              "the torch threads every job runs (null = threads)")
+    return params
 
 
 def load(path: str | Path = DEFAULT_PARAMS) -> Params:

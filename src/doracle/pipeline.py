@@ -110,6 +110,53 @@ RULE_STAGES = {
     "report": ("report",),
 }
 
+# Where each rule runs on a cluster: the family of params.yaml's `resources` its jobs ask for, or
+# None for a job that runs on the submitting host (Snakemake's localrules): the one-second jobs
+# (solve, prune, metrics, report), and prepare_data, whose download needs the login node's network
+# (compute nodes often have none).
+RULE_RESOURCES = {
+    "prepare_data": None,
+    "train_base": "train",
+    "train_baseline": "train",
+    "do_init": "best_response",
+    "best_response_defender": "best_response",
+    "best_response_attacker": "best_response",
+    "payoff": "payoff",
+    "solve": None,
+    "prune": None,
+    "evaluate_do": "evaluate",
+    "evaluate_baseline": "evaluate",
+    "metrics": None,
+    "report": None,
+}
+LOCAL_RULES = tuple(r for r, family in RULE_RESOURCES.items() if family is None)
+
+
+def rule_threads(params: Params, rule: str) -> int:
+    """The threads a rule's job uses: ``params.threads`` (torch's CPU threads) for the rules whose
+    stages read it, else 1. Snakemake schedules by it; the SLURM executor asks for as many CPUs."""
+    reads = {k for s in RULE_STAGES[rule] for k in STAGE_PARAMS[s]}
+    return params.threads if "threads" in reads else 1
+
+
+def rule_resources(params: Params, rule: str) -> dict:
+    """The Snakemake resources of a rule's jobs, from its family in ``params.resources`` (names the
+    SLURM executor plugin reads: gpu, gpu_model, gres, cpus_per_task, mem_mb, runtime in minutes,
+    slurm_partition, constraint, slurm_extra). Unset keys are left out; local rules get none."""
+    family = RULE_RESOURCES[rule]
+    if family is None:
+        return {}
+    res = getattr(params.resources, family)
+    out = {"cpus_per_task": res.cpus_per_task or rule_threads(params, rule), "mem_mb": res.mem_mb,
+           "runtime": res.runtime}
+    if res.gpu:
+        out["gpu"] = res.gpu
+    for key in ("gpu_model", "gres", "slurm_partition", "constraint", "slurm_extra"):
+        if getattr(res, key) is not None:
+            out[key] = getattr(res, key)
+    return out
+
+
 # The DO targets every experiment evaluates (see doracle.evaluation.suite.do_target).
 DO_TARGETS = ("do_mixture", "do_best_member", "do_uniform")
 
@@ -180,7 +227,7 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
               "params": SimpleNamespace(file=params_file, **(extra_params or {}))}
         out.append({"rule": rule, "name": name, "cmd": COMMANDS[rule].format(**ns), "inputs": inputs,
                     "outputs": outputs, "log": log, "benchmark": bench_path(next(iter(outputs.values()))),
-                    "stages": RULE_STAGES[rule]})
+                    "stages": RULE_STAGES[rule], "wildcards": wildcards or {}})
 
     data = p("data")
     add("prepare_data", "prepare_data", {}, {"data": data, "data_meta": sidecar(data)})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import sys
+import warnings
 
 import numpy as np
 
@@ -22,6 +25,23 @@ def resolve_device(name: str = "auto") -> str:
     return name
 
 
+def slurm_report(device: str, requested: str = "auto") -> str | None:
+    """Inside a SLURM job: one line for the job's log (job id, node, the GPUs SLURM allocated, the
+    device used), and a warning when SLURM allocated GPUs but the job runs on the CPU (``device:
+    auto`` without CUDA). None outside SLURM."""
+    env = os.environ
+    job = env.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    gpus = env.get("SLURM_STEP_GPUS") or env.get("SLURM_JOB_GPUS") or ""
+    line = (f"SLURM job {job} on {env.get('SLURMD_NODENAME', '?')}: GPUs [{gpus}], "
+            f"CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '')}, device {device}")
+    if gpus and device == "cpu" and requested != "cpu":
+        warnings.warn(f"SLURM allocated GPU(s) {gpus} to job {job} but CUDA is not available: running on "
+                      "the CPU (set device: cuda to make this an error)", RuntimeWarning, stacklevel=2)
+    return line
+
+
 def derive_seed(seed: int, *tags: object) -> int:
     """A stable 31-bit seed for one job, derived from the experiment seed and the job's tags."""
     h = hashlib.sha256(repr((seed, *tags)).encode()).digest()
@@ -37,4 +57,8 @@ def setup(seed: int, device: str = "auto", threads: int = 1) -> str:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    return resolve_device(device)
+    resolved = resolve_device(device)
+    line = slurm_report(resolved, device)
+    if line:
+        print(line, file=sys.stderr)
+    return resolved

@@ -8,6 +8,9 @@ rule prepare_data:
         pl.log_path(P["data"]),
     benchmark:
         pl.bench_path(P["data"])
+    threads: pl.rule_threads(PARAMS, "prepare_data")
+    resources:
+        **pl.rule_resources(PARAMS, "prepare_data"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "prepare_data"),

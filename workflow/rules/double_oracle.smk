@@ -21,6 +21,9 @@ rule do_init:
     benchmark:
         pl.bench_path(P["population"].replace("{it}", "000"))
     priority: 10
+    threads: pl.rule_threads(PARAMS, "do_init")
+    resources:
+        **pl.rule_resources(PARAMS, "do_init"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "do_init"),
@@ -40,6 +43,9 @@ rule best_response_defender:
     benchmark:
         pl.bench_path(P["defender"])
     priority: 10
+    threads: pl.rule_threads(PARAMS, "best_response_defender")
+    resources:
+        **pl.rule_resources(PARAMS, "best_response_defender"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "best_response_defender"),
@@ -59,6 +65,9 @@ rule best_response_attacker:
     benchmark:
         pl.bench_path(P["attacker"])
     priority: 10
+    threads: pl.rule_threads(PARAMS, "best_response_attacker")
+    resources:
+        **pl.rule_resources(PARAMS, "best_response_attacker"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "best_response_attacker"),
@@ -79,6 +88,9 @@ rule payoff:
     benchmark:
         pl.bench_path(P["payoff"])
     priority: 10
+    threads: pl.rule_threads(PARAMS, "payoff")
+    resources:
+        **pl.rule_resources(PARAMS, "payoff"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "payoff"),
@@ -97,6 +109,9 @@ rule solve:
     benchmark:
         pl.bench_path(P["meta"])
     priority: 10
+    threads: pl.rule_threads(PARAMS, "solve")
+    resources:
+        **pl.rule_resources(PARAMS, "solve"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "solve"),
@@ -116,6 +131,9 @@ rule prune:
     benchmark:
         pl.bench_path(P["population"])
     priority: 10
+    threads: pl.rule_threads(PARAMS, "prune")
+    resources:
+        **pl.rule_resources(PARAMS, "prune"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "prune"),

@@ -18,6 +18,9 @@ rule evaluate_do:
         target="|".join(pl.DO_TARGETS),
     # after the chain these are the critical path; the largest mixture first
     priority: lambda w: {"do_uniform": 9, "do_mixture": 8}.get(w.target, 7)
+    threads: pl.rule_threads(PARAMS, "evaluate_do")
+    resources:
+        **pl.rule_resources(PARAMS, "evaluate_do"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "evaluate_do"),
@@ -36,6 +39,9 @@ rule evaluate_baseline:
         pl.log_path(P["evaluation_baseline"]),
     benchmark:
         pl.bench_path(P["evaluation_baseline"])
+    threads: pl.rule_threads(PARAMS, "evaluate_baseline")
+    resources:
+        **pl.rule_resources(PARAMS, "evaluate_baseline"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "evaluate_baseline"),
@@ -54,6 +60,9 @@ rule metrics:
         pl.log_path(P["metrics"]),
     benchmark:
         pl.bench_path(P["metrics"])
+    threads: pl.rule_threads(PARAMS, "metrics")
+    resources:
+        **pl.rule_resources(PARAMS, "metrics"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "metrics"),
@@ -74,6 +83,9 @@ rule report:
         pl.log_path(P["report"]),
     benchmark:
         pl.bench_path(P["report"])
+    threads: pl.rule_threads(PARAMS, "report")
+    resources:
+        **pl.rule_resources(PARAMS, "report"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "report"),

@@ -11,6 +11,9 @@ rule train_base:
     benchmark:
         pl.bench_path(P["base"])
     priority: 10
+    threads: pl.rule_threads(PARAMS, "train_base")
+    resources:
+        **pl.rule_resources(PARAMS, "train_base"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "train_base"),
@@ -28,6 +31,9 @@ rule train_baseline:
         pl.log_path(P["baseline"]),
     benchmark:
         pl.bench_path(P["baseline"])
+    threads: pl.rule_threads(PARAMS, "train_baseline")
+    resources:
+        **pl.rule_resources(PARAMS, "train_baseline"),
     params:
         file=PARAMS_FILE,
         tracked=pl.tracked(PARAMS, "train_baseline"),

@@ -1,0 +1,210 @@
+"""The real workflow through a real SLURM cluster: profiles/slurm, the executor plugin, sbatch.
+
+The session fixture ``slurm_cluster`` (conftest.py) starts a one-node cluster with two fake GPUs
+(tests/slurm_cluster.sh). The tiny configuration runs once with ``snakemake --profile
+profiles/slurm`` against it and once locally (``snakemake -c2``); the tests then check that every
+heavy job went through sbatch with its family's resources (its GPU request included), that the
+light jobs ran on the submitting host, that the results are the same, and that a no-op dry run
+is fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from doracle import config, pipeline
+from project import make_project, params_with
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(2400)]
+
+EXP = "tiny"
+# The resources of the tiny run: GPU families on partition `gpu`, payoff as a CPU job on `cpu`,
+# so both kinds of submission are checked. Results must not depend on any of it.
+RESOURCES = {
+    "train": {"gpu": 1, "slurm_partition": "gpu", "mem_mb": 1500, "runtime": 30},
+    "best_response": {"gpu": 1, "slurm_partition": "gpu", "mem_mb": 1500, "runtime": 30},
+    "payoff": {"gpu": 0, "slurm_partition": "cpu", "mem_mb": 1000, "runtime": 10},
+    "evaluate": {"gpu": 1, "slurm_partition": "gpu", "mem_mb": 2000, "runtime": 30},
+}
+# Written out rather than derived, so that a rule losing its GPU request anywhere between params.yaml
+# and sbatch fails the test.
+GPU_RULES = {"train_base", "train_baseline", "do_init", "best_response_defender", "best_response_attacker",
+             "evaluate_do", "evaluate_baseline"}
+# The test cluster has no slurmdbd, so `sacct` fails: status by squeue (MinJobAge 3600 s there).
+# retries 0: a failing job must fail the test, not be hidden by a resubmission.
+SLURM_RUN = ["snakemake", "--profile", "profiles/slurm", "--jobs", "4", "--local-cores", "1",
+             "--latency-wait", "10", "--retries", "0", "--slurm-status-command", "squeue",
+             "--slurm-init-seconds-before-status-checks", "2"]
+# Snakemake ignores SIGTERM when the plugin has lost track of a job: kill it after a grace period.
+TIMEOUT = ["timeout", "-k", "30", "1500"]
+
+
+def sh(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**env, "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n"
+                             f"{proc.stderr[-6000:]}")
+    return proc
+
+
+def scontrol_jobs(env: dict) -> dict[str, dict[str, str]]:
+    """Every job slurmctld still knows (MinJobAge keeps them), as key=value fields per job id."""
+    out = subprocess.run(["scontrol", "show", "job", "-d", "-o"], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    jobs = {}
+    for line in out.splitlines():
+        fields: dict[str, str] = {}
+        for key, value in re.findall(r"(?:^|\s)([A-Za-z][\w/:]*)=(\S*)", line):
+            fields.setdefault(key, value)
+        if "JobId" in fields:
+            jobs[fields["JobId"]] = fields
+    return jobs
+
+
+def minutes(limit: str) -> int:
+    """SLURM's [D-]HH:MM:SS (or MM:SS) time limit in minutes."""
+    days, _, hms = limit.rpartition("-")
+    parts = [int(x) for x in hms.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return int(days or 0) * 1440 + parts[0] * 60 + parts[1] + (parts[2] > 0)
+
+
+@pytest.fixture(scope="module")
+def runs(slurm_cluster, tmp_path_factory):
+    params = params_with({"resources": RESOURCES})
+    env = slurm_cluster.env
+    local = make_project(tmp_path_factory.mktemp("local"), params, dvc=False)
+    t0 = time.monotonic()
+    sh(["snakemake", "-c2"], local, env)
+    local_seconds = time.monotonic() - t0
+    proj = make_project(tmp_path_factory.mktemp("slurm"), params, dvc=False)
+    t0 = time.monotonic()
+    proc = sh(TIMEOUT + SLURM_RUN, proj, env, check=False)
+    slurm_seconds = time.monotonic() - t0
+    if proc.returncode != 0:
+        log = (slurm_cluster.state / "log" / "slurmctld.log").read_text()[-3000:]
+        raise AssertionError(f"the SLURM run failed ({proc.returncode}; 124/137: timed out):\n"
+                             f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}\nslurmctld.log:\n{log}")
+    print(f"\ntiny pipeline: local -c2 {local_seconds:.0f} s, through SLURM {slurm_seconds:.0f} s")
+    return {"local": local, "slurm": proj, "output": proc.stdout + proc.stderr, "env": env,
+            "params": config.validate(params), "jobs": scontrol_jobs(env)}
+
+
+def test_the_cluster_schedules_jobs_on_its_fake_gpus(slurm_cluster, tmp_path):
+    env = slurm_cluster.env
+    out = tmp_path / "gpu.out"
+    sh(["sbatch", "--wait", "--parsable", "-p", "gpu", "--gpus=1", "-t", "1", "--mem", "100", "-o", str(out),
+        "--wrap", "echo GPUS=$SLURM_JOB_GPUS"], tmp_path, env)
+    assert re.fullmatch(r"GPUS=[01]\n", out.read_text())
+    # two GPUs, no more: a request for three can never run
+    proc = sh(["sbatch", "--test-only", "-p", "gpu", "--gpus=3", "--wrap", "true"], tmp_path, env, check=False)
+    assert proc.returncode != 0 and "not available" in proc.stderr
+
+
+def test_every_heavy_job_went_through_sbatch_with_its_resources(runs):
+    """Each cluster job's own log names the SLURM job it ran in; slurmctld's record of that job has
+    the rule's comment, partition, CPUs, memory, time limit and GPU request (pipeline.rule_resources
+    of the params), and its GPUs were allocated. No other job of the run was submitted."""
+    proj, params, jobs = runs["slurm"], runs["params"], runs["jobs"]
+    heavy = [j for j in pipeline.jobs(params) if j["rule"] not in pipeline.LOCAL_RULES]
+    assert len(heavy) == 15  # base, 2 baselines, init, 2 x (2 best responses + payoff), 3 + 2 evaluations
+    seen = set()
+    for job in heavy:
+        log = (proj / job["log"]).read_text()
+        m = re.search(r"^SLURM job (\d+) on (\S+): GPUs \[([^\]]*)\]", log, re.M)
+        assert m, f"{job['name']} did not run in a SLURM job:\n{log[-2000:]}"
+        jobid, node, gpus = m.groups()
+        rec = jobs[jobid]
+        seen.add(jobid)
+        res = pipeline.rule_resources(params, job["rule"])
+        wildcards = "_".join([EXP, *job["wildcards"].values()])
+        assert rec["Comment"] == f"rule_{job['rule']}_wildcards_{wildcards}", job["name"]
+        assert rec["JobState"] == "COMPLETED" and node == "localhost"
+        assert rec["Partition"] == res["slurm_partition"], job["name"]
+        assert int(rec["NumCPUs"]) == res["cpus_per_task"] == pipeline.rule_threads(params, job["rule"])
+        assert rec["MinMemoryNode"] == f"{res['mem_mb']}M", job["name"]
+        assert minutes(rec["TimeLimit"]) == res["runtime"], job["name"]
+        assert bool(res.get("gpu")) == (job["rule"] in GPU_RULES), job["name"]
+        if res.get("gpu"):
+            assert rec.get("TresPerJob") == f"gres:gpu:{res['gpu']}", f"{job['name']}: no GPU request: {rec}"
+            assert rec.get("JOB_GRES") == f"gpu:{res['gpu']}", job["name"]
+            assert len(gpus.split(",")) == res["gpu"], f"{job['name']}: no GPU allocated"
+        else:
+            assert "TresPerJob" not in rec and gpus == "", job["name"]
+    run_names = {jobs[j]["JobName"] for j in seen}
+    assert len(run_names) == 1, "one Snakemake run submitted them all"
+    submitted = {j for j, rec in jobs.items() if rec["JobName"] in run_names}
+    assert submitted == seen, f"jobs submitted beyond the heavy ones: {sorted(submitted - seen)}"
+
+
+def test_light_jobs_ran_on_the_submitting_host(runs):
+    out, params = runs["output"], runs["params"]
+    light = [j for j in pipeline.jobs(params) if j["rule"] in pipeline.LOCAL_RULES]
+    assert {j["rule"] for j in light} == {"prepare_data", "solve", "prune", "metrics", "report"}
+    for rule in {j["rule"] for j in light}:
+        n = sum(1 for j in light if j["rule"] == rule)
+        assert len(re.findall(rf"^localrule {rule}:", out, re.M)) == n, rule
+    comments = {rec.get("Comment", "") for rec in runs["jobs"].values()}
+    assert not {c for c in comments if re.match(rf"rule_({'|'.join(pipeline.LOCAL_RULES)})_", c)}
+    assert not re.search(r"^rule (prepare_data|solve|prune|metrics|report):", out, re.M)
+
+
+VOLATILE = re.compile(r"created_unix|.*_seconds")
+
+
+def canonical(path: Path):
+    """A result file with what differs between any two runs (wall-clock times, and the hashes of
+    the JSON files that record them) masked; everything else is compared as it is."""
+    if path.suffix == ".json":
+        def strip(x, key=None):
+            if isinstance(x, dict) and key == "inputs":
+                return {p: "<json>" if p.endswith(".json") else h for p, h in x.items()}
+            if isinstance(x, dict):
+                return {k: strip(v, k) for k, v in x.items() if not VOLATILE.fullmatch(k)}
+            if isinstance(x, list):
+                return [strip(v) for v in x]
+            return x
+        return strip(json.loads(path.read_text()))
+    if path.suffix == ".md":  # the methods table's last column is the training time
+        lines, timed = [], False
+        for line in path.read_text().splitlines():
+            if line.startswith("| model |"):
+                timed = line.endswith("| train s |")
+            elif timed and line.startswith("| "):
+                line = re.sub(r"\| [^|]* \|$", "| <s> |", line)
+            lines.append(line)
+        return lines
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_results_equal_a_local_run_of_the_same_params(runs):
+    a, b = runs["slurm"] / "results", runs["local"] / "results"
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert len([f for f in files if f.suffix == ".safetensors"]) == 9
+    for f in files:
+        if f.suffix in (".safetensors", ".png") or f.name in ("population.json", "payoff.json", "meta.json"):
+            assert (a / f).read_bytes() == (b / f).read_bytes(), f
+        else:
+            assert canonical(a / f) == canonical(b / f), f
+
+
+def test_noop_dry_run_with_the_slurm_profile_is_fast(runs):
+    times = []
+    for _ in range(2):
+        t0 = time.monotonic()
+        proc = sh(["snakemake", "--profile", "profiles/slurm", "-n"], runs["slurm"], runs["env"])
+        times.append(time.monotonic() - t0)
+        assert "Nothing to be done" in proc.stdout + proc.stderr
+    print(f"\nno-op `snakemake --profile profiles/slurm -n`: {min(times):.2f} s (best of 2)")
+    assert min(times) < 5.0
