@@ -175,13 +175,16 @@ def canonical(path: Path):
                 return [strip(v) for v in x]
             return x
         return strip(json.loads(path.read_text()))
-    if path.suffix == ".md":  # the methods table's last column is the training time
-        lines, timed = [], False
+    if path.suffix == ".md":  # tables: the columns of wall-clock times
+        lines, timed = [], set()
         for line in path.read_text().splitlines():
+            cells = line.split("|")
             if line.startswith("| model |"):
-                timed = line.endswith("| train s |")
-            elif timed and line.startswith("| "):
-                line = re.sub(r"\| [^|]* \|$", "| <s> |", line)
+                timed = {i for i, c in enumerate(cells) if c.strip() in ("wall s", "train s")}
+            elif timed and line.startswith("| ") and not line.startswith("|---"):
+                line = "|".join("<s>" if i in timed else c for i, c in enumerate(cells))
+            else:
+                timed = set() if not line.startswith("|") else timed
             lines.append(line)
         return lines
     return hashlib.sha256(path.read_bytes()).hexdigest()
