@@ -272,3 +272,42 @@ def test_warm_started_defender_starts_from_the_best_member(snake, tmp_path):
         w = load_file(out["path"])
         diff = max(float((w[k] - member[k]).abs().max()) for k in member)
         assert (diff < 1e-4) if warm else (diff > 1e-2), diff
+
+
+def test_a_preempted_defender_best_response_resumes_to_the_same_weights(snake, tmp_path):
+    """SIGTERM (what SLURM sends before a time limit) in the middle of a DO defender best
+    response, which samples its opponents from the attacker meta-strategy: exit 75 with its state
+    saved, and the rerun ends with exactly the weights of an uninterrupted run."""
+    import signal
+    import subprocess
+    import time
+
+    from doracle.defenses.resume import checkpoint_path
+    from doracle.errors import EXIT_PREEMPTED
+
+    proj = snake[0]
+    res = proj / "results" / EXP
+    pf = tmp_path / "params.yaml"
+    pf.write_text(yaml.safe_dump(params_with({"do": {"defender": {"epochs": 12, "opponent_weight": 0.7}}})))
+
+    def cmd(out):
+        return [sys.executable, "-m", "doracle", "do", "best-response", "--player", "defender", "--params", str(pf),
+                "--data", str(res / "data/dataset.safetensors"), "--state", str(res / "do/it001/population.json"),
+                "--iteration", "2", "--out", str(out)]
+
+    ref, out = tmp_path / "ref" / "defender.safetensors", tmp_path / "run" / "defender.safetensors"
+    run(cmd(ref), proj)
+    proc = subprocess.Popen(cmd(out), cwd=proj, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not checkpoint_path(out).exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == EXIT_PREEMPTED, err
+    assert not out.exists()
+    again = run(cmd(out), proj)
+    assert "resuming training from" in again.stdout + again.stderr
+    assert sha(out) == sha(ref)
+    assert json.loads(out.with_suffix(".json").read_text())["opponent"]["ids"]
