@@ -103,6 +103,16 @@ def plot_gap(history: list[dict], tolerance: float, path: Path) -> None:
     plt.close(fig)
 
 
+def _count(n) -> str:
+    """240 | 31.2k | 1.25M: a pass count that stays readable from tiny runs to clusters."""
+    if n is None:
+        return "–"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(int(n))
+
+
 def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
 
@@ -151,20 +161,19 @@ def write_report(metrics_path: str, population_path: str, payoff_path: str, out:
         "",
         "## Methods compared (same evaluation; compute of every job that produced each model)",
         "",
-        "| model | clean | FGSM | PGD | ARC | AutoAttack | worst case | jobs | wall s | passes (M) |",
+        "| model | clean | FGSM | PGD | ARC | AutoAttack | worst case | jobs | wall s | passes |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in m["models"].items():
         ra, c = r["robust_accuracy"], r.get("compute") or {}
         wall = "–" if c.get("wall_seconds") is None else f"{c['wall_seconds']:.1f}"
-        passes = "–" if c.get("passes") is None else f"{c['passes'] / 1e6:.2f}"
         lines.append(f"| {name} | {_pct(r['clean_accuracy'])} | {_pct(ra.get('fgsm'))} | {_pct(ra.get('pgd'))} | "
                      f"{_pct(ra.get('arc'))} | {_pct(ra.get('autoattack'))} | {_pct(ra.get('worst_case'))} | "
-                     f"{c.get('jobs', '–')} | {wall} | {passes} |")
+                     f"{c.get('jobs', '–')} | {wall} | {_count(c.get('passes'))} |")
     lines += ["", "Compute: every job upstream of the model (data preparation excepted): for the DO targets the "
               "base model and every best response, payoff, solve and prune job; wall seconds from Snakemake's "
               "benchmark files (– when run by DVC), passes = per-example forward + backward passes through "
-              "networks, counted by the jobs (training, attacks, payoff cells), in millions."]
+              "networks, counted by the jobs (training, attacks, payoff cells)."]
     do = m["double_oracle"]
     mix = m["models"]["do_mixture"]
     lines += [
