@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -82,7 +83,8 @@ def test_main_job_outputs_metrics_and_report(snake):
     text = (rep / "summary.md").read_text()
     assert "do_mixture" in text and "pgd_at" in text and "32/255" in text
     assert f"status: **{do['status']}**" in text
-    assert "| jobs | wall s | passes |" in text and "| 1 | " in text
+    assert "| jobs | wall s | passes |" in text
+    assert re.search(r"^\| erm \|.*\| 1 \| [\d.]+ \| 480 \|$", text, re.M), "ERM: 1 job, 240 + 240 passes"
     for png in ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png", "robustness_curve.png"):
         assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
