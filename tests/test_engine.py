@@ -111,6 +111,10 @@ def test_a_gap_below_tolerance_is_only_converged_when_its_upper_bound_is_too():
     # 1x1 start: each gain compares one new cell with the old value, se = sqrt(se^2 + se^2)
     assert h["row_gain_stderr"] == pytest.approx(0.025 * np.sqrt(2))
     assert h["gap_upper"] == pytest.approx(0.002 + 2 * 1.645 * 0.025 * np.sqrt(2))
+    # both gains count: v cancels, the gap's error is that of the two new cells alone
+    assert h["gap_stderr"] == pytest.approx(0.025 * np.sqrt(2))
+    one = _one_step(0.01, -0.01, se=0.025).history[-1]  # only the defender's gain counts
+    assert one["gap_stderr"] == pytest.approx(one["row_gain_stderr"])
     exact = _one_step(0.001, 0.001, se=0.0)
     assert exact.history[-1]["status"] == "converged" and exact.converged
     precise = _one_step(0.001, 0.001, se=0.0005)

@@ -299,3 +299,14 @@ def test_arc_restarts_only_improve(trained_mixture):
                                                              random_start=True), mix, x, y, eps=32 / 255, seed=5), y)
                 for r in (1, 2))
     assert (two <= one + 1e-6).all() and two.mean() <= one.mean()
+
+
+def test_arc_keeps_moving_examples_it_cannot_make_worse(trained_mixture):
+    """Ties are accepted throughout, as in the reference: an example already misclassified by
+    every member still gets ARC's perturbation, not the clean point back."""
+    mix, x, y = trained_mixture
+    spec = AttackSpec(name="arc", steps=2, rel_step_size=1.0, restarts=1, random_start=False)
+    lost = mix.expected_accuracy(x, y) == 0
+    assert lost.any(), "needs examples every member already gets wrong"
+    xa = run_attack(spec, mix, x, y, eps=32 / 255, seed=0)
+    assert ((xa - x)[lost].flatten(1).abs().amax(1) > 0).all()

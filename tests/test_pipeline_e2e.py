@@ -69,6 +69,10 @@ def test_main_job_outputs_metrics_and_report(snake):
     assert c["erm"]["forward_passes"] == c["erm"]["backward_passes"] == 240
     assert c["pgd_at"]["backward_passes"] > 2 * 240  # 2 PGD steps + the weight update
     assert c["do_mixture"]["passes"] > c["pgd_at"]["passes"]
+    # each job's compute is counted once: iteration 0's population adds only its payoff cell
+    # (one forward pass per payoff example); the attack's own passes are in the attacker's sidecar
+    it0 = json.loads((proj / f"results/{EXP}/do/it000/population.json").read_text())
+    assert it0["compute"] == {"forward_passes": it0["payoff_n"], "backward_passes": 0}
     do = m["double_oracle"]
     assert do["iterations_run"] == 2 and isinstance(do["converged"], bool)
     assert do["status"] in ("converged", "within_noise", "not_converged")

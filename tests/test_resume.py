@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -127,3 +128,70 @@ def test_signals_are_handed_back_after_training(tmp_path):
     train(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), make_defense("erm", p), x, y, p.training, epochs=1, seed=0,
           checkpoint=tmp_path / "s.safetensors")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+class _SignalAt:
+    """Wraps a defense: sends this process ``sig`` during batch ``at`` (then behaves as the defense)."""
+
+    def __init__(self, defense, at: int, sig=signal.SIGUSR1):
+        self.d, self.at, self.sig, self.n = defense, at, sig, 0
+
+    def __getattr__(self, name):
+        return getattr(self.d, name)
+
+    def loss(self, model, x, y, gen):
+        self.n += 1
+        if self.n == self.at:
+            os.kill(os.getpid(), self.sig)
+        return self.d.loss(model, x, y, gen)
+
+
+@pytest.mark.parametrize("method,optimizer,schedule", [("amp", "sgd", "cyclic"), ("erm", "adam", "cyclic"),
+                                                       ("trades", "sgd", "constant")])
+def test_in_process_preemption_mid_epoch_resumes_bit_for_bit(tmp_path, method, optimizer, schedule):
+    """Preempted in the middle of an epoch (batch 7 of 4 per epoch x 3 epochs), resumed: the same
+    weights as an uninterrupted run, also for AMP, whose optimizer wraps another (its learning
+    rate schedule must reach the optimizer restored underneath)."""
+    from doracle.errors import Preempted
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 1, 4, 4, generator=g), torch.randint(0, 2, (64,), generator=g)
+    p = config.validate({"training": {"batch_size": 16, "optimizer": optimizer, "lr": 0.05,
+                                      "lr_schedule": schedule}})
+
+    def fresh():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+
+    ref = fresh()
+    train(ref, make_defense(method, p), x, y, p.training, epochs=3, seed=1)
+    m, ck = fresh(), tmp_path / "s.safetensors"
+    with pytest.raises(Preempted):
+        train(m, _SignalAt(make_defense(method, p), at=7), x, y, p.training, epochs=3, seed=1, checkpoint=ck,
+              fingerprint="f")
+    m = fresh()  # a new process would start from a fresh model
+    train(m, make_defense(method, p), x, y, p.training, epochs=3, seed=1, checkpoint=ck, fingerprint="f")
+    for a, b in zip(ref.parameters(), m.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_without_a_checkpoint_signals_keep_their_handlers(tmp_path):
+    """Nothing to save: SIGTERM must still stop the job at once, not wait for the end of training."""
+    seen = []
+
+    class Probe:
+        def __init__(self, d):
+            self.d = d
+
+        def __getattr__(self, name):
+            return getattr(self.d, name)
+
+        def loss(self, model, x, y, gen):
+            seen.append(signal.getsignal(signal.SIGTERM))
+            return self.d.loss(model, x, y, gen)
+
+    p = config.validate({})
+    before = signal.getsignal(signal.SIGTERM)
+    train(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), Probe(make_defense("erm", p)), torch.rand(8, 1, 4, 4),
+          torch.randint(0, 2, (8,)), p.training, epochs=1, seed=0)
+    assert seen and all(h is before for h in seen)

@@ -103,7 +103,7 @@ def arc(mixture, x, y, *, eps, norm, spec, generator):
     for _ in range(spec.restarts):
         start = random_start(x, eps, norm, generator) if spec.random_start else torch.zeros_like(x)
         delta, acc = _one_run(mixture, x, y, start, eps=eps, norm=norm, beta=beta, passes=spec.steps)
-        better = acc < best_acc
+        better = acc <= best_acc  # ties accepted, as everywhere in ARC (the reference returns its delta)
         best_delta = torch.where(_view(better, x), delta, best_delta)
         best_acc = torch.where(better, acc, best_acc)
     return (x + best_delta).detach()

@@ -24,10 +24,14 @@ class AMP(torch.optim.Optimizer):
             raise ValueError("AMP needs eps > 0, inner_lr > 0, inner_steps >= 1")
         self.base = base
         self.eps, self.inner_lr, self.inner_steps = eps, inner_lr, inner_steps
-        self.param_groups = base.param_groups
-        self.defaults = base.defaults
-        self.state = base.state
         self.last_perturbation_norms: list[float] = []
+
+    # The base optimizer's own objects, always: loading a state into the base (a resumed run)
+    # replaces them, and a copy taken here would then miss every later learning-rate change.
+    param_groups = property(lambda self: self.base.param_groups,
+                            lambda self, v: setattr(self.base, "param_groups", v))
+    state = property(lambda self: self.base.state, lambda self, v: setattr(self.base, "state", v))
+    defaults = property(lambda self: self.base.defaults, lambda self, v: setattr(self.base, "defaults", v))
 
     def _params(self):
         return [p for g in self.param_groups for p in g["params"] if p.requires_grad]

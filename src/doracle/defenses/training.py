@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
         loop.update(passes=[counter.forward, counter.backward], seconds=time.perf_counter() - t0)
         resume.save(ckpt, fingerprint=fingerprint, model=model, opt=opt, defense=defense, gen=gen, loop=loop)
 
-    with counter, resume.Preemption() as signals:
+    # signals are only taken over when there is a state to save (else they keep their default)
+    with counter, (resume.Preemption() if ckpt is not None else contextlib.nullcontext()) as signals:
         bar = tqdm(range(loop["epoch"], epochs), desc=desc, unit="epoch", mininterval=1.0,
                    initial=loop["epoch"], total=epochs)
         for epoch in bar:
@@ -102,7 +104,7 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
                 loop["total"] += float(loss.detach())
                 loop["batches"] += 1
                 loop["batch"] += 1
-                if signals.requested and ckpt is not None:
+                if signals is not None and signals.requested:
                     save()
                     raise resume.Preempted(f"{desc}: {signals.requested} received; state saved to {ckpt} at "
                                            f"epoch {epoch + 1}, batch {loop['batch']}: rerun the job to resume")

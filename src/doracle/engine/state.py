@@ -131,13 +131,19 @@ def gap_record(state: DOState, rows: list[str], cols: list[str], a: np.ndarray, 
     old_r = [rows.index(r) for r in state.row_ids]
     old_c = [cols.index(c) for c in state.col_ids]
     var_v = float((np.outer(state.sigma_row, state.sigma_col) ** 2 * se[np.ix_(old_r, old_c)] ** 2).sum())
-    se_row = float(np.sqrt((state.sigma_col ** 2 * se[rows.index(new_row), old_c] ** 2).sum() + var_v))
-    se_col = float(np.sqrt((state.sigma_row ** 2 * se[old_r, cols.index(new_col)] ** 2).sum() + var_v))
+    var_new_row = float((state.sigma_col ** 2 * se[rows.index(new_row), old_c] ** 2).sum())
+    var_new_col = float((state.sigma_row ** 2 * se[old_r, cols.index(new_col)] ** 2).sum())
+    se_row, se_col = float(np.sqrt(var_new_row + var_v)), float(np.sqrt(var_new_col + var_v))
     gap = max(row_gain, 0.0) + max(col_gain, 0.0)
+    # the gap's own error: with both gains counted v cancels (gap = u(new_row, sigma_col) - u(sigma_row, new_col))
+    if row_gain > 0 and col_gain > 0:
+        gap_se = float(np.sqrt(var_new_row + var_new_col))
+    else:
+        gap_se = se_row if row_gain > 0 else se_col if col_gain > 0 else 0.0
     upper = max(row_gain + Z_UPPER * se_row, 0.0) + max(col_gain + Z_UPPER * se_col, 0.0)
     status = "not_converged" if gap > tolerance else ("converged" if upper <= tolerance else "within_noise")
     return {"row_gain": row_gain, "col_gain": col_gain, "row_gain_stderr": se_row, "col_gain_stderr": se_col,
-            "gap": gap, "gap_stderr": float(np.hypot(se_row, se_col)), "gap_upper": upper, "status": status,
+            "gap": gap, "gap_stderr": gap_se, "gap_upper": upper, "status": status,
             "tolerance": tolerance}
 
 

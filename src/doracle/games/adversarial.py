@@ -149,7 +149,7 @@ def init(params: Params, data_path: str, base_path: str, attacker_out: str, out:
     state = DOState(["d000"], ["a000"], np.array([[u]]), np.ones(1), np.ones(1), u)
     doc = _population_doc(params, state, np.array([[se]]), len(ds.y["payoff"]), {
         "d000": _strategy(base_path, "defender"), "a000": _strategy(attacker_out, "attacker")}, seed)
-    doc["compute"] = compute.add(info["compute"], cost)
+    doc["compute"] = cost  # the attack's own compute is in the attacker's sidecar
     write_json(out, doc)
     return doc
 
