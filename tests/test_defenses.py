@@ -42,8 +42,10 @@ def test_opponent_perturbations_enter_the_loss(toy_data):
     for w in (0.0, 1.0):
         torch.manual_seed(0)
         m = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
-        opp = torch.stack([1 - x])  # one attacker strategy: a fixed perturbation of each input
-        train(m, d, x, y, p.training, epochs=1, seed=0, opponents=opp, opponent_probs=[1.0], opponent_weight=w)
+        def opp(xb, yb, keys, gen):  # one attacker strategy: a fixed perturbation of each input
+            return 1 - x[keys]
+
+        train(m, d, x, y, p.training, epochs=1, seed=0, opponent=opp, opponent_weight=w)
         nets.append(m[1].weight.detach().clone())
     assert not torch.allclose(nets[0], nets[1])
 
@@ -243,3 +245,16 @@ def test_local_ball_adversary_stays_in_its_local_ball(toy_data, norm, eps):
     assert (x_l - x).flatten(1).norm(p=q, dim=1).max() <= eps * (1 + 1e-5)
     assert x_l.min() >= 0 and x_l.max() <= 1
     assert (x_l - x_w).abs().sum() > 0  # it does move
+
+
+def test_a_diverging_loss_stops_training_with_a_clear_error(toy_data, tmp_path):
+    from doracle.errors import TrainingDiverged
+
+    x, y = toy_data
+    p = config.validate({"training": {"lr": 1e38, "optimizer": "sgd"}})
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    ckpt = tmp_path / "m.resume.safetensors"
+    with pytest.raises(TrainingDiverged, match=r"training loss became (nan|inf) in epoch \d .*training.lr"):
+        train(m, make_defense("erm", p), x, y, p.training, epochs=6, seed=0, checkpoint=ckpt)
+    assert not ckpt.exists()  # the diverged state is not saved for a resume

@@ -102,6 +102,20 @@ class Training(_Strict):
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
     lr_schedule: Literal["constant", "cyclic"] = "constant"
+    # data augmentation of training batches (on the device, seeded): standard = the usual choice
+    # for the data set (AUGMENTATION_STANDARD); payoff and test splits are never augmented
+    augmentation: Literal["none", "standard", "crop", "crop_flip"] = "none"
+    crop_padding: Annotated[int, Field(ge=1)] = 4
+    # efficiency switches (results stay comparable; docs/performance.md)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of forward/backward passes
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model for training
+    data_placement: Literal["auto", "device", "pinned"] = "auto"  # where the training split lives
+
+
+#: what ``training.augmentation: standard`` means per data set
+AUGMENTATION_STANDARD = {"digits": "none", "mnist": "none", "cifar10": "crop_flip", "svhn": "crop",
+                         "tinyimagenet": "crop_flip"}
 
 
 class AttackSpec(_Strict):
@@ -138,6 +152,13 @@ class Defender(_Strict):
 
 class Attacker(_Strict):
     attack: AttackSpec = Field(default_factory=lambda: AttackSpec(name="pgd"))
+    # how the defender best response gets an attacker's perturbations of the training split:
+    # cache = computed once by the attacker job and stored; on_the_fly = recomputed per batch
+    # (on the augmented batch) against the frozen defender mixture the attacker is bound to;
+    # auto = cache when do.capacity attackers' cached training perturbations fit cache_budget_mb
+    # and training batches are not augmented
+    materialize: Literal["auto", "cache", "on_the_fly"] = "auto"
+    cache_budget_mb: PosInt = 1024
 
 
 class DO(_Strict):
@@ -275,6 +296,20 @@ class Params(_Strict):
     baselines: Baselines = Field(default_factory=Baselines)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _materialize(self):
+        if self.do.attacker.materialize == "cache" and self.augmentation != "none":
+            raise ValueError(
+                f"do.attacker.materialize: cache cannot follow training.augmentation {self.training.augmentation!r} "
+                "(stored perturbations are of the unaugmented images): use on_the_fly or auto")
+        return self
+
+    @property
+    def augmentation(self) -> str:
+        """training.augmentation with ``standard`` resolved for the data set."""
+        aug = self.training.augmentation
+        return AUGMENTATION_STANDARD[self.data.dataset] if aug == "standard" else aug
 
     @field_validator("device")
     @classmethod

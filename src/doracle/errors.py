@@ -17,6 +17,10 @@ class SolverError(DoracleError):
     """A meta-solver failed or did not report optimality."""
 
 
+class TrainingDiverged(DoracleError):
+    """A training loss became NaN or infinite (learning rate too high, bf16 overflow, ...)."""
+
+
 #: exit status of a job that saved its state after SIGTERM / SIGUSR1 (EX_TEMPFAIL: "try again")
 EXIT_PREEMPTED = 75
 

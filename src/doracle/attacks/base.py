@@ -5,20 +5,30 @@ from __future__ import annotations
 import torch
 
 from doracle.attacks import ATTACKS
+from doracle.attacks.noise import KeyedNoise, normal, uniform
 from doracle.config import AttackSpec
 from doracle.models.mixture import Mixture, eval_mode
 
 
 def run_attack(spec: AttackSpec, mixture: Mixture, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-               norm: str = "linf", seed: int = 0, batch_size: int = 512) -> torch.Tensor:
-    """x_adv for the whole of ``x``, in batches, members in eval mode (their modes restored)."""
+               norm: str = "linf", seed: int = 0, batch_size: int = 512,
+               keys: torch.Tensor | None = None) -> torch.Tensor:
+    """x_adv for the whole of ``x``, in batches, members in eval mode (their modes restored).
+
+    Without ``keys`` one seeded generator serves the whole call. With ``keys`` (one integer per
+    example, e.g. its index in the split) each example's randomness is keyed noise
+    (:class:`~doracle.attacks.noise.KeyedNoise`): its perturbation does not depend on the batch it
+    was computed in. Batches are moved to the members' device; the result is on ``x``'s.
+    """
     fn = ATTACKS.get(spec.name)
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    device = next(iter(mixture.models[0].parameters())).device if mixture.models else x.device
     out = []
     with eval_mode(mixture.models):
         for s in range(0, len(x), batch_size):
-            xb, yb = x[s:s + batch_size], y[s:s + batch_size]
-            out.append(fn(mixture, xb, yb, eps=eps, norm=norm, spec=spec, generator=gen).detach())
+            xb, yb = x[s:s + batch_size].to(device), y[s:s + batch_size].to(device)
+            g = gen if keys is None else KeyedNoise(seed, keys[s:s + batch_size])
+            out.append(fn(mixture, xb, yb, eps=eps, norm=norm, spec=spec, generator=g).detach().to(x.device))
     return torch.cat(out) if out else x.clone()
 
 
@@ -45,12 +55,13 @@ def project(delta: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torc
     return (x + delta).clamp(0.0, 1.0) - x
 
 
-def random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator) -> torch.Tensor:
+def random_start(x: torch.Tensor, eps: float, norm: str, gen) -> torch.Tensor:
+    """A uniform point of the eps-ball (``gen``: a torch.Generator or per-example KeyedNoise)."""
     if norm == "linf":
-        d = (torch.rand(x.shape, generator=gen) * 2 - 1) * eps
+        d = (uniform(x.shape, gen, x.device) * 2 - 1) * eps
     else:
-        d = torch.randn(x.shape, generator=gen)
+        d = normal(x.shape, gen, x.device)
         n = d.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
-        r = torch.rand(x.shape[0], generator=gen).pow(1.0 / x[0].numel()).view_as(n)
+        r = uniform((x.shape[0],), gen, x.device).pow(1.0 / x[0].numel()).view_as(n)
         d = d / n * r * eps
-    return project(d.to(x.device), x, eps, norm)
+    return project(d, x, eps, norm)

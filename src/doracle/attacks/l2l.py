@@ -18,6 +18,7 @@ from torch import nn
 
 from doracle.attacks import ATTACKS
 from doracle.attacks.base import project
+from doracle.attacks.noise import KeyedNoise
 
 ATTACK_LR = 1e-2  # Adam step of the attack's own (short) training; the defense uses attacker_lr
 
@@ -51,8 +52,11 @@ def perturb(net: AttackerNet, mixture, x, y, *, eps: float, norm: str, two_step:
     return delta
 
 
-def new_attacker(in_chans: int, width: int, gen: torch.Generator, device) -> AttackerNet:
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+def new_attacker(in_chans: int, width: int, gen, device) -> AttackerNet:
+    if isinstance(gen, KeyedNoise):
+        seed = gen.integer_seed()
+    else:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return AttackerNet(in_chans, width).to(device)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from doracle.attacks import ATTACKS
 from doracle.attacks.base import project, steepest
+from doracle.attacks.noise import normal, uniform
 
 NOISE = 0.01  # Langevin noise std, in units of eps (DALE code: small compared to the step)
 
@@ -36,16 +37,16 @@ def log_one_minus_py(mixture, x, y):
 def langevin(mixture, x, y, *, eps, norm, spec, generator, noise=NOISE, laplacian=False):
     eta = spec.rel_step_size * eps
     sigma = noise * eps
-    x_adv = (x + 0.001 * torch.randn(x.shape, generator=generator).to(x.device)).clamp(0, 1)
+    x_adv = (x + 0.001 * normal(x.shape, generator, x.device)).clamp(0, 1)
     for _ in range(spec.steps):
         x_adv.requires_grad_(True)
         (g,) = torch.autograd.grad(log_one_minus_py(mixture, x_adv, y).sum(), x_adv)
         if laplacian:  # Laplace(0, sigma) by inverse CDF, from the seeded generator
-            u = torch.rand(x.shape, generator=generator).to(x.device) - 0.5
+            u = uniform(x.shape, generator, x.device) - 0.5
             lap = -sigma * u.sign() * torch.log1p(-2 * u.abs())
             step = eta * steepest(g + lap, norm)
         else:
-            step = eta * steepest(g, norm) + sigma * torch.randn(x.shape, generator=generator).to(x.device)
+            step = eta * steepest(g, norm) + sigma * normal(x.shape, generator, x.device)
         x_adv = x + project(x_adv.detach() + step - x, x, eps, norm)
     return x_adv.detach()
 

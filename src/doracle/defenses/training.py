@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from doracle.compute import PassCounter
 from doracle.config import Training
 from doracle.defenses import resume
 from doracle.defenses.base import Defense
+from doracle.errors import TrainingDiverged
 
 
 def make_optimizer(model, cfg: Training):
@@ -30,15 +32,42 @@ def cyclic_lr(step: int, total: int, peak: float) -> float:
     return peak * max(0.0, (total - step) / max(1, total - top))
 
 
-def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: int,
-          opponents: torch.Tensor | None = None, opponent_probs=None, opponent_weight: float = 0.0,
-          desc: str = "train", checkpoint: str | Path | None = None, fingerprint: str = "", log=print) -> dict:
+def _device_of(model) -> torch.device:
+    return next(iter(model.parameters())).device
+
+
+def place_training_split(x: torch.Tensor, device, placement: str) -> tuple[torch.Tensor, str]:
+    """(the training split where it lives while training, the placement chosen).
+
+    ``device``: on the training device (batches are indexed there, no copies); ``pinned``: in
+    page-locked host memory, each batch copied asynchronously; ``auto``: on the device when it
+    takes at most half of the device's free memory (always on a CPU)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return x.to(device), "device"
+    if placement == "auto":
+        free, _ = torch.cuda.mem_get_info(device)
+        placement = "device" if x.numel() * x.element_size() <= free / 2 else "pinned"
+    if placement == "pinned":
+        return x.cpu().pin_memory(), "pinned"
+    return x.to(device), "device"
+
+
+def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: int, opponent=None,
+          opponent_weight: float = 0.0, augmentation: str = "none", desc: str = "train",
+          checkpoint: str | Path | None = None, fingerprint: str = "", log=print) -> dict:
     """Train ``model`` in place with ``defense``; returns loss history, wall time and compute.
 
-    ``opponents`` (k, N, ...) holds k fixed perturbations of the training inputs (the attacker
-    population's strategies evaluated on x). Each example of a batch draws one of them from
-    ``opponent_probs`` and the loss becomes
-    ``(1 - w) * defense_loss + w * CE(f(x_opp), y)`` with ``w = opponent_weight``.
+    ``x``/``y`` is the training split, on the model's device or (placement ``pinned``) in host
+    memory. Each batch is augmented (``augmentation``: none | crop | crop_flip, on the device,
+    from the seeded generator). ``opponent`` (``opponent(x, y, keys, gen) -> x_opp``, e.g.
+    :class:`doracle.games.attackers.Opponent`) perturbs the batch as the attacker mixture does,
+    and the loss becomes ``(1 - w) * defense_loss + w * CE(f(x_opp), y)`` with
+    ``w = opponent_weight``; the passes through its models are counted too.
+
+    ``cfg`` also holds the efficiency switches: ``precision`` (bf16 autocast), ``channels_last``
+    and ``compile``. The inner loop never waits for the device: the loss is summed on the device
+    and checked for non-finite values once per epoch.
 
     With ``checkpoint`` the run is preemption-safe (:mod:`doracle.defenses.resume`): its whole
     state is saved there after every epoch and, on SIGTERM/SIGUSR1, after the current batch (then
@@ -46,14 +75,20 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
     ``fingerprint`` resumes exactly where it stopped. The caller removes the file once the result
     is saved.
     """
+    from doracle.data.augment import augment
+
+    device = _device_of(model)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     opt = defense.make_optimizer(model, make_optimizer(model, cfg))
     schedule = defense.lr_schedule or cfg.lr_schedule
     steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
     total_steps = epochs * steps_per_epoch
-    use_opp = opponents is not None and opponent_weight > 0 and len(opponents) > 0
-    if use_opp:
-        probs = torch.as_tensor(opponent_probs, dtype=torch.float32)
+    use_opp = opponent is not None and opponent_weight > 0
+    memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if cfg.compile else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     n = len(x)
     ckpt = Path(checkpoint) if checkpoint else None
     loop = {"epoch": 0, "batch": 0, "perm": None, "total": 0.0, "batches": 0, "step": 0, "history": [],
@@ -63,8 +98,17 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
         loop = resume.load(ckpt, fingerprint=fingerprint, model=model, opt=opt, defense=defense, gen=gen,
                            log=log) or loop
     t0 = time.perf_counter() - loop["seconds"]
-    counter = PassCounter([model])
+    counter = PassCounter([net, *(getattr(opponent, "models", []) if use_opp else [])])
     counter.forward, counter.backward = loop["passes"]
+    # the epoch's loss sum, kept on the device (float64 where it exists, as a Python float would be)
+    acc_dtype = torch.float32 if device.type == "mps" else torch.float64
+    total = torch.tensor(loop["total"], dtype=acc_dtype, device=device)
+
+    def flush(epoch):
+        loop["total"] = float(total)  # the epoch's one wait for the device
+        if not math.isfinite(loop["total"]):
+            raise TrainingDiverged(f"{desc}: the training loss became {loop['total']} in epoch {epoch + 1} (lower "
+                                   "training.lr, or use training.precision: fp32); nothing was saved")
 
     def save():
         loop.update(passes=[counter.forward, counter.backward], seconds=time.perf_counter() - t0)
@@ -77,52 +121,66 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
         for epoch in bar:
             if loop["perm"] is None:  # a new epoch (a resumed one keeps its order and position)
                 loop.update(epoch=epoch, batch=0, perm=torch.randperm(n, generator=gen), total=0.0, batches=0)
-            perm = loop["perm"].to(x.device)
+                total.zero_()
+            perm = loop["perm"]
+            perm_x = perm.to(x.device)
             for s in range(loop["batch"] * cfg.batch_size, n, cfg.batch_size):
-                idx = perm[s:s + cfg.batch_size]
-                xb, yb = x[idx], y[idx]
+                keys = perm[s:s + cfg.batch_size]
+                idx = perm_x[s:s + cfg.batch_size]
+                if x.device == device:
+                    xb, yb = x[idx], y[idx]
+                else:  # pinned host memory: copy the batch without waiting
+                    xb = x[idx].pin_memory().to(device, non_blocking=True)
+                    yb = y[idx].pin_memory().to(device, non_blocking=True)
+                xb = augment(xb, augmentation, cfg.crop_padding, gen).contiguous(memory_format=memory_format)
                 x_opp = None
                 if use_opp:
-                    pick = torch.multinomial(probs, len(idx), replacement=True, generator=gen).to(x.device)
-                    x_opp = opponents[pick, idx]
+                    with autocast:
+                        x_opp = opponent(xb, yb, keys, gen).contiguous(memory_format=memory_format)
                 if schedule == "cyclic":
                     for g in opt.param_groups:
                         g["lr"] = cyclic_lr(loop["step"] + 1, total_steps, cfg.lr)
 
-                def closure(xb=xb, yb=yb, x_opp=x_opp, epoch=epoch):
+                def closure(xb=xb, yb=yb, x_opp=x_opp):
                     opt.zero_grad(set_to_none=True)
-                    loss = defense.loss(model, xb, yb, gen)
-                    if x_opp is not None:
-                        loss = (1 - opponent_weight) * loss + opponent_weight * F.cross_entropy(model(x_opp), yb)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"{desc}: non-finite training loss at epoch {epoch}")
+                    with autocast:
+                        loss = defense.loss(net, xb, yb, gen)
+                        if x_opp is not None:
+                            loss = (1 - opponent_weight) * loss + opponent_weight * F.cross_entropy(net(x_opp), yb)
                     loss.backward()
                     return loss
 
                 loss = opt.step(closure)
+                total += loss.detach()
                 loop["step"] += 1
-                loop["total"] += float(loss.detach())
                 loop["batches"] += 1
                 loop["batch"] += 1
                 if signals is not None and signals.requested:
+                    flush(epoch)
                     save()
                     raise resume.Preempted(f"{desc}: {signals.requested} received; state saved to {ckpt} at "
                                            f"epoch {epoch + 1}, batch {loop['batch']}: rerun the job to resume")
+            flush(epoch)
             loop["history"].append(loop["total"] / max(loop["batches"], 1))
             loop.update(epoch=epoch + 1, batch=0, perm=None)
             bar.set_postfix(loss=f"{loop['history'][-1]:.4f}")
             if ckpt is not None:
                 save()
     model.eval()
+    if cfg.channels_last:
+        model.to(memory_format=torch.contiguous_format)  # saved and evaluated like any model
     return {"loss_history": loop["history"], "train_seconds": time.perf_counter() - t0, "epochs": epochs,
-            "lr_schedule": schedule, "method": defense.stats(), "compute": counter.to_json()}
+            "lr_schedule": schedule, "method": defense.stats(), "compute": counter.to_json(),
+            "augmentation": augmentation, "precision": cfg.precision, "channels_last": cfg.channels_last,
+            "compile": cfg.compile}
 
 
 @torch.no_grad()
 def accuracy(model, x, y, batch_size: int = 1024) -> float:
     was = model.training
     model.eval()
-    correct = sum(int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
+    device = _device_of(model)
+    correct = sum(int((model(x[s:s + batch_size].to(device)).argmax(1) == y[s:s + batch_size].to(device)).sum())
                   for s in range(0, len(x), batch_size))
     model.train(was)
     return correct / max(len(x), 1)

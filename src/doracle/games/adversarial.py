@@ -30,6 +30,7 @@ from doracle.data import load as load_dataset
 from doracle.engine import DOState, cells_to_evaluate, extend_payoff
 from doracle.errors import ArtifactError
 from doracle.games import classifiers
+from doracle.games.attackers import AttackerStrategy, ModelCache, Opponent, target_refs
 from doracle.games.population import _population_doc, _strategy, best_member, read_population
 from doracle.models.mixture import Mixture
 from doracle.pipeline import stage_params
@@ -48,24 +49,27 @@ def _train_and_save(params: Params, ds: Dataset, out: str, *, defense: str, epoc
     """Train a fresh classifier with ``defense`` (``extra`` may carry the DO opponent term), save it
     with its metadata, return the metadata."""
     from doracle.defenses import make_defense, resume
-    from doracle.defenses.training import accuracy, train
+    from doracle.defenses.training import accuracy, place_training_split, train
 
     opponent = extra.pop("opponent", None)
     model = classifiers.new_classifier(params.model.arch, ds, device)
     init = extra.pop("init", None)
     if init is not None:  # warm start: the architecture is the same, the weights a member's
         model.load_state_dict(init.state_dict())
-    kwargs = {} if opponent is None else {"opponents": opponent["tensors"], "opponent_probs": opponent["probs"],
-                                          "opponent_weight": opponent["weight"]}
+    kwargs = {}
     if opponent is not None:
-        extra["opponent"] = {k: opponent[k] for k in ("ids", "probs", "weight")}
+        kwargs = {"opponent": opponent["opponent"], "opponent_weight": opponent["weight"]}
+        extra["opponent"] = {k: opponent[k] for k in ("ids", "probs", "weight", "materialized")}
     # a resumable state is only resumed by the same job: same params, seed, inputs and opponents
     fingerprint = artifacts.digest({"params": stage_keys, "seed": seed, "defense": defense, "epochs": epochs,
                                     "inputs": {p: sha256_file(p) for p in inputs},
                                     **{k: v for k, v in extra.items() if k != "init"}})
     ckpt = resume.checkpoint_path(out)
-    stats = train(model, make_defense(defense, params), ds.x["train"], ds.y["train"], params.training,
-                  epochs=epochs, seed=seed, desc=desc, checkpoint=ckpt, fingerprint=fingerprint, **kwargs)
+    x_train, placement = place_training_split(ds.x["train"], device, params.training.data_placement)
+    stats = train(model, make_defense(defense, params), x_train, ds.y["train"].to(x_train.device), params.training,
+                  epochs=epochs, seed=seed, desc=desc, checkpoint=ckpt, fingerprint=fingerprint,
+                  augmentation=params.augmentation, **kwargs)
+    stats["data_placement"] = placement
     stats["train_accuracy"] = accuracy(model, ds.x["train"], ds.y["train"])
     meta = artifacts.metadata("classifier", params=stage_keys, seed=seed, inputs=inputs, defense=defense,
                               arch=params.model.arch, data=_data_ref(ds), training=stats, device=device,
@@ -89,14 +93,23 @@ def train_classifier(params: Params, data_path: str, out: str, *, role: str, met
 # ----------------------------------------------------------------------------- population state
 
 
-def _load_strategy(doc: dict, sid: str, device: str):
+def _checked_ref(doc: dict, sid: str) -> dict:
     ref = doc["strategies"][sid]
     if sha256_file(ref["path"]) != ref["sha256"]:
         raise ArtifactError(f"{ref['path']}: changed since the population recorded it (strategy {sid})")
+    return ref
+
+
+def _load_strategy(doc: dict, sid: str, device: str):
+    """A defender's classifier, or an attacker's tensors (cached perturbations)."""
+    ref = _checked_ref(doc, sid)
     if ref["player"] == "defender":
         return classifiers.load(ref["path"], device)[0]
-    tensors, _ = artifacts.load_tensors(ref["path"], device)
-    return tensors
+    return artifacts.load_tensors(ref["path"], device)[0]
+
+
+def _load_attacker(doc: dict, sid: str, device: str) -> tuple[dict, dict]:
+    return artifacts.load_tensors(_checked_ref(doc, sid)["path"], device)
 
 
 def _mixture(doc: dict, ids: list[str], probs, device: str) -> tuple[Mixture, list[str]]:
@@ -104,22 +117,29 @@ def _mixture(doc: dict, ids: list[str], probs, device: str) -> tuple[Mixture, li
     return Mixture([_load_strategy(doc, i, device) for i, _ in keep], [p for _, p in keep]), [i for i, _ in keep]
 
 
-def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target_ids: list[str],
-                    target_probs: list[float], seed: int) -> tuple[dict, dict]:
+def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target: dict, seed: int) -> tuple[dict, dict]:
+    """The attacker strategy against ``mixture``: its perturbations of the payoff split, and of the
+    training split when it is cached (:func:`doracle.games.attackers.materialize`). ``target``
+    holds the ids, probabilities and artifact refs of the mixture's members."""
     from doracle.attacks import run_attack
+    from doracle.games.attackers import materialize
 
     spec = params.do.attacker.attack
     tm = params.threat_model
+    mode, why = materialize(params, len(ds.y["train"]), ds.shape)
+    splits = ("train", "payoff") if mode == "cache" else ("payoff",)
+    seeds = {split: runtime.derive_seed(seed, split) for split in ("train", "payoff")}
     out = {}
     with PassCounter(mixture.models) as counter:
-        for split in ("train", "payoff"):
+        for split in splits:
+            keys = torch.arange(len(ds.y[split]))
             out[f"x_{split}"] = run_attack(spec, mixture, ds.x[split], ds.y[split], eps=tm.eps_value, norm=tm.norm,
-                                           seed=runtime.derive_seed(seed, split))
+                                           seed=seeds[split], keys=keys)
     delta = (out["x_payoff"] - ds.x["payoff"]).flatten(1)
     norms = delta.abs().amax(1) if tm.norm == "linf" else delta.norm(dim=1)
     info = {
         "attack": spec.model_dump(), "threat_model": {"norm": tm.norm, "eps": tm.eps, "eps_value": tm.eps_value},
-        "target": {"ids": target_ids, "probs": target_probs},
+        "target": target, "seeds": seeds, "materialize": {"train": mode, "why": why},
         "max_perturbation": float(norms.max()), "nan_count": int(torch.isnan(out["x_payoff"]).sum()),
         "target_expected_accuracy_payoff": float(mixture.expected_accuracy(out["x_payoff"], ds.y["payoff"]).mean()),
         "compute": counter.to_json(),
@@ -142,7 +162,8 @@ def init(params: Params, data_path: str, base_path: str, attacker_out: str, out:
     device = runtime.setup(seed, params.device, params.threads)
     ds = load_dataset(data_path, device)
     base, _ = classifiers.load(base_path, device)
-    tensors, info = _craft_attacker(params, ds, Mixture([base]), ["d000"], [1.0], seed)
+    target = {"ids": ["d000"], "probs": [1.0], "refs": {"d000": _strategy(base_path, "defender")}}
+    tensors, info = _craft_attacker(params, ds, Mixture([base]), target, seed)
     artifacts.save_tensors(attacker_out, tensors, artifacts.metadata(
         "attacker", params=stage_params(params, "init"), seed=seed, inputs=[data_path, base_path], **info))
     u, se, cost = _cell(base, tensors["x_payoff"], ds.y["payoff"])
@@ -181,8 +202,10 @@ def best_response_defender(params: Params, data_path: str, state_path: str, iter
     ids = [c for c, p in zip(state.col_ids, state.sigma_col, strict=True) if p > 1e-9]
     probs = [float(p) for p in state.sigma_col if p > 1e-9]
     cfg = params.do.defender
-    opponent = {"ids": ids, "probs": probs, "weight": cfg.opponent_weight,
-                "tensors": torch.stack([_load_strategy(doc, c, device)["x_train"] for c in ids])}
+    models = ModelCache(device)
+    strategies = [AttackerStrategy(c, *_load_attacker(doc, c, device), models) for c in ids]
+    opponent = {"ids": ids, "probs": probs, "weight": cfg.opponent_weight, "opponent": Opponent(strategies, probs),
+                "materialized": {s.sid: "cache" if s.cached is not None else "on_the_fly" for s in strategies}}
     warm = {}
     if cfg.warm_start:
         start = best_member(state)
@@ -201,7 +224,8 @@ def best_response_attacker(params: Params, data_path: str, state_path: str, iter
     state, doc, seed, device, ds = ctx
     mixture, ids = _mixture(doc, state.row_ids, state.sigma_row, device)
     t0 = time.perf_counter()
-    tensors, info = _craft_attacker(params, ds, mixture, ids, mixture.probs, seed)
+    target = {"ids": ids, "probs": mixture.probs, "refs": target_refs(doc, ids)}
+    tensors, info = _craft_attacker(params, ds, mixture, target, seed)
     info["attack_seconds"] = time.perf_counter() - t0
     meta = artifacts.metadata("attacker", params=stage_params(params, "best_response_attacker"), seed=seed,
                               inputs=[data_path, state_path], iteration=iteration, **info)

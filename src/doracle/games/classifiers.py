@@ -27,6 +27,7 @@ def save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:
 def load(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the classifier recorded in ``path``'s sidecar and load its (hash-checked) weights."""
     state, meta = artifacts.load_tensors(path, device)
-    model = build(meta["arch"], meta["data"])
+    with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
+        model = build(meta["arch"], meta["data"])
     model.load_state_dict(state)
     return model.to(device).eval(), meta

@@ -1,0 +1,132 @@
+"""Attacker pure strategies of the AT game, cached or computed on the fly.
+
+An attacker strategy is an attack spec *bound to the defender mixture it was computed against*
+(ids, probabilities, the members' artifact paths and sha256, recorded in its sidecar). Its
+perturbation of an example is a deterministic function of the example and its key (its index in
+the split): the attack's randomness is keyed noise (:mod:`doracle.attacks.noise`), so it does not
+depend on the batch it is computed in.
+
+* **payoff split**: always computed by the attacker job and stored (float32 ``x_payoff``, exact):
+  payoff cells are then forward passes.
+* **training split** (``do.attacker.materialize``): ``cache`` stores ``x_train`` too, and the
+  defender best response indexes it; ``on_the_fly`` stores nothing and the defender best response
+  recomputes the perturbation per training batch, on the (augmented) batch, against the frozen
+  bound mixture. ``auto`` caches when ``do.capacity`` attackers' training perturbations fit
+  ``do.attacker.cache_budget_mb`` and batches are not augmented.
+
+Memory of a defender best response: cached, O(attackers in the support x training split);
+on the fly, O(distinct defender models the attackers in the support are bound to).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from doracle import artifacts
+from doracle.config import AttackSpec, Params
+from doracle.errors import ArtifactError
+from doracle.games import classifiers
+from doracle.models.mixture import Mixture
+
+
+def cache_bytes(params: Params, n_train: int, shape) -> int:
+    """Bytes of ``do.capacity`` attackers' cached training perturbations (float32)."""
+    return params.do.capacity * n_train * math.prod(shape) * 4
+
+
+def materialize(params: Params, n_train: int, shape) -> tuple[str, str]:
+    """(``cache`` | ``on_the_fly``, why) for the training split under ``do.attacker.materialize``."""
+    mode = params.do.attacker.materialize
+    if mode != "auto":
+        return mode, f"do.attacker.materialize: {mode}"
+    if params.augmentation != "none":
+        return "on_the_fly", f"training batches are augmented ({params.augmentation})"
+    need = cache_bytes(params, n_train, shape)
+    budget = params.do.attacker.cache_budget_mb * 2**20
+    if need <= budget:
+        return "cache", f"{params.do.capacity} cached attackers take {need / 2**20:.1f} MB <= {budget / 2**20:.0f} MB"
+    return "on_the_fly", f"{params.do.capacity} cached attackers would take {need / 2**20:.0f} MB > {budget / 2**20:.0f} MB"
+
+
+def target_refs(doc: dict, ids: list[str]) -> dict:
+    """Paths and sha256 of the defenders an attacker is bound to (from the population)."""
+    return {i: {"path": doc["strategies"][i]["path"], "sha256": doc["strategies"][i]["sha256"]} for i in ids}
+
+
+class ModelCache:
+    """Defender models loaded once (by sha256) and frozen, shared by the attackers bound to them."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.models: dict[str, torch.nn.Module] = {}
+
+    def get(self, ref: dict) -> torch.nn.Module:
+        if ref["sha256"] not in self.models:
+            if artifacts.sha256_file(ref["path"]) != ref["sha256"]:
+                raise ArtifactError(f"{ref['path']}: changed since an attacker strategy was bound to it")
+            model = classifiers.load(ref["path"], self.device)[0].requires_grad_(False)
+            self.models[ref["sha256"]] = model
+        return self.models[ref["sha256"]]
+
+
+class AttackerStrategy:
+    """One attacker strategy as a defender best response uses it on the training split."""
+
+    def __init__(self, sid: str, tensors: dict, meta: dict, models: ModelCache) -> None:
+        self.sid = sid
+        self.meta = meta
+        self.cached = tensors.get("x_train")
+        self.mixture = None
+        if self.cached is None:
+            target = meta["target"]
+            if "refs" not in target:
+                raise ArtifactError(f"attacker {sid}: neither cached training perturbations nor the defenders it is "
+                                    "bound to are recorded (an artifact of an older doracle: rerun its job)")
+            self.mixture = Mixture([models.get(target["refs"][i]) for i in target["ids"]], target["probs"])
+            self.spec = AttackSpec.model_validate(meta["attack"])
+            self.eps, self.norm = meta["threat_model"]["eps_value"], meta["threat_model"]["norm"]
+            self.seed = int(meta["seeds"]["train"])
+
+    @property
+    def models(self) -> list:
+        return [] if self.mixture is None else self.mixture.models
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """x_adv of training examples ``keys`` (their split indices), given as (augmented) ``x``."""
+        if self.cached is not None:
+            return self.cached[keys.to(self.cached.device)].to(x.device)
+        from doracle.attacks import run_attack
+
+        return run_attack(self.spec, self.mixture, x, y, eps=self.eps, norm=self.norm, seed=self.seed,
+                          keys=keys, batch_size=max(len(x), 1))
+
+
+class Opponent:
+    """The attacker mixture a defender best response trains against: each example of a batch
+    draws one attacker from ``probs`` (from the training generator, the same draws whether the
+    attackers are cached or computed on the fly) and is perturbed by it."""
+
+    def __init__(self, strategies: list[AttackerStrategy], probs: list[float]) -> None:
+        self.strategies = strategies
+        self.probs = torch.as_tensor(probs, dtype=torch.float32)
+
+    @property
+    def models(self) -> list:
+        seen, out = set(), []
+        for s in self.strategies:
+            for m in s.models:
+                if id(m) not in seen:
+                    seen.add(id(m))
+                    out.append(m)
+        return out
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        pick = torch.multinomial(self.probs, len(keys), replacement=True, generator=gen)
+        out = torch.empty_like(x)
+        for j in torch.unique(pick).tolist():
+            sel = (pick == j).nonzero().squeeze(1)
+            sel_dev = sel.to(x.device)
+            out[sel_dev] = self.strategies[j].perturb(x[sel_dev], y[sel_dev], keys[sel])
+        return out

@@ -1,0 +1,162 @@
+"""Attacker strategies cached or computed on the fly (do.attacker.materialize), and augmentation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from doracle import config, data
+from doracle.artifacts import load_tensors, read_json
+from doracle.attacks.noise import KeyedNoise
+from doracle.data.augment import augment
+from doracle.errors import ConfigError
+from doracle.games import adversarial, attackers, population
+from project import params_with
+
+
+def _run_do(tmp, overrides: dict, iterations: int = 2) -> dict:
+    """Prepare, train the base model and run ``iterations`` DO iterations in process."""
+    p = config.validate(params_with(overrides))
+    d, base = str(tmp / "data.safetensors"), str(tmp / "base.safetensors")
+    data.prepare(p, d)
+    adversarial.train_classifier(p, d, base, role="base", method="erm")
+    state = str(tmp / "pop000.json")
+    adversarial.init(p, d, base, str(tmp / "a000.safetensors"), state)
+    out = {}
+    for it in range(1, iterations + 1):
+        dfd, att = str(tmp / f"d{it:03d}.safetensors"), str(tmp / f"a{it:03d}.safetensors")
+        adversarial.best_response_defender(p, d, state, it, dfd)
+        adversarial.best_response_attacker(p, d, state, it, att)
+        pay, meta, nxt = (str(tmp / f"{n}{it:03d}.json") for n in ("payoff", "meta", "pop"))
+        adversarial.payoff(p, d, state, it, dfd, att, pay)
+        population.solve_meta(p, state, pay, meta)
+        population.prune(p, state, pay, meta, nxt)
+        state = nxt
+    out["payoff"] = read_json(tmp / f"payoff{iterations:03d}.json")
+    out["defenders"] = [load_tensors(tmp / f"d{it:03d}.safetensors")[0] for it in range(1, iterations + 1)]
+    out["attackers"] = [load_tensors(tmp / f"a{it:03d}.safetensors") for it in range(iterations + 1)]
+    return out
+
+
+def test_on_the_fly_and_cached_attackers_give_the_same_payoffs(tmp_path):
+    runs = {}
+    for mode in ("cache", "on_the_fly"):
+        (tmp_path / mode).mkdir()
+        runs[mode] = _run_do(tmp_path / mode, {"do": {"attacker": {"materialize": mode}}})
+    cache, fly = runs["cache"], runs["on_the_fly"]
+    # the cache holds the training split; on the fly nothing but the payoff split is stored
+    for (t_c, m_c), (t_f, m_f) in zip(cache["attackers"], fly["attackers"], strict=True):
+        assert set(t_c) == {"x_train", "x_payoff"} and set(t_f) == {"x_payoff"}
+        assert m_c["materialize"]["train"] == "cache" and m_f["materialize"]["train"] == "on_the_fly"
+        assert torch.equal(t_c["x_payoff"], t_f["x_payoff"])
+        assert set(m_f["target"]["refs"]) == set(m_f["target"]["ids"])
+    # the defenders trained against recomputed perturbations are the same networks, bit for bit...
+    for a, b in zip(cache["defenders"], fly["defenders"], strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # ...and so is the whole payoff matrix, with more than one attacker in the mixture by now
+    assert cache["payoff"]["payoff"] == fly["payoff"]["payoff"]
+    assert len(cache["payoff"]["col_ids"]) == 3
+    # the bound defender models' passes are the on-the-fly defender's compute
+    d_c = load_tensors(tmp_path / "cache" / "d002.safetensors")[1]
+    d_f = load_tensors(tmp_path / "on_the_fly" / "d002.safetensors")[1]
+    assert d_f["compute"]["forward_passes"] > d_c["compute"]["forward_passes"]
+    assert set(d_f["opponent"]["materialized"].values()) == {"on_the_fly"}
+
+
+def test_cached_perturbations_are_the_on_the_fly_ones_in_any_batch():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    x, y = torch.rand(50, 1, 4, 4), torch.randint(0, 3, (50,))
+    from doracle.attacks import run_attack
+    from doracle.models.mixture import Mixture
+
+    spec = config.AttackSpec(name="pgd", steps=3, rel_step_size=0.3, restarts=2, random_start=True)
+    keys = torch.arange(50)
+    whole = run_attack(spec, Mixture([net]), x, y, eps=0.1, seed=7, keys=keys, batch_size=16)
+    order = torch.randperm(50)[:20]
+    part = run_attack(spec, Mixture([net]), x[order], y[order], eps=0.1, seed=7, keys=keys[order], batch_size=7)
+    assert torch.equal(whole[order], part)
+    other = run_attack(spec, Mixture([net]), x, y, eps=0.1, seed=8, keys=keys, batch_size=16)
+    assert not torch.equal(whole, other)  # the seed matters
+
+
+def test_keyed_noise_is_uniform_per_key_and_independent_of_the_batch():
+    a = KeyedNoise(3, torch.arange(2000)).rand((2000, 8), "cpu")
+    assert 0.0 <= a.min() and a.max() < 1.0
+    assert abs(a.mean().item() - 0.5) < 0.01 and abs(a.var().item() - 1 / 12) < 0.005
+    assert torch.equal(KeyedNoise(3, torch.tensor([5, 1999])).rand((2, 8), "cpu"), a[[5, 1999]])
+    g = KeyedNoise(3, torch.arange(4000))
+    first, second = g.rand((4000, 2), "cpu"), g.rand((4000, 2), "cpu")
+    assert not torch.equal(first, second)  # successive draws (restarts) differ
+    n = KeyedNoise(4, torch.arange(20000)).randn((20000, 4), "cpu")
+    assert abs(n.mean().item()) < 0.02 and abs(n.std().item() - 1) < 0.02
+    corr = torch.corrcoef(torch.stack([a[:, 0], a[:, 1]]))[0, 1]
+    assert abs(corr.item()) < 0.06
+
+
+def test_auto_caches_small_unaugmented_training_splits_only():
+    p = config.validate({})
+    assert attackers.materialize(p, 1078, (1, 8, 8))[0] == "cache"
+    assert attackers.materialize(p, 45000, (3, 32, 32))[0] == "on_the_fly"  # 8 x 553 MB > 1024 MB
+    aug = config.validate({"data": {"dataset": "cifar10"}, "training": {"augmentation": "standard"}})
+    assert aug.augmentation == "crop_flip"
+    mode, why = attackers.materialize(aug, 100, (3, 32, 32))
+    assert mode == "on_the_fly" and "augmented" in why
+    assert config.validate({"data": {"dataset": "svhn"}, "training": {"augmentation": "standard"}}).augmentation == "crop"
+    with pytest.raises(ConfigError, match="materialize: cache cannot follow training.augmentation"):
+        config.validate({"training": {"augmentation": "crop"}, "do": {"attacker": {"materialize": "cache"}}})
+
+
+def test_augmentation_crops_and_flips_on_the_device_reproducibly():
+    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5) + 1
+    a = augment(x, "crop", 2, torch.Generator().manual_seed(0))
+    b = augment(x, "crop", 2, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):  # every output is a 5x5 window of the zero-padded image
+        wins = [padded[i, :, r:r + 5, c:c + 5] for r in range(5) for c in range(5)]
+        assert any(torch.equal(a[i], w) for w in wins)
+    outs = torch.stack([augment(x, "crop_flip", 2, torch.Generator().manual_seed(s)) for s in range(40)])
+    assert (outs != x).flatten(2).any(2).float().mean() > 0.5  # most draws move the image
+    flipped = [torch.equal(o[0], x[0].flip(2)) for o in
+               (augment(x, "crop_flip", 1, torch.Generator().manual_seed(s)) for s in range(200))]
+    assert any(flipped)  # a zero offset with a flip shows up
+    assert torch.equal(augment(x, "none", 2, torch.Generator()), x)
+
+
+def test_augmentation_changes_training_batches_never_payoff_or_test_splits(tmp_path):
+    seen = []
+
+    def spy(xb, yb, keys, gen):
+        seen.append((xb.clone(), keys.clone()))
+        return xb
+
+    from doracle.defenses import make_defense
+    from doracle.defenses.training import train
+
+    p = config.validate(params_with({"training": {"augmentation": "crop", "crop_padding": 2}}))
+    data.prepare(p, tmp_path / "d.safetensors")
+    ds = data.load(tmp_path / "d.safetensors")
+    before = {s: ds.x[s].clone() for s in data.SPLITS}
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    train(m, make_defense("erm", p), ds.x["train"], ds.y["train"], p.training, epochs=1, seed=0,
+          opponent=spy, opponent_weight=0.5, augmentation=p.augmentation)
+    xb, keys = seen[0]
+    assert not torch.equal(xb, ds.x["train"][keys])  # the opponent saw augmented batches
+    assert all(torch.equal(before[s], ds.x[s]) for s in data.SPLITS)  # nothing changed in place
+    # the attacker job and the payoff cells use the unaugmented payoff split
+    base = str(tmp_path / "base.safetensors")
+    adversarial.train_classifier(p, str(tmp_path / "d.safetensors"), base, role="base", method="erm")
+    adversarial.init(p, str(tmp_path / "d.safetensors"), base, str(tmp_path / "a.safetensors"), str(tmp_path / "pop.json"))
+    t, meta = load_tensors(tmp_path / "a.safetensors")
+    assert meta["materialize"]["train"] == "on_the_fly"
+    delta = (t["x_payoff"] - ds.x["payoff"]).abs().amax()
+    assert delta <= p.threat_model.eps_value + 1e-6  # a perturbation of the unaugmented payoff images
+    pop = json.loads((tmp_path / "pop.json").read_text())
+    from doracle.defenses.training import accuracy
+    from doracle.games import classifiers
+
+    model = classifiers.load(base)[0]
+    assert pop["state"]["payoff"][0][0] == accuracy(model, t["x_payoff"], ds.y["payoff"])
