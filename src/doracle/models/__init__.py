@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from doracle.errors import ConfigError
 
-# doracle's own architectures, registered with timm by doracle.models.small (a test checks the
-# two lists agree), known here so that params validate without importing timm.
-OWN_MODELS = ("doracle_cnn_small", "doracle_mlp")
+# doracle's own architectures, registered with timm by doracle.models.small (digits/MNIST) and
+# doracle.models.resnets (CIFAR scale) (a test checks the lists agree), known here so that params
+# validate without importing timm.
+OWN_MODELS = ("doracle_cnn_small", "doracle_mlp", "doracle_preact_resnet18", "doracle_wrn28_10",
+              "doracle_wrn34_10")
 
 
 def check_arch(name: str) -> None:
@@ -27,7 +29,7 @@ def create(name: str, *, num_classes: int, in_chans: int, img_size: int, mean, s
     """Build a classifier by registered name; ``mean``/``std`` are per-channel input statistics."""
     import timm
 
-    from doracle.models import small
+    from doracle.models import resnets, small  # noqa: F401 (resnets: registers its models)
 
     check_arch(name)
     if name in OWN_MODELS:
