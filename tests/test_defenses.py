@@ -101,6 +101,45 @@ def test_cyclic_schedule_rises_then_falls():
     assert all(a <= b for a, b in zip(lrs[:40], lrs[1:40], strict=False))
 
 
+def test_piecewise_schedule_decays_at_its_milestones(toy_data):
+    from doracle.defenses.training import piecewise_lr
+
+    lrs = [piecewise_lr(s, 200, 0.1, [0.5, 0.75], 0.1) for s in range(1, 201)]
+    assert lrs[99] == pytest.approx(0.1) and lrs[100] == pytest.approx(0.01)
+    assert lrs[149] == pytest.approx(0.01) and lrs[150] == pytest.approx(0.001) and lrs[-1] == pytest.approx(0.001)
+    # and the training loop applies it: the optimizer ends at the last decayed rate
+    x, y = toy_data
+    p = config.validate({"training": {"optimizer": "sgd", "lr": 0.1, "lr_schedule": "piecewise",
+                                      "lr_milestones": [0.3], "lr_decay": 0.5}})
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    seen = []
+    d = make_defense("erm", p)
+    orig = d.loss
+
+    def spy(model, xb, yb, gen):
+        seen.append(opt_lr[0]())
+        return orig(model, xb, yb, gen)
+
+    import doracle.defenses.training as tr
+
+    made = tr.make_optimizer
+
+    def keep(model, cfg):
+        opt = made(model, cfg)
+        opt_lr[0] = lambda: opt.param_groups[0]["lr"]
+        return opt
+
+    opt_lr = [None]
+    d.loss = spy
+    tr.make_optimizer, saved = keep, tr.make_optimizer
+    try:
+        train(m, d, x, y, p.training, epochs=10, seed=0)
+    finally:
+        tr.make_optimizer = saved
+    assert seen[0] == pytest.approx(0.1) and seen[-1] == pytest.approx(0.05)
+    assert sorted(set(round(v, 6) for v in seen)) == [0.05, 0.1]
+
+
 def test_amp_perturbation_is_norm_bounded_and_changes_the_update(toy_data):
     from doracle.defenses.amp import AMP
 

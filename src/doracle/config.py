@@ -101,7 +101,10 @@ class Training(_Strict):
     lr: Annotated[float, Field(gt=0.0)] = 1e-3
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
-    lr_schedule: Literal["constant", "cyclic"] = "constant"
+    lr_schedule: Literal["constant", "cyclic", "piecewise"] = "constant"
+    # piecewise: lr times lr_decay at each milestone (fractions of training; Madry et al., Rice et al.)
+    lr_milestones: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(default_factory=lambda: [0.5, 0.75])
+    lr_decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
     # data augmentation of training batches (on the device, seeded): standard = the usual choice
     # for the data set (AUGMENTATION_STANDARD); payoff and test splits are never augmented
     augmentation: Literal["none", "standard", "crop", "crop_flip"] = "none"
@@ -135,7 +138,7 @@ class DefenseSpec(_Strict):
 
     attack: AttackSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    lr_schedule: Literal["constant", "cyclic"] | None = None
+    lr_schedule: Literal["constant", "cyclic", "piecewise"] | None = None
 
 
 class Base(_Strict):

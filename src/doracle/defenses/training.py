@@ -53,6 +53,12 @@ def place_training_split(x: torch.Tensor, device, placement: str) -> tuple[torch
     return x.to(device), "device"
 
 
+def piecewise_lr(step: int, total: int, base: float, milestones, decay: float) -> float:
+    """Step decay (Madry et al. 2018; Rice et al. 2020): ``base * decay^k`` after k milestones
+    (fractions of training)."""
+    return base * decay ** sum(step > m * total for m in milestones)
+
+
 def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: int, opponent=None,
           opponent_weight: float = 0.0, augmentation: str = "none", desc: str = "train",
           checkpoint: str | Path | None = None, fingerprint: str = "", log=print) -> dict:
@@ -137,9 +143,11 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
                 if use_opp:
                     with autocast:
                         x_opp = opponent(xb, yb, keys, gen).contiguous(memory_format=memory_format)
-                if schedule == "cyclic":
+                if schedule != "constant":
+                    lr = (cyclic_lr(loop["step"] + 1, total_steps, cfg.lr) if schedule == "cyclic" else
+                          piecewise_lr(loop["step"] + 1, total_steps, cfg.lr, cfg.lr_milestones, cfg.lr_decay))
                     for g in opt.param_groups:
-                        g["lr"] = cyclic_lr(loop["step"] + 1, total_steps, cfg.lr)
+                        g["lr"] = lr
 
                 def closure(xb=xb, yb=yb, x_opp=x_opp):
                     opt.zero_grad(set_to_none=True)
