@@ -53,10 +53,13 @@ def synthetic_images(n: int, shape: tuple[int, ...], num_classes: int, seed: int
     (σ = 40 grey levels), so the classes are learnable and the images distinct.
     """
     rng = np.random.default_rng(seed)
-    protos = rng.integers(0, 256, size=(num_classes, *shape)).astype(np.float64)
+    protos = rng.integers(0, 256, size=(num_classes, *shape)).astype(np.float32)
     y = rng.permutation(np.arange(n) % num_classes).astype(np.int64)
-    x = protos[y] + rng.normal(0.0, 40.0, size=(n, *shape))
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8), y
+    x = np.empty((n, *shape), dtype=np.uint8)
+    for s in range(0, n, 4096):  # in chunks: CIFAR-sized sets without gigabytes of floats
+        noise = rng.standard_normal((min(n - s, 4096), *shape), dtype=np.float32)
+        x[s:s + len(noise)] = np.clip(np.rint(protos[y[s:s + len(noise)]] + 40.0 * noise), 0, 255)
+    return x, y
 
 
 def _images(x, channels: int | None, hw: tuple[int, int] | None, what: str) -> np.ndarray:
