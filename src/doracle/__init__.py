@@ -7,7 +7,7 @@ The package is organised in rooms (see docs/ARCHITECTURE.md):
 * ``doracle.attacks``  - perturbation strategies, registered by name
 * ``doracle.defenses`` - training methods, registered by name
 * ``doracle.models``   - architectures registered in timm's registry
-* ``doracle.data``     - datasets (scikit-learn digits offline; torchvision sets on clusters)
+* ``doracle.data``     - datasets (scikit-learn digits offline; MNIST, CIFAR-10, SVHN, TinyImageNet downloaded)
 * ``doracle.evaluation``, ``doracle.report`` - honest robustness numbers, plots and tables
 * ``doracle.cli``      - the only entry point besides the Snakemake rules
 """

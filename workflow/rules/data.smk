@@ -1,4 +1,4 @@
-# Data: the deterministic train / payoff / test split (digits offline; torchvision sets on clusters).
+# Data: the deterministic train / payoff / test split (digits offline; MNIST, CIFAR-10, SVHN, TinyImageNet downloaded).
 
 rule prepare_data:
     output:

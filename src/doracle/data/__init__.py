@@ -1,8 +1,9 @@
 """Datasets: a deterministic train / payoff / test split stored as one safetensors file.
 
 * ``digits``: scikit-learn's bundled 8x8 digits (1797 images, no download): the offline default.
-* ``mnist``, ``cifar10``, ``svhn``, ``tinyimagenet``: downloaded and prepared through torchvision
-  (for clusters). Offline, preparation fails fast saying what to download and where to put it.
+* ``mnist``, ``cifar10``, ``svhn``, ``tinyimagenet``: downloaded (md5-checked) and read from their
+  official files by :mod:`doracle.data.download` (for clusters). Offline, preparation fails fast
+  saying what to download and where to put it. :mod:`doracle.data.formats` writes those formats.
 
 The prepared file holds ``x_<split>`` as uint8 (pixel * scale, NCHW) and ``y_<split>`` as int64;
 the sidecar records the split fractions, seed, sizes, the per-channel mean/std of the training
