@@ -31,7 +31,7 @@ def pgd(mixture, x, y, *, eps, norm, spec, generator):
             acc = mixture.expected_accuracy(xa, y)
             loss = mixture.expected_loss(xa, y)
             better = (acc < best_acc) | ((acc == best_acc) & (loss > best_loss))
-            best[better] = xa[better]
+            best = torch.where(better.view(-1, *[1] * (x.dim() - 1)), xa, best)  # no host sync
             best_acc = torch.where(better, acc, best_acc)
             best_loss = torch.where(better, loss, best_loss)
     return best
