@@ -208,3 +208,15 @@ def test_check_params_accepts_a_preset_without_warnings(cli, name):
     assert proc.returncode == 0, proc.stderr
     assert f"configs/{name}.yaml: valid (experiment '{name}'" in proc.stdout
     assert "warning" not in proc.stderr, proc.stderr
+
+
+def test_dvc_yaml_of_a_preset_reads_the_preset(cli, tmp_path):
+    out = tmp_path / "dvc.yaml"
+    proc = cli("dvc-yaml", "--params", "configs/cifar10.yaml", "--out", str(out), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    stages = yaml.safe_load(out.read_text())["stages"]
+    for name, stage in stages.items():
+        assert "--params params.yaml" not in stage["cmd"], name
+        if "--params" in stage["cmd"]:
+            assert "--params configs/cifar10.yaml" in stage["cmd"], name
+        assert all(isinstance(p, dict) and "configs/cifar10.yaml" in p for p in stage["params"]), name

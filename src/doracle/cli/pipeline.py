@@ -158,7 +158,7 @@ def cmd_dvc_yaml(args):
     from doracle.artifacts import atomic_write_bytes
     from doracle.pipeline import dvc_yaml_text
 
-    text = dvc_yaml_text(_params(args))
+    text = dvc_yaml_text(_params(args), args.params)
     if args.check:
         current = Path(args.out).read_text() if Path(args.out).is_file() else ""
         if current != text:
