@@ -56,7 +56,8 @@ def bare_loop(model, x, y, *, method, eps, alpha, pgd_steps, batch, lr, gen_seed
         opt.step()
 
 
-def doracle_loop(model, x, y, *, method, pgd_steps, batch, lr, gen_seed, precision, channels_last):
+def doracle_loop(model, x, y, *, method, pgd_steps, batch, lr, gen_seed, precision, channels_last,
+                 augmentation="none"):
     from doracle import config
     from doracle.defenses import make_defense
     from doracle.defenses.training import train
@@ -68,7 +69,8 @@ def doracle_loop(model, x, y, *, method, pgd_steps, batch, lr, gen_seed, precisi
                                       "batch_size": batch, "lr_schedule": "constant", "precision": precision,
                                       "channels_last": channels_last},
                          "defenses": {method: {"attack": attack, "lr_schedule": "constant"}}})
-    train(model, make_defense(method, p), x, y, p.training, epochs=1, seed=gen_seed, desc=method, log=lambda *a: None)
+    train(model, make_defense(method, p), x, y, p.training, epochs=1, seed=gen_seed, desc=method,
+          augmentation=augmentation, log=lambda *a: None)
 
 
 def main(argv=None) -> int:

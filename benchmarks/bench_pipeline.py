@@ -16,17 +16,12 @@ Prints, all measured in this run:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 from common import ROOT, new_project, sh
-
-
-def bench_seconds(path: Path) -> float:
-    return float(next(csv.DictReader(path.open(), delimiter="\t"))["s"])
 
 
 def main() -> None:
@@ -36,6 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from doracle import config
+    from doracle.compute import wall_seconds
 
     params = config.load(args.params)
     exp, T = params.experiment, params.do.iterations
@@ -47,7 +43,7 @@ def main() -> None:
         sh(["snakemake", c, it0], proj)
         do_wall, _ = sh(["snakemake", c, final], proj)
         t_all, _ = sh(["snakemake", c], proj)
-        br_jobs = sum(bench_seconds(p) for it in range(1, T + 1)
+        br_jobs = sum(wall_seconds(p) for it in range(1, T + 1)
                       for p in (proj / f"benchmarks/{exp}/do/it{it:03d}").glob("*.tsv")
                       if p.stem in ("defender", "attacker"))
         compute = 0.0

@@ -63,7 +63,7 @@ def add(*records: dict | None) -> dict:
 SHARED_JOBS = ("prepare_data",)
 
 
-def _wall_seconds(benchmark: str) -> float | None:
+def wall_seconds(benchmark: str) -> float | None:
     """A job's wall seconds from its Snakemake benchmark file (None when it was not run by Snakemake)."""
     import csv
     from pathlib import Path
@@ -88,7 +88,7 @@ def model_cost(params, output: str) -> dict:
     from doracle.pipeline import lineage
 
     jobs = [j for j in lineage(params, output) if j["rule"] not in SHARED_JOBS]
-    walls = [_wall_seconds(j["benchmark"]) for j in jobs]
+    walls = [wall_seconds(j["benchmark"]) for j in jobs]
     passes = add(*(_passes(j) for j in jobs))
     return {"jobs": len(jobs), "wall_seconds": None if None in walls else round(sum(walls), 3), **passes,
             "passes": passes["forward_passes"] + passes["backward_passes"]}
