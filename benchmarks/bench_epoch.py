@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     ap.add_argument("--no-channels-last", action="store_true")
     ap.add_argument("--peak-tflops", type=float)
+    ap.add_argument("--arch", default="doracle_preact_resnet18", help="another model (smoke tests on a CPU)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     from doracle import models
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
 
     def fresh():
         torch.manual_seed(0)
-        m = models.create("doracle_preact_resnet18", num_classes=10, in_chans=3, img_size=32,
+        m = models.create(args.arch, num_classes=10, in_chans=3, img_size=32,
                           mean=[0.49, 0.48, 0.45], std=[0.25, 0.24, 0.26]).to(device)
         return m
 
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    print(f"{name}, PreActResNet-18, {args.images} images 3x32x32, batch {args.batch}, {args.precision}"
+    print(f"{name}, {args.arch}, {args.images} images 3x32x32, batch {args.batch}, {args.precision}"
           f"{', channels_last' if cl else ''}, peak {peak or '?'} TFLOP/s")
     print(f"{'method':<10} {'img/s':>9} {'epoch s':>8} {'15 ep s':>8} {'TFLOP/s':>8} {'of peak':>8}")
     results = {}

@@ -110,7 +110,9 @@ class Dataset:
         return c, h, w
 
 
-def load(path: str | Path, device: str = "cpu") -> Dataset:
+def load(path: str | Path, device: str = "cpu", train_device: str | None = None) -> Dataset:
+    """The prepared splits on ``device`` (the training split on ``train_device`` when given: a
+    training job keeps it in host memory until it knows where it fits)."""
     import torch
     from safetensors.torch import load as st_load
 
@@ -119,6 +121,8 @@ def load(path: str | Path, device: str = "cpu") -> Dataset:
         raise ArtifactError(f"{path}: sha256 does not match its sidecar (corrupt or replaced)")
     t = st_load(Path(path).read_bytes())
     scale = float(meta["scale"])
-    x = {s: (t[f"x_{s}"].to(torch.float32) / scale).to(device) for s in SPLITS}
-    y = {s: t[f"y_{s}"].to(device) for s in SPLITS}
+    where = {s: device for s in SPLITS}
+    where["train"] = train_device or device
+    x = {s: (t[f"x_{s}"].to(torch.float32) / scale).to(where[s]) for s in SPLITS}
+    y = {s: t[f"y_{s}"].to(where[s]) for s in SPLITS}
     return Dataset(x, y, meta)

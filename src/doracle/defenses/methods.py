@@ -120,8 +120,8 @@ class LocalBall(Defense):
     is one steepest-ascent step of size r from a random point of that ball, kept inside
     B(x_w, r), the eps-ball around x and [0, 1]; loss CE(f(x_l), y). Global term:
     KL(f(x) || f(x_l)) ties the local balls to the clean point. In effect a two-step adversary
-    (FGSM, then one step of r) plus a TRADES-style consistency term: 10 per-example forward or
-    backward passes per training example against PGD-5 AT's 14 (counted; docs/methods.md).
+    (FGSM, then one step of r) plus a TRADES-style consistency term: 8 per-example forward or
+    backward passes per training example against PGD-5 AT's 12 (counted; docs/methods.md).
     """
 
     name = "local_ball"

@@ -83,7 +83,7 @@ def train_classifier(params: Params, data_path: str, out: str, *, role: str, met
     """Train the base model (``role='base'``) or a baseline (``role='baseline'``) with ``method``."""
     seed = runtime.derive_seed(params.seed, role, method)
     device = runtime.setup(seed, params.device, params.threads)
-    ds = load_dataset(data_path, device)
+    ds = load_dataset(data_path, device, train_device="cpu")  # placed by _train_and_save
     cfg = params.base if role == "base" else params.baselines
     return _train_and_save(params, ds, out, defense=method, epochs=cfg.epochs or params.training.epochs, seed=seed,
                            device=device, inputs=[data_path], stage_keys=stage_params(params, "train", role),
@@ -191,7 +191,7 @@ def _best_response_setup(params: Params, data_path: str, state_path: str, iterat
         return None
     seed = runtime.derive_seed(params.seed, stage, iteration)
     device = runtime.setup(seed, params.device, params.threads)
-    return state, doc, seed, device, load_dataset(data_path, device)
+    return state, doc, seed, device, load_dataset(data_path, device, train_device="cpu")
 
 
 def best_response_defender(params: Params, data_path: str, state_path: str, iteration: int, out: str) -> dict:

@@ -1,0 +1,34 @@
+"""Every benchmark entry point runs (tiny sizes, CPU): the scripts must not drift from the API."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from project import ROOT, run
+
+
+def _bench(tmp_path, script, *args):
+    out = tmp_path / "out.json"
+    run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)], ROOT, timeout=600)
+    return json.loads(out.read_text())
+
+
+def test_bench_at_step_reports_both_loops_and_their_ratio(tmp_path):
+    r = _bench(tmp_path, "bench_at_step.py", "--device", "cpu", "--arch", "doracle_cnn_small", "--size", "8",
+               "--batch", "16", "--steps", "2", "--repeats", "1", "--pgd-steps", "2")
+    for method in ("pgd_at", "fgsm_rs"):
+        m = r["results"][method]
+        assert m["doracle_images_per_s"] > 0 and m["bare_images_per_s"] > 0
+        assert m["ratio"] == pytest.approx(m["doracle_images_per_s"] / m["bare_images_per_s"])
+
+
+def test_bench_epoch_counts_flops_and_throughput(tmp_path):
+    r = _bench(tmp_path, "bench_epoch.py", "--device", "cpu", "--arch", "doracle_cnn_small", "--images", "64",
+               "--batch", "32", "--pgd-steps", "2", "--peak-tflops", "1")
+    fgsm, pgd = r["results"]["fgsm_rs"], r["results"]["pgd_at"]
+    assert fgsm["images_per_s"] > 0 and fgsm["fifteen_epochs_seconds"] == pytest.approx(15 * fgsm["epoch_seconds"])
+    assert pgd["flops_per_step"] > fgsm["flops_per_step"] > 0  # PGD-2 makes more passes than FGSM
+    assert 0 < fgsm["fraction_of_peak"] < 1
