@@ -13,7 +13,7 @@ from doracle.attacks.noise import KeyedNoise
 from doracle.data.augment import augment
 from doracle.errors import ConfigError
 from doracle.games import adversarial, attackers, population
-from project import params_with
+from project import merge, params_with
 
 
 def _run_do(tmp, overrides: dict, iterations: int = 2) -> dict:
@@ -44,7 +44,9 @@ def test_on_the_fly_and_cached_attackers_give_the_same_payoffs(tmp_path):
     runs = {}
     for mode in ("cache", "on_the_fly"):
         (tmp_path / mode).mkdir()
-        runs[mode] = _run_do(tmp_path / mode, {"do": {"attacker": {"materialize": mode}}})
+        # uniform meta-strategy: by iteration 3 the defender recomputes an attacker bound to two defenders
+        runs[mode] = _run_do(tmp_path / mode, {"do": {"meta_solver": "uniform", "attacker": {"materialize": mode}}},
+                             iterations=3)
     cache, fly = runs["cache"], runs["on_the_fly"]
     # the cache holds the training split; on the fly nothing but the payoff split is stored
     for (t_c, m_c), (t_f, m_f) in zip(cache["attackers"], fly["attackers"], strict=True):
@@ -52,15 +54,17 @@ def test_on_the_fly_and_cached_attackers_give_the_same_payoffs(tmp_path):
         assert m_c["materialize"]["train"] == "cache" and m_f["materialize"]["train"] == "on_the_fly"
         assert torch.equal(t_c["x_payoff"], t_f["x_payoff"])
         assert set(m_f["target"]["refs"]) == set(m_f["target"]["ids"])
+    # by iteration 3 an attacker recomputed on the fly is bound to a mixture of two defenders
+    assert max(len(m["target"]["ids"]) for _, m in fly["attackers"]) >= 2
     # the defenders trained against recomputed perturbations are the same networks, bit for bit...
     for a, b in zip(cache["defenders"], fly["defenders"], strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)
     # ...and so is the whole payoff matrix, with more than one attacker in the mixture by now
     assert cache["payoff"]["payoff"] == fly["payoff"]["payoff"]
-    assert len(cache["payoff"]["col_ids"]) == 3
+    assert len(cache["payoff"]["col_ids"]) == 4
     # the bound defender models' passes are the on-the-fly defender's compute
-    d_c = load_tensors(tmp_path / "cache" / "d002.safetensors")[1]
-    d_f = load_tensors(tmp_path / "on_the_fly" / "d002.safetensors")[1]
+    d_c = load_tensors(tmp_path / "cache" / "d003.safetensors")[1]
+    d_f = load_tensors(tmp_path / "on_the_fly" / "d003.safetensors")[1]
     assert d_f["compute"]["forward_passes"] > d_c["compute"]["forward_passes"]
     assert set(d_f["opponent"]["materialized"].values()) == {"on_the_fly"}
 
@@ -107,6 +111,16 @@ def test_auto_caches_small_unaugmented_training_splits_only():
     assert config.validate({"data": {"dataset": "svhn"}, "training": {"augmentation": "standard"}}).augmentation == "crop"
     with pytest.raises(ConfigError, match="materialize: cache cannot follow training.augmentation"):
         config.validate({"training": {"augmentation": "crop"}, "do": {"attacker": {"materialize": "cache"}}})
+    # the budget counts the largest population the pruners allow
+    assert attackers.max_attackers(p) == 6  # capacity 8, but only 5 iterations + the first
+    assert attackers.max_attackers(config.validate({"do": {"iterations": 20}})) == 8
+    assert attackers.max_attackers(config.validate({"do": {"iterations": 20, "pruners": []}})) == 21
+    # an L2L attacker's network is trained on the batch it attacks: cached only
+    l2l = {"do": {"attacker": {"attack": {"name": "l2l", "steps": 5}}}}
+    assert attackers.materialize(config.validate(l2l), 45000, (3, 32, 32))[0] == "cache"
+    for extra in ({"do": {"attacker": {"materialize": "on_the_fly"}}}, {"training": {"augmentation": "crop"}}):
+        with pytest.raises(ConfigError, match="l2l attacker strategies can only be cached"):
+            config.validate(merge(l2l, extra))
 
 
 def test_augmentation_crops_and_flips_on_the_device_reproducibly():

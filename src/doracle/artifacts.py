@@ -105,6 +105,12 @@ def save_tensors(path: str | Path, tensors: dict, meta: dict) -> None:
     write_json(sidecar(path), {**meta, "sha256": hashlib.sha256(data).hexdigest()})
 
 
+def check_sha256(path: str | Path, expected: str, since: str) -> None:
+    """Raise ArtifactError when ``path``'s sha256 is not ``expected`` (``since``: when it was recorded)."""
+    if sha256_file(path) != expected:
+        raise ArtifactError(f"{path}: changed {since}")
+
+
 def sidecar(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 

@@ -302,6 +302,12 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _materialize(self):
+        attack = self.do.attacker.attack.name
+        if attack == "l2l" and (self.do.attacker.materialize == "on_the_fly" or self.augmentation != "none"):
+            raise ValueError(
+                "do.attacker.attack: l2l attacker strategies can only be cached (their perturbation network is "
+                "trained on the batch they attack), so they need do.attacker.materialize cache or auto and "
+                "training.augmentation none")
         if self.do.attacker.materialize == "cache" and self.augmentation != "none":
             raise ValueError(
                 f"do.attacker.materialize: cache cannot follow training.augmentation {self.training.augmentation!r} "

@@ -62,3 +62,21 @@ def setup(seed: int, device: str = "auto", threads: int = 1) -> str:
     if line:
         print(line, file=sys.stderr)
     return resolved
+
+
+def module_device(module):
+    """The device of a module's (first) parameter."""
+    return next(iter(module.parameters())).device
+
+
+def to_device(t, device):
+    """``t`` on ``device`` without making the host wait: a CPU tensor bound for a GPU goes through
+    pinned memory with an asynchronous copy (a copy from ordinary memory waits for the GPU)."""
+    import torch
+
+    device = torch.device(device)
+    if t.device == device:
+        return t
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)

@@ -8,6 +8,7 @@ from doracle.attacks import ATTACKS
 from doracle.attacks.noise import KeyedNoise, normal, uniform
 from doracle.config import AttackSpec
 from doracle.models.mixture import Mixture, eval_mode
+from doracle.runtime import module_device, to_device
 
 
 def run_attack(spec: AttackSpec, mixture: Mixture, x: torch.Tensor, y: torch.Tensor, *, eps: float,
@@ -22,11 +23,11 @@ def run_attack(spec: AttackSpec, mixture: Mixture, x: torch.Tensor, y: torch.Ten
     """
     fn = ATTACKS.get(spec.name)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    device = next(iter(mixture.models[0].parameters())).device if mixture.models else x.device
+    device = module_device(mixture.models[0]) if mixture.models else x.device
     out = []
     with eval_mode(mixture.models):
         for s in range(0, len(x), batch_size):
-            xb, yb = x[s:s + batch_size].to(device), y[s:s + batch_size].to(device)
+            xb, yb = to_device(x[s:s + batch_size], device), to_device(y[s:s + batch_size], device)
             g = gen if keys is None else KeyedNoise(seed, keys[s:s + batch_size])
             out.append(fn(mixture, xb, yb, eps=eps, norm=norm, spec=spec, generator=g).detach().to(x.device))
     return torch.cat(out) if out else x.clone()

@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from doracle.runtime import to_device
+
 _M32 = 0xFFFFFFFF
 
 
@@ -57,7 +59,9 @@ class KeyedNoise:
         if shape[0] != len(self.keys):
             raise ValueError(f"keyed noise for {len(self.keys)} examples asked for shape {tuple(shape)}")
         per = math.prod(shape[1:])
-        keys = self.keys.to(device)
+        if self.keys.device != torch.device(device):  # once: later draws find them there
+            self.keys = to_device(self.keys, device)
+        keys = self.keys
         stream = _hash32(_hash32(torch.full_like(keys, self.seed) ^ (keys & _M32)) ^ self.calls)
         self.calls += 1
         counter = torch.arange(per, device=device, dtype=torch.int64)
@@ -82,10 +86,10 @@ class KeyedNoise:
 def uniform(shape, gen, device) -> torch.Tensor:
     if isinstance(gen, KeyedNoise):
         return gen.rand(shape, device)
-    return torch.rand(shape, generator=gen).to(device)
+    return to_device(torch.rand(shape, generator=gen), device)
 
 
 def normal(shape, gen, device) -> torch.Tensor:
     if isinstance(gen, KeyedNoise):
         return gen.randn(shape, device)
-    return torch.randn(shape, generator=gen).to(device)
+    return to_device(torch.randn(shape, generator=gen), device)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from doracle.runtime import to_device
+
 KINDS = ("none", "crop", "crop_flip")
 
 
@@ -22,14 +24,14 @@ def augment(x: torch.Tensor, kind: str, padding: int, gen: torch.Generator) -> t
     if kind not in KINDS:
         raise ValueError(f"unknown augmentation {kind!r}; valid: {', '.join(KINDS)}")
     n, _, h, w = x.shape
-    off = torch.randint(0, 2 * padding + 1, (2, n), generator=gen).to(x.device)
+    off = to_device(torch.randint(0, 2 * padding + 1, (2, n), generator=gen), x.device)
     padded = F.pad(x, (padding, padding, padding, padding))
     rows = (off[0][:, None] + torch.arange(h, device=x.device))[:, :, None]  # (n, h, 1)
     cols = (off[1][:, None] + torch.arange(w, device=x.device))[:, None, :]  # (n, 1, w)
     batch = torch.arange(n, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (n, c, h, w)
     if kind == "crop_flip":
-        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device).view(-1, 1, 1, 1)
+        flip = to_device(torch.rand(n, generator=gen) < 0.5, x.device).view(-1, 1, 1, 1)
         out = torch.where(flip, out.flip(3), out)
     return out.contiguous(memory_format=torch.channels_last if x.is_contiguous(
         memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format)

@@ -29,6 +29,7 @@ import torch
 
 from doracle import artifacts
 from doracle.errors import EXIT_PREEMPTED, ArtifactError, Preempted  # noqa: F401 (re-exported)
+from doracle.runtime import module_device
 
 SIGNALS = ("SIGTERM", "SIGUSR1")
 
@@ -138,7 +139,7 @@ def load(path: Path, *, fingerprint: str, model, opt, defense, gen: torch.Genera
     if meta.get("fingerprint") != fingerprint:
         log(f"training state {path} was made for other settings or inputs: not resuming from it, starting over")
         return None
-    device = next(iter(model.parameters())).device
+    device = module_device(model)
     tree = _unflatten(meta["skeleton"], tensors, device)
     model.load_state_dict(tree["model"])
     _optimizer(opt).load_state_dict(tree["optimizer"])

@@ -15,7 +15,8 @@ from doracle.compute import PassCounter
 from doracle.config import Training
 from doracle.defenses import resume
 from doracle.defenses.base import Defense
-from doracle.errors import TrainingDiverged
+from doracle.errors import ConfigError, TrainingDiverged
+from doracle.runtime import module_device, to_device
 
 
 def make_optimizer(model, cfg: Training):
@@ -32,16 +33,12 @@ def cyclic_lr(step: int, total: int, peak: float) -> float:
     return peak * max(0.0, (total - step) / max(1, total - top))
 
 
-def _device_of(model) -> torch.device:
-    return next(iter(model.parameters())).device
-
-
 def place_training_split(x: torch.Tensor, device, placement: str) -> tuple[torch.Tensor, str]:
     """(the training split where it lives while training, the placement chosen).
 
-    ``device``: on the training device (batches are indexed there, no copies); ``pinned``: in
-    page-locked host memory, each batch copied asynchronously; ``auto``: on the device when it
-    takes at most half of the device's free memory (always on a CPU)."""
+    ``device``: on the training device (batches are indexed there, no copies); ``pinned``: in host
+    memory, each batch gathered there and copied through pinned memory asynchronously; ``auto``:
+    on the device when it takes at most half of the device's free memory (always on a CPU)."""
     device = torch.device(device)
     if device.type != "cuda":
         return x.to(device), "device"
@@ -49,7 +46,7 @@ def place_training_split(x: torch.Tensor, device, placement: str) -> tuple[torch
         free, _ = torch.cuda.mem_get_info(device)
         placement = "device" if x.numel() * x.element_size() <= free / 2 else "pinned"
     if placement == "pinned":
-        return x.cpu().pin_memory(), "pinned"
+        return x.cpu(), "pinned"
     return x.to(device), "device"
 
 
@@ -97,7 +94,10 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
     """
     from doracle.data.augment import augment
 
-    device = _device_of(model)
+    device = module_device(model)
+    if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"training.precision: bf16 is not supported by {torch.cuda.get_device_name(device)}; "
+                          "use fp32 (or ask for a newer GPU: resources.*.gpu_model / constraint)")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     opt = defense.make_optimizer(model, make_optimizer(model, cfg))
     schedule = defense.lr_schedule or cfg.lr_schedule
@@ -128,7 +128,7 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
         loop["total"] = float(total)  # the epoch's one wait for the device
         if not math.isfinite(loop["total"]):
             raise TrainingDiverged(f"{desc}: the training loss became {loop['total']} in epoch {epoch + 1} (lower "
-                                   "training.lr, or use training.precision: fp32); nothing was saved")
+                                   "training.lr, or use training.precision: fp32); nothing of this epoch was saved")
 
     def save():
         loop.update(passes=[counter.forward, counter.backward], seconds=time.perf_counter() - t0)
@@ -149,14 +149,12 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
                 idx = perm_x[s:s + cfg.batch_size]
                 if x.device == device:
                     xb, yb = x[idx], y[idx]
-                else:  # pinned host memory: copy the batch without waiting
-                    xb = x[idx].pin_memory().to(device, non_blocking=True)
-                    yb = y[idx].pin_memory().to(device, non_blocking=True)
+                else:  # host memory: copy the batch through pinned memory without waiting
+                    xb, yb = to_device(x[idx], device), to_device(y[idx], device)
                 xb = augment(xb, augmentation, cfg.crop_padding, gen).contiguous(memory_format=memory_format)
                 x_opp = None
-                if use_opp:
-                    with autocast:
-                        x_opp = opponent(xb, yb, keys, gen).contiguous(memory_format=memory_format)
+                if use_opp:  # in fp32: the attacker strategies as the payoff matrix scores them
+                    x_opp = opponent(xb, yb, keys, gen).contiguous(memory_format=memory_format)
                 if schedule != "constant":
                     lr = (cyclic_lr(loop["step"] + 1, total_steps, cfg.lr) if schedule == "cyclic" else
                           piecewise_lr(loop["step"] + 1, total_steps, cfg.lr, cfg.lr_milestones, cfg.lr_decay))
@@ -201,7 +199,7 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
 def accuracy(model, x, y, batch_size: int = 1024) -> float:
     was = model.training
     model.eval()
-    device = _device_of(model)
+    device = module_device(model)
     correct = sum(int((model(x[s:s + batch_size].to(device)).argmax(1) == y[s:s + batch_size].to(device)).sum())
                   for s in range(0, len(x), batch_size))
     model.train(was)

@@ -28,7 +28,6 @@ from doracle.config import Params
 from doracle.data import Dataset
 from doracle.data import load as load_dataset
 from doracle.engine import DOState, cells_to_evaluate, extend_payoff
-from doracle.errors import ArtifactError
 from doracle.games import classifiers
 from doracle.games.attackers import AttackerStrategy, ModelCache, Opponent, target_refs
 from doracle.games.population import _population_doc, _strategy, best_member, read_population
@@ -95,8 +94,7 @@ def train_classifier(params: Params, data_path: str, out: str, *, role: str, met
 
 def _checked_ref(doc: dict, sid: str) -> dict:
     ref = doc["strategies"][sid]
-    if sha256_file(ref["path"]) != ref["sha256"]:
-        raise ArtifactError(f"{ref['path']}: changed since the population recorded it (strategy {sid})")
+    artifacts.check_sha256(ref["path"], ref["sha256"], f"since the population recorded it (strategy {sid})")
     return ref
 
 
@@ -203,7 +201,7 @@ def best_response_defender(params: Params, data_path: str, state_path: str, iter
     probs = [float(p) for p in state.sigma_col if p > 1e-9]
     cfg = params.do.defender
     models = ModelCache(device)
-    strategies = [AttackerStrategy(c, *_load_attacker(doc, c, device), models) for c in ids]
+    strategies = [AttackerStrategy(c, *_load_attacker(doc, c, "cpu"), models) for c in ids]
     opponent = {"ids": ids, "probs": probs, "weight": cfg.opponent_weight, "opponent": Opponent(strategies, probs),
                 "materialized": {s.sid: "cache" if s.cached is not None else "on_the_fly" for s in strategies}}
     warm = {}

@@ -4,7 +4,8 @@ An attacker strategy is an attack spec *bound to the defender mixture it was com
 (ids, probabilities, the members' artifact paths and sha256, recorded in its sidecar). Its
 perturbation of an example is a deterministic function of the example and its key (its index in
 the split): the attack's randomness is keyed noise (:mod:`doracle.attacks.noise`), so it does not
-depend on the batch it is computed in.
+depend on the batch it is computed in (except for :data:`CACHED_ONLY` attacks, which are always
+cached). Recomputed perturbations run in fp32 and against exactly the recorded probabilities.
 
 * **payoff split**: always computed by the attacker job and stored (float32 ``x_payoff``, exact):
   payoff cells are then forward passes.
@@ -29,11 +30,19 @@ from doracle.config import AttackSpec, Params
 from doracle.errors import ArtifactError
 from doracle.games import classifiers
 from doracle.models.mixture import Mixture
+from doracle.runtime import to_device
+
+
+def max_attackers(params: Params) -> int:
+    """The most attackers a population can hold: ``do.capacity`` when the capacity pruner runs,
+    else every iteration's (``do.iterations`` + 1)."""
+    grown = params.do.iterations + 1
+    return min(grown, params.do.capacity) if "capacity" in params.do.pruners else grown
 
 
 def cache_bytes(params: Params, n_train: int, shape) -> int:
-    """Bytes of ``do.capacity`` attackers' cached training perturbations (float32)."""
-    return params.do.capacity * n_train * math.prod(shape) * 4
+    """Bytes of the largest population's cached training perturbations (float32)."""
+    return max_attackers(params) * n_train * math.prod(shape) * 4
 
 
 def materialize(params: Params, n_train: int, shape) -> tuple[str, str]:
@@ -41,13 +50,22 @@ def materialize(params: Params, n_train: int, shape) -> tuple[str, str]:
     mode = params.do.attacker.materialize
     if mode != "auto":
         return mode, f"do.attacker.materialize: {mode}"
+    if params.do.attacker.attack.name in CACHED_ONLY:
+        return "cache", f"{params.do.attacker.attack.name} attacker strategies are cached (CACHED_ONLY)"
     if params.augmentation != "none":
         return "on_the_fly", f"training batches are augmented ({params.augmentation})"
     need = cache_bytes(params, n_train, shape)
     budget = params.do.attacker.cache_budget_mb * 2**20
+    k = max_attackers(params)
     if need <= budget:
-        return "cache", f"{params.do.capacity} cached attackers take {need / 2**20:.1f} MB <= {budget / 2**20:.0f} MB"
-    return "on_the_fly", f"{params.do.capacity} cached attackers would take {need / 2**20:.0f} MB > {budget / 2**20:.0f} MB"
+        return "cache", f"{k} cached attackers take {need / 2**20:.1f} MB <= {budget / 2**20:.0f} MB"
+    return "on_the_fly", f"{k} cached attackers would take {need / 2**20:.0f} MB > {budget / 2**20:.0f} MB"
+
+
+#: attacks whose strategy is not a function of the example alone: l2l trains its perturbation
+#: network on the batch it attacks, so recomputing it per training batch would be another strategy
+#: than the one stored and scored (config.Params refuses them with on_the_fly or augmentation)
+CACHED_ONLY = ("l2l",)
 
 
 def target_refs(doc: dict, ids: list[str]) -> dict:
@@ -64,8 +82,7 @@ class ModelCache:
 
     def get(self, ref: dict) -> torch.nn.Module:
         if ref["sha256"] not in self.models:
-            if artifacts.sha256_file(ref["path"]) != ref["sha256"]:
-                raise ArtifactError(f"{ref['path']}: changed since an attacker strategy was bound to it")
+            artifacts.check_sha256(ref["path"], ref["sha256"], "since an attacker strategy was bound to it")
             model = classifiers.load(ref["path"], self.device)[0].requires_grad_(False)
             self.models[ref["sha256"]] = model
         return self.models[ref["sha256"]]
@@ -77,14 +94,16 @@ class AttackerStrategy:
     def __init__(self, sid: str, tensors: dict, meta: dict, models: ModelCache) -> None:
         self.sid = sid
         self.meta = meta
-        self.cached = tensors.get("x_train")
+        cached = tensors.get("x_train")  # only the training split is needed here, on the device
+        self.cached = None if cached is None else cached.to(models.device)
         self.mixture = None
         if self.cached is None:
             target = meta["target"]
             if "refs" not in target:
                 raise ArtifactError(f"attacker {sid}: neither cached training perturbations nor the defenders it is "
                                     "bound to are recorded (an artifact of an older doracle: rerun its job)")
-            self.mixture = Mixture([models.get(target["refs"][i]) for i in target["ids"]], target["probs"])
+            self.mixture = Mixture([models.get(target["refs"][i]) for i in target["ids"]])
+            self.mixture.probs = [float(p) for p in target["probs"]]  # exactly those it was computed with
             self.spec = AttackSpec.model_validate(meta["attack"])
             self.eps, self.norm = meta["threat_model"]["eps_value"], meta["threat_model"]["norm"]
             self.seed = int(meta["seeds"]["train"])
@@ -127,6 +146,6 @@ class Opponent:
         out = torch.empty_like(x)
         for j in torch.unique(pick).tolist():
             sel = (pick == j).nonzero().squeeze(1)
-            sel_dev = sel.to(x.device)
+            sel_dev = to_device(sel, x.device)
             out[sel_dev] = self.strategies[j].perturb(x[sel_dev], y[sel_dev], keys[sel])
         return out
