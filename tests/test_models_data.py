@@ -8,10 +8,12 @@ from doracle.errors import ConfigError, DoracleError
 
 
 def test_own_models_are_registered_in_timm():
+    import doracle.models.gan  # noqa: F401
     import doracle.models.resnets  # noqa: F401
     import doracle.models.small  # noqa: F401
 
-    assert set(timm.list_models("doracle_*")) == set(models.OWN_MODELS)
+    assert set(timm.list_models("doracle_*")) == set(models.OWN_MODELS + models.GAN_MODELS)
+    assert len(models.OWN_MODELS + models.GAN_MODELS) == len(set(models.OWN_MODELS + models.GAN_MODELS))
 
 
 def build(arch, in_chans=3, img_size=32, num_classes=10):

@@ -1,1 +1,2 @@
-"""Games the double-oracle engine plays: the adversarial-training game (the GAN game follows)."""
+"""Games the double-oracle engine plays: the adversarial-training game; the GAN game's building
+blocks (gan_math.py) ahead of its job layer."""

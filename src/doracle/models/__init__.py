@@ -1,7 +1,9 @@
 """Architectures registered in timm's model registry and built with ``timm.create_model``.
 
-Contract (RobustBench's): inputs in [0, 1], normalisation inside the model, logits out.
-Importing this package does not import timm; :func:`create` does.
+Classifiers (:func:`create`), contract RobustBench's: inputs in [0, 1], normalisation inside the
+model, logits out. Generators and discriminators of the GAN game (:func:`create_gan`,
+:mod:`doracle.models.gan`): latents to images in [0, 1]; images in [0, 1] to one logit each.
+Importing this package does not import timm; :func:`create` and :func:`create_gan` do.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ from doracle.errors import ConfigError
 # validate without importing timm.
 OWN_MODELS = ("doracle_cnn_small", "doracle_mlp", "doracle_preact_resnet18", "doracle_wrn28_10",
               "doracle_wrn34_10")
+# The GAN game's strategies, registered by doracle.models.gan; not classifiers (kept out of
+# OWN_MODELS, and refused as model.arch).
+GAN_GENERATORS = ("doracle_gen_mlp", "doracle_gen_dcgan")
+GAN_DISCRIMINATORS = ("doracle_disc_mlp", "doracle_disc_dcgan")
+GAN_MODELS = GAN_GENERATORS + GAN_DISCRIMINATORS
 
 
 def check_arch(name: str) -> None:
     if name in OWN_MODELS:
         return
+    if name in GAN_MODELS:
+        raise ConfigError(f"model.arch: {name!r} is a GAN model, not a classifier; doracle's classifiers: "
+                          f"{', '.join(OWN_MODELS)}")
     import timm
 
     if not timm.is_model(name):
@@ -38,3 +48,22 @@ def create(name: str, *, num_classes: int, in_chans: int, img_size: int, mean, s
     # Any other timm model: wrap it so that normalisation happens inside.
     inner = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, pretrained=False)
     return small.Normalized(inner, mean, std)
+
+
+def check_gan_arch(name: str, role: str) -> None:
+    """``role`` is ``"generator"`` or ``"discriminator"``; unknown names list the valid ones."""
+    valid = {"generator": GAN_GENERATORS, "discriminator": GAN_DISCRIMINATORS}[role]
+    if name not in valid:
+        raise ConfigError(f"unknown {role} {name!r}; doracle's {role}s: {', '.join(valid)}")
+
+
+def create_gan(name: str, role: str, *, img_size: int, in_chans: int, latent_dim: int = 100,
+               spectral_norm: bool = False, **options):
+    """Build a generator or discriminator by registered name (``options``: width, depth, ...)."""
+    import timm
+
+    from doracle.models import gan  # noqa: F401 (registers the GAN models)
+
+    check_gan_arch(name, role)
+    return timm.create_model(name, img_size=img_size, in_chans=in_chans, latent_dim=latent_dim,
+                             spectral_norm=spectral_norm, **options)

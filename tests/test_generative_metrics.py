@@ -1,0 +1,287 @@
+"""GAN metrics with the features of a small classifier trained briefly on digits (module fixture):
+FID, IS, classes covered, precision/recall/density/coverage, the Inception switch (never fetched)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from types import SimpleNamespace
+from urllib.error import URLError
+
+import pytest
+import torch
+from torch import nn
+
+from doracle import config, data, models
+from doracle.evaluation import generative as gm
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """doracle_cnn_small trained 15 epochs on the digits training split (~97% test accuracy, ~6 s)."""
+    torch.set_num_threads(1)
+    p = config.validate({})
+    raw = data.load_digits_raw()
+    idx = data.split_indices(raw.y, dict(p.data.splits), p.seed)
+    x = torch.tensor(raw.x, dtype=torch.float32) / raw.scale
+    y = torch.tensor(raw.y)
+    split = {s: (x[i], y[i]) for s, i in idx.items()}
+    torch.manual_seed(0)
+    clf = models.create("doracle_cnn_small", num_classes=10, in_chans=1, img_size=8, mean=[0.3], std=[0.4])
+    opt = torch.optim.Adam(clf.parameters(), 1e-3)
+    g = torch.Generator().manual_seed(0)
+    xtr, ytr = split["train"]
+    for _ in range(15):
+        for b in torch.randperm(len(xtr), generator=g).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(clf(xtr[b]), ytr[b]).backward()
+            opt.step()
+    clf.eval()
+    xte, yte = split["test"]
+    with torch.no_grad():
+        assert (clf(xte).argmax(1) == yte).float().mean() > 0.9
+    noise = torch.rand(len(xte), 1, 8, 8, generator=g)
+    return SimpleNamespace(clf=clf, train=xtr, payoff=split["payoff"][0], test=xte, y_test=yte, noise=noise,
+                           features=gm.ClassifierFeatures(clf), logits=gm.ClassifierFeatures(clf, "logits"))
+
+
+# ---------------------------------------------------------------- FID
+
+
+def test_fid_of_a_set_against_itself_is_zero(digits):
+    """Identical features give identical Gaussians: FID is 0 up to the float64 rounding of the
+    matrix square root (eigenvalues of S @ S), ~1e-10 here, far below FID between two samples of
+    the same distribution (train vs test, ~5)."""
+    assert abs(gm.frechet_distance(digits.features, digits.test, digits.test)) < 1e-6
+    same_distribution = gm.frechet_distance(digits.features, digits.train, digits.test)
+    assert 1e-3 < same_distribution < 20
+
+
+def test_fid_is_large_against_noise_and_falls_as_a_mix_gets_more_real(digits):
+    """The test split with a share of its images replaced by uniform noise, against the training
+    split: more noise, higher FID; all noise is far above two real samples."""
+    fids = []
+    for share in (1.0, 0.75, 0.5, 0.25, 0.1, 0.0):
+        mix = digits.test.clone()
+        k = int(share * len(mix))
+        mix[:k] = digits.noise[:k]
+        fids.append(gm.frechet_distance(digits.features, digits.train, mix))
+    assert all(a > b for a, b in zip(fids, fids[1:], strict=False)), fids
+    assert fids[0] > 50 * fids[-1]
+
+
+# ---------------------------------------------------------------- IS
+
+
+def test_inception_score_of_one_class_is_one(digits):
+    threes = digits.test[digits.y_test == 3]
+    for splits in (1, 3):
+        mean, _ = gm.inception_score(digits.logits, threes, splits=splits)
+        assert 1.0 <= mean < 1.1
+
+
+def test_inception_score_of_a_balanced_set_with_a_confident_classifier_is_the_class_count(digits):
+    """IS = exp(H(p(y)) - E H(p(y|x))): confident (logits x 50) and balanced predictions -> ~10;
+    the trained classifier itself (~97% confident) scores a little below."""
+    sharp = copy.deepcopy(digits.clf)
+    head = [m for m in sharp.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight.mul_(50)
+        head.bias.mul_(50)
+    counts = gm.predicted_class_counts(sharp, digits.test)
+    assert counts.min() >= 0.8 * counts.float().mean()  # balanced
+    mean, std = gm.inception_score(gm.ClassifierFeatures(sharp, "logits"), digits.test, splits=1)
+    assert mean == pytest.approx(10, abs=0.2) and std == 0.0
+    trained, _ = gm.inception_score(digits.logits, digits.test, splits=1)
+    assert 8.5 < trained < mean
+
+
+def test_inception_score_splits_are_seeded_and_leave_the_global_rng_alone(digits):
+    state = torch.get_rng_state()
+    a = gm.inception_score(digits.logits, digits.test, splits=10, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert a == gm.inception_score(digits.logits, digits.test, splits=10, seed=1)
+    assert a != gm.inception_score(digits.logits, digits.test, splits=10, seed=2)
+    assert a[1] > 0  # spread over 10 splits
+
+
+# ---------------------------------------------------------------- classes covered
+
+
+def test_classes_covered(digits):
+    clf = digits.clf
+    threes = digits.test[digits.y_test == 3]
+    assert gm.classes_covered(clf, digits.test) == 10
+    assert gm.classes_covered(clf, threes) == 1
+    with torch.no_grad():
+        fours = digits.test[(digits.y_test == 4) & (clf(digits.test).argmax(1) == 4)]
+    few = torch.cat([threes, fours[:1]])  # one image of 37 (2.7%) for the second class
+    assert gm.classes_covered(clf, few) == 2  # default: >= 1% of the predictions
+    assert gm.classes_covered(clf, few, min_share=0.05) == 1
+    assert gm.classes_covered(clf, few, min_count=1) == 2
+    assert gm.classes_covered(clf, few, min_count=2) == 1
+    with pytest.raises(ValueError, match="not both"):
+        gm.classes_covered(clf, few, min_share=0.1, min_count=2)
+    with pytest.raises(ValueError, match="min_share must be in"):
+        gm.classes_covered(clf, few, min_share=0.0)
+
+
+# ---------------------------------------------------------------- precision / recall / density / coverage
+
+
+def test_coverage_real_vs_real_is_one_and_real_vs_noise_is_zero(digits):
+    f = digits.features
+    same = gm.prdc(f(digits.test), f(digits.test))
+    assert same["coverage"] == 1.0 and same["precision"] == 1.0 and same["recall"] == 1.0
+    # another sample of the same distribution (the payoff split, same size): Naeem et al.'s
+    # expectation for identical distributions is 1 - 2^-k (0.97 for k = 5) for large samples
+    other = gm.prdc(f(digits.payoff), f(digits.test))
+    assert other["coverage"] > 0.85 and other["precision"] > 0.85 and other["recall"] > 0.85
+    assert 0.7 < other["density"] < 1.3
+    assert other["coverage"] > 0.95  # 0.98 here
+    # noise (0.04 here); precision (0.10) is the least strict: a few outlying real digits have
+    # large balls that catch noise, which is why Naeem et al. propose density and coverage
+    noise = gm.prdc(f(digits.payoff), f(digits.noise))
+    assert noise["coverage"] < 0.1 and noise["density"] < 0.1 and noise["precision"] < 0.25
+
+
+def test_prdc_known_answer_in_one_dimension():
+    """Reals at 0..9 on a line (k = 1: every radius 1); fakes at 0.5 and 20."""
+    real = torch.arange(10.0)[:, None]
+    fake = torch.tensor([[0.5], [20.0], [30.0]])
+    out = gm.prdc(real, fake, k=1)
+    assert out["precision"] == pytest.approx(1 / 3)  # only 0.5 lies in a real ball
+    assert out["density"] == pytest.approx(2 / 3)  # 0.5 lies in two balls (around 0 and 1)
+    assert out["coverage"] == pytest.approx(2 / 10)  # the balls around 0 and 1 contain a fake
+    # fake radii (k = 1): 0.5 -> 19.5, 20 -> 10, 30 -> 10; every real is within 19.5 of 0.5
+    assert out["recall"] == 1.0
+    with pytest.raises(ValueError, match="more than k"):
+        gm.prdc(real, fake, k=3)
+
+
+# ---------------------------------------------------------------- the feature extractor
+
+
+def test_classifier_features(digits):
+    f, fl = digits.features, digits.logits
+    assert f.num_features == 128 and fl.num_features == 10
+    x = digits.test[:20]
+    out = f(x)
+    assert out.shape == (20, 128) and out.dtype == torch.float64
+    as_bytes = (x * 255).round().to(torch.uint8)
+    torch.testing.assert_close(f(as_bytes), f(as_bytes.float() / 255))
+    with torch.no_grad():
+        torch.testing.assert_close(fl(x), digits.clf(x).double())
+    digits.clf.train()
+    try:
+        f(x)
+        assert all(m.training for m in digits.clf.modules())  # the caller's mode comes back
+    finally:
+        digits.clf.eval()
+
+    class NotLogits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1)) * 2
+
+    with pytest.raises(ValueError, match="last nn.Linear does not produce its logits"):
+        gm.ClassifierFeatures(NotLogits())(x)
+
+
+class Spy(nn.Module):
+    """A feature extractor recording what torchmetrics hands it."""
+
+    num_features = 4
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(64, 4)
+        self.seen = []
+
+    def forward(self, imgs):
+        self.seen.append(imgs)
+        return self.lin(imgs.flatten(1).float())
+
+
+def test_torchmetrics_passes_our_float_images_untouched():
+    """normalize=False: both metrics give the custom extractor the float images themselves
+    (normalize=True would cast them to uint8 in InceptionScore)."""
+    x = torch.rand(12, 1, 8, 8)
+    spy = Spy()
+    gm.frechet_distance(spy, x, x, batch_size=5)
+    gm.inception_score(spy, x, splits=2, batch_size=5)
+    assert len(spy.seen) == 3 + 3 + 3
+    assert all(s.dtype == torch.float32 for s in spy.seen)
+    assert torch.equal(torch.cat(spy.seen[:3]), x) and torch.equal(torch.cat(spy.seen[-3:]), x)
+
+
+# ---------------------------------------------------------------- everything at once, and the Inception switch
+
+
+def test_generative_metrics_computes_the_real_side_once(digits, monkeypatch):
+    monkeypatch.setattr(gm, "InceptionMetrics", lambda *a, **k: pytest.fail("built without inception=True"))
+    ev = gm.GenerativeMetrics(digits.clf, digits.train)
+    real, noise = ev(digits.test), ev(digits.noise)
+    assert ev(digits.test) == real  # the fake side is reset, the real side kept
+    assert real["fid"] == pytest.approx(gm.frechet_distance(digits.features, digits.train, digits.test), rel=1e-9)
+    assert real["classes_covered"] == real["num_classes"] == 10 and sum(real["class_counts"]) == len(digits.test)
+    assert real["n_real"] == len(digits.train) and real["features"] == "classifier penultimate (128-d)"
+    assert noise["fid"] > 50 * real["fid"] and noise["is_mean"] < real["is_mean"]
+    assert noise["coverage"] < real["coverage"] and noise["precision"] < real["precision"]
+    assert not any(k.startswith("inception_") for k in real)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch_fidelity") is not None,
+                    reason="torch-fidelity is installed: building Inception would fetch its weights")
+def test_inception_without_torch_fidelity_says_what_to_install(digits):
+    with pytest.raises(gm.InceptionUnavailable, match="torch-fidelity.*doracle\\[inception\\]"):
+        gm.GenerativeMetrics(digits.clf, digits.test[:10], inception=True)
+
+
+def test_inception_weights_that_cannot_be_fetched_give_a_clear_error(digits, monkeypatch):
+    def offline(splits):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(gm, "_build_inception", offline)
+    with pytest.raises(gm.InceptionUnavailable, match="could not fetch or load the Inception weights.*TORCH_HOME"):
+        gm.GenerativeMetrics(digits.clf, digits.test[:10], inception=True)
+
+
+class StandIn(nn.Module):
+    """A small RGB network in Inception's place: uint8 images (normalize=True) to 8 features."""
+
+    num_features = 8
+
+    def __init__(self, seen):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 8))
+        self.seen = seen
+
+    def forward(self, imgs):
+        self.seen.append((imgs.dtype, imgs.shape[1]))
+        return self.net(imgs.float() / 255)
+
+
+@pytest.mark.filterwarnings("ignore:Metric `InceptionScore` will save")
+def test_inception_path_with_a_stand_in_network(digits, monkeypatch):
+    """The Inception path's own logic (grayscale to RGB, real statistics kept, seeded IS) with a
+    small network standing in for Inception (no weights anywhere)."""
+    seen = []
+
+    def build(splits):
+        # what _build_inception asks of torchmetrics, with the stand-in as the network; with a
+        # custom network torchmetrics does not cast to uint8 for FID, so the stand-in gets floats there
+        return (gm.FrechetInceptionDistance(feature=StandIn(seen), normalize=True, reset_real_features=False),
+                gm.InceptionScore(feature=StandIn(seen), splits=splits, normalize=True))
+
+    monkeypatch.setattr(gm, "_build_inception", build)
+    ev = gm.GenerativeMetrics(digits.clf, digits.train, inception=True)
+    a, b = ev(digits.test), ev(digits.test)
+    assert {"inception_fid", "inception_is_mean", "inception_is_std"} <= set(a) and a == b
+    assert a["inception_is_std"] > 0 and a["inception_fid"] > 0
+    assert seen and all(c == 3 for _, c in seen)  # grayscale digits repeated to 3 channels
+    assert {d for d, _ in seen} == {torch.float32, torch.uint8}  # FID floats, IS uint8 (normalize=True)
