@@ -2,7 +2,7 @@
 
     python benchmarks/bench_at_step.py [--device cpu|cuda] [--arch doracle_preact_resnet18]
         [--batch 128] [--size 32] [--steps 30] [--repeats 3] [--precision fp32|bf16]
-        [--channels-last] [--methods pgd_at fgsm_rs] [--pgd-steps 10] [--json out.json]
+        [--channels-last] [--methods pgd_at fgsm_rs] [--pgd-steps 10] [--threads 1] [--json out.json]
 
 For each method (PGD-k AT with step 2/255 at eps 8/255, FGSM-RS with step 1.25 eps from a random
 start) both loops train the same model (same initial weights) on the same CIFAR-shaped batches
@@ -85,15 +85,12 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--methods", nargs="+", default=["pgd_at", "fgsm_rs"], choices=["pgd_at", "fgsm_rs"])
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (doracle's jobs use params.threads)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-
-    import os
-
-    os.environ.setdefault("TQDM_DISABLE", "1")
     from doracle import models
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     n = args.batch * args.steps
     g = torch.Generator().manual_seed(0)
