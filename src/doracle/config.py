@@ -158,7 +158,7 @@ class Attacker(_Strict):
     # how the defender best response gets an attacker's perturbations of the training split:
     # cache = computed once by the attacker job and stored; on_the_fly = recomputed per batch
     # (on the augmented batch) against the frozen defender mixture the attacker is bound to;
-    # auto = cache when do.capacity attackers' cached training perturbations fit cache_budget_mb
+    # auto = cache when the largest attacker population the pruners allow fits cache_budget_mb
     # and training batches are not augmented
     materialize: Literal["auto", "cache", "on_the_fly"] = "auto"
     cache_budget_mb: PosInt = 1024
