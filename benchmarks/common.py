@@ -38,3 +38,11 @@ def new_project(proj: Path, params: dict | Path, *, dvc: bool = False) -> Path:
         sh(["dvc", "init", "-q"], proj)
         sh(["doracle", "dvc-yaml"], proj)
     return proj
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s keys replaced, nested mappings merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
