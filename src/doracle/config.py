@@ -153,6 +153,12 @@ class Defender(_Strict):
     warm_start: bool = False  # start from the current best member's weights (the authors' code does)
 
 
+#: attacks whose strategy is not a function of the example alone: l2l trains its perturbation
+#: network on the batch it attacks, so recomputing it per training batch would be another strategy
+#: than the one stored and scored. Always cached (Params refuses on_the_fly or augmentation).
+CACHED_ONLY = ("l2l",)
+
+
 class Attacker(_Strict):
     attack: AttackSpec = Field(default_factory=lambda: AttackSpec(name="pgd"))
     # how the defender best response gets an attacker's perturbations of the training split:
@@ -303,10 +309,10 @@ class Params(_Strict):
     @model_validator(mode="after")
     def _materialize(self):
         attack = self.do.attacker.attack.name
-        if attack == "l2l" and (self.do.attacker.materialize == "on_the_fly" or self.augmentation != "none"):
+        if attack in CACHED_ONLY and (self.do.attacker.materialize == "on_the_fly" or self.augmentation != "none"):
             raise ValueError(
-                "do.attacker.attack: l2l attacker strategies can only be cached (their perturbation network is "
-                "trained on the batch they attack), so they need do.attacker.materialize cache or auto and "
+                f"do.attacker.attack: {attack} attacker strategies can only be cached (their perturbation network "
+                "is trained on the batch they attack), so they need do.attacker.materialize cache or auto and "
                 "training.augmentation none")
         if self.do.attacker.materialize == "cache" and self.augmentation != "none":
             raise ValueError(

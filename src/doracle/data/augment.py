@@ -33,5 +33,4 @@ def augment(x: torch.Tensor, kind: str, padding: int, gen: torch.Generator) -> t
     if kind == "crop_flip":
         flip = to_device(torch.rand(n, generator=gen) < 0.5, x.device).view(-1, 1, 1, 1)
         out = torch.where(flip, out.flip(3), out)
-    return out.contiguous(memory_format=torch.channels_last if x.is_contiguous(
-        memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format)
+    return out  # channels-last strided: the training loop makes it the memory format it trains in

@@ -104,7 +104,7 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
     steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
     total_steps = epochs * steps_per_epoch
     use_opp = opponent is not None and opponent_weight > 0
-    memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     net = Compiled(model) if cfg.compile else model
@@ -200,7 +200,8 @@ def accuracy(model, x, y, batch_size: int = 1024) -> float:
     was = model.training
     model.eval()
     device = module_device(model)
-    correct = sum(int((model(x[s:s + batch_size].to(device)).argmax(1) == y[s:s + batch_size].to(device)).sum())
+    correct = sum(int((model(to_device(x[s:s + batch_size], device)).argmax(1)
+                       == to_device(y[s:s + batch_size], device)).sum())
                   for s in range(0, len(x), batch_size))
     model.train(was)
     return correct / max(len(x), 1)

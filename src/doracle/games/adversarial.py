@@ -65,11 +65,12 @@ def _train_and_save(params: Params, ds: Dataset, out: str, *, defense: str, epoc
                                     **{k: v for k, v in extra.items() if k != "init"}})
     ckpt = resume.checkpoint_path(out)
     x_train, placement = place_training_split(ds.x["train"], device, params.training.data_placement)
-    stats = train(model, make_defense(defense, params), x_train, ds.y["train"].to(x_train.device), params.training,
+    y_train = ds.y["train"].to(x_train.device)
+    stats = train(model, make_defense(defense, params), x_train, y_train, params.training,
                   epochs=epochs, seed=seed, desc=desc, checkpoint=ckpt, fingerprint=fingerprint,
                   augmentation=params.augmentation, **kwargs)
     stats["data_placement"] = placement
-    stats["train_accuracy"] = accuracy(model, ds.x["train"], ds.y["train"])
+    stats["train_accuracy"] = accuracy(model, x_train, y_train)
     meta = artifacts.metadata("classifier", params=stage_keys, seed=seed, inputs=inputs, defense=defense,
                               arch=params.model.arch, data=_data_ref(ds), training=stats, device=device,
                               compute=stats["compute"], **extra)
@@ -103,10 +104,11 @@ def _load_strategy(doc: dict, sid: str, device: str):
     ref = _checked_ref(doc, sid)
     if ref["player"] == "defender":
         return classifiers.load(ref["path"], device)[0]
-    return artifacts.load_tensors(ref["path"], device)[0]
+    return _load_attacker(doc, sid, device)[0]
 
 
 def _load_attacker(doc: dict, sid: str, device: str) -> tuple[dict, dict]:
+    """An attacker's (tensors, metadata)."""
     return artifacts.load_tensors(_checked_ref(doc, sid)["path"], device)
 
 
@@ -160,14 +162,15 @@ def init(params: Params, data_path: str, base_path: str, attacker_out: str, out:
     device = runtime.setup(seed, params.device, params.threads)
     ds = load_dataset(data_path, device)
     base, _ = classifiers.load(base_path, device)
-    target = {"ids": ["d000"], "probs": [1.0], "refs": {"d000": _strategy(base_path, "defender")}}
+    base_ref = _strategy(base_path, "defender")
+    target = {"ids": ["d000"], "probs": [1.0], "refs": {"d000": base_ref}}
     tensors, info = _craft_attacker(params, ds, Mixture([base]), target, seed)
     artifacts.save_tensors(attacker_out, tensors, artifacts.metadata(
         "attacker", params=stage_params(params, "init"), seed=seed, inputs=[data_path, base_path], **info))
     u, se, cost = _cell(base, tensors["x_payoff"], ds.y["payoff"])
     state = DOState(["d000"], ["a000"], np.array([[u]]), np.ones(1), np.ones(1), u)
     doc = _population_doc(params, state, np.array([[se]]), len(ds.y["payoff"]), {
-        "d000": _strategy(base_path, "defender"), "a000": _strategy(attacker_out, "attacker")}, seed)
+        "d000": base_ref, "a000": _strategy(attacker_out, "attacker")}, seed)
     doc["compute"] = cost  # the attack's own compute is in the attacker's sidecar
     write_json(out, doc)
     return doc

@@ -26,7 +26,7 @@ import math
 import torch
 
 from doracle import artifacts
-from doracle.config import AttackSpec, Params
+from doracle.config import CACHED_ONLY, AttackSpec, Params
 from doracle.errors import ArtifactError
 from doracle.games import classifiers
 from doracle.models.mixture import Mixture
@@ -60,12 +60,6 @@ def materialize(params: Params, n_train: int, shape) -> tuple[str, str]:
     if need <= budget:
         return "cache", f"{k} cached attackers take {need / 2**20:.1f} MB <= {budget / 2**20:.0f} MB"
     return "on_the_fly", f"{k} cached attackers would take {need / 2**20:.0f} MB > {budget / 2**20:.0f} MB"
-
-
-#: attacks whose strategy is not a function of the example alone: l2l trains its perturbation
-#: network on the batch it attacks, so recomputing it per training batch would be another strategy
-#: than the one stored and scored (config.Params refuses them with on_the_fly or augmentation)
-CACHED_ONLY = ("l2l",)
 
 
 def target_refs(doc: dict, ids: list[str]) -> dict:
@@ -133,13 +127,7 @@ class Opponent:
 
     @property
     def models(self) -> list:
-        seen, out = set(), []
-        for s in self.strategies:
-            for m in s.models:
-                if id(m) not in seen:
-                    seen.add(id(m))
-                    out.append(m)
-        return out
+        return list({id(m): m for s in self.strategies for m in s.models}.values())  # each model once
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         pick = torch.multinomial(self.probs, len(keys), replacement=True, generator=gen)
