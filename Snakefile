@@ -1,36 +1,37 @@
-# doracle: double-oracle adversarial training, end to end.
+# doracle: double-oracle games (adversarial training, GANs), end to end.
 #
-#   snakemake -c2                          # the default experiment of params.yaml
-#   snakemake -c2 --configfile my.yaml     # another complete params file
+#   snakemake -c2                          # the default experiments: params.yaml (AT) and params-gan.yaml (GAN)
+#   snakemake -c2 --configfile my.yaml     # one other complete params file, alone
 #   snakemake --profile profiles/slurm     # on a SLURM cluster (README: SLURM)
 #
-# data -> base model -> DO iterations (best responses, payoff, LP solve, prune) -> evaluate -> report
-# Every rule calls one `doracle` subcommand; paths and commands live in doracle.pipeline, which also
-# generates dvc.yaml (same jobs). Rules are in workflow/rules/.
+# data -> models outside the loop -> DO iterations (best responses, payoff, LP solve, prune) -> evaluate -> report
+# Every rule calls one `doracle` subcommand, which dispatches to the experiment's game (params `game`).
+# Paths, commands and each job's inputs live in doracle.pipeline, which also generates dvc.yaml
+# (same jobs). Rules are in workflow/rules/.
 
 from doracle import pipeline as pl
 
-configfile: "params.yaml"
-
-PARAMS, PARAMS_FILE = pl.workflow_params(config, workflow.overwrite_configfiles)
-EXP = PARAMS.experiment
-LAST = pl.it3(PARAMS.do.iterations)
+# No `configfile:` here: the jobs read the params files themselves (doracle.pipeline.workflow_experiments).
+WF = pl.Workflow(pl.workflow_experiments(config, workflow.overwrite_configfiles))
 P = pl.PATTERNS
 
 # Light jobs run on the submitting host, never as cluster jobs (pipeline.RULE_RESOURCES); the others
-# ask for params.yaml's `resources` (used by profiles/slurm; a local run uses only `threads`).
+# ask for their experiment's `resources` (used by profiles/slurm; a local run uses only `threads`).
 workflow.localrules("all", *pl.LOCAL_RULES)
 
 wildcard_constraints:
-    exp=EXP,
-    it=r"\d{3}",
-    method="|".join(PARAMS.baselines.methods),
+    exp="|".join(WF.experiments),
+    it=r"(?!000)\d{3}",  # iteration 000 is do_init's
+    role=WF.constraint("role"),
+    method=WF.constraint("method"),
+    player=WF.constraint("player"),
+    target=WF.constraint("target"),
 
 
 rule all:
     default_target: True
     input:
-        pl.final_targets(PARAMS),
+        WF.targets(),
 
 
 include: "workflow/rules/data.smk"
@@ -40,4 +41,5 @@ include: "workflow/rules/evaluate.smk"
 
 
 onsuccess:
-    print(f"\ndoracle: report at {P['report'].format(exp=EXP)} (metrics: {P['metrics'].format(exp=EXP)})")
+    for exp, (params, _) in WF.experiments.items():
+        print(f"doracle: {exp}: report at {pl.summary_path(params)} (metrics: {P['metrics'].format(exp=exp)})")

@@ -33,38 +33,49 @@ def test_committed_dvc_yaml_is_generated_from_params_yaml(cli):
 
 
 def test_dry_run_jobs_equal_dvc_stages():
+    """Both default experiments (params.yaml: AT, params-gan.yaml: GAN) in one run, job for job."""
     jobs = dry_run_jobs(ROOT)
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": set(s.get("deps", []))} for s in stages.values()}
     from doracle import config
 
-    p = config.load(ROOT / "params.yaml")
-    k, t = len(p.baselines.methods), p.do.iterations
+    at, gan = config.load(ROOT / "params.yaml"), config.load(ROOT / "params-gan.yaml")
+    assert (at.game, gan.game) == ("at", "gan")
+    k, t = len(at.baselines.methods), at.do.iterations
     # data, base, k baselines, init, 5 per iteration, 3 DO evaluations, k baseline evaluations, metrics, report
-    assert len(jobs) == 1 + 1 + k + 1 + 5 * t + 3 + k + 1 + 1
+    n_at = 1 + 1 + k + 1 + 5 * t + 3 + k + 1 + 1
+    # data, reference classifier, base GAN, init, 5 per iteration, 2 DO evaluations, base GAN's, metrics, report
+    n_gan = 1 + 1 + 1 + 1 + 5 * gan.do.iterations + 2 + 1 + 1 + 1
+    assert len(jobs) == n_at + n_gan
+    assert sum("--params params-gan.yaml" in cmd for cmd in jobs) == n_gan
     assert jobs == dvc
 
 
 def test_dvc_params_are_the_keys_each_job_records():
-    """DVC tracks exactly the params each stage's artifacts record (STAGE_PARAMS)."""
+    """DVC tracks exactly the params each stage's artifacts record (the stages' params keys)."""
     from doracle import config, pipeline
 
-    params = config.load(ROOT / "params.yaml")
-    for job, (name, stage) in zip(pipeline.jobs(params), yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items(),
-                                  strict=True):
-        assert job["name"] == name
-        keys = stage["params"]
-        assert keys == list(dict.fromkeys(k for s in job["stages"] for k in pipeline.STAGE_PARAMS[s]))
-        for k in keys:  # every tracked key exists in params.yaml (DVC fails on missing keys)
-            node = yaml.safe_load((ROOT / "params.yaml").read_text())
-            for part in k.split("."):
-                node = node[part]
+    stages = iter(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items())
+    for k, file in enumerate(pipeline.default_experiments(ROOT)):
+        params = config.load(ROOT / file)
+        raw = yaml.safe_load((ROOT / file).read_text())
+        for job in pipeline.jobs(params, file):
+            name, stage = next(stages)
+            assert name == (job["name"] if k == 0 else f"{params.experiment}-{job['name']}")
+            keys = stage["params"] if k == 0 else stage["params"][0][file]
+            assert keys == pipeline.stage_keys(params, *job["stages"])
+            for key in keys:  # every tracked key exists in the params file (DVC fails on missing keys)
+                node = raw
+                for part in key.split("."):
+                    node = node[part]
+    assert next(stages, None) is None
 
 
 def test_stale_dvc_yaml_is_detected(cli, tmp_path):
     import shutil
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(ROOT / "params-gan.yaml", tmp_path / "params-gan.yaml")
     (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text().replace("it005", "it004"))
     proc = cli("dvc-yaml", "--check", cwd=tmp_path)
     assert proc.returncode == 2 and "out of date" in proc.stderr

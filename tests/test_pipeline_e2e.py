@@ -196,7 +196,7 @@ def test_converged_state_passes_later_iterations_through(snake, tmp_path):
     assert json.loads(d.with_suffix(".json").read_text())["skipped"] is True
     assert json.loads(a.with_suffix(".json").read_text())["skipped"] is True
     pay, meta, out = tmp_path / "payoff.json", tmp_path / "meta.json", tmp_path / "out.json"
-    cli("do", "payoff", "--data", data, "--state", state, "--iteration", 2, "--defender", d, "--attacker", a, "--out", pay)
+    cli("do", "payoff", "--data", data, "--state", state, "--iteration", 2, "--row", d, "--col", a, "--out", pay)
     cli("do", "solve", "--state", state, "--payoff", pay, "--out", meta)
     cli("do", "prune", "--state", state, "--payoff", pay, "--meta", meta, "--out", out)
     assert json.loads(pay.read_text())["cells_evaluated"] == 0

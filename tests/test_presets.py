@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from doracle import config, pipeline
+from doracle.games.adversarial import AT
 from project import ROOT, make_project, run
 
 CONFIGS = ROOT / "configs"
@@ -60,7 +61,7 @@ def key_paths(tree: dict, prefix: tuple = ()) -> set[tuple]:
 def test_a_preset_holds_every_key_of_params_yaml(name):
     """Snakemake merges --configfile over the Snakefile's params.yaml key by key: a map key that
     params.yaml has and a preset lacks would reach Snakemake's config but not the jobs, and the
-    workflow refuses that (pipeline.workflow_params). A preset is complete, so this also keeps its
+    workflow refuses that (pipeline.workflow_experiments). A preset is complete, so this also keeps its
     structure params.yaml's."""
     want = key_paths(yaml.safe_load((ROOT / "params.yaml").read_text()))
     have = key_paths(yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()))
@@ -164,18 +165,21 @@ def test_snakemake_plans_the_whole_experiment_of_a_preset(project, name):
 
     iterations = [pipeline.it3(t) for t in range(1, T + 1)]
     assert job_stats(out) == {
-        "prepare_data": 1, "train_base": 1, "train_baseline": len(methods), "do_init": 1,
-        **{r: T for r in ("best_response_defender", "best_response_attacker", "payoff", "solve", "prune")},
-        "evaluate_do": len(pipeline.DO_TARGETS), "evaluate_baseline": len(methods), "metrics": 1, "report": 1,
+        "prepare_data": 1, "train": 1, "train_baseline": len(methods), "do_init": 1, "best_response": 2 * T,
+        **{r: T for r in ("payoff", "solve", "prune")},
+        "evaluate_do": len(AT.TARGETS), "evaluate_baseline": len(methods), "metrics": 1, "report": 1,
         "all": 1}
     by_rule: dict[str, list[dict]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job["wildcards"])
-    for rule in ("best_response_defender", "best_response_attacker", "payoff", "solve", "prune"):
+    for rule in ("payoff", "solve", "prune"):
         assert sorted(w["it"] for w in by_rule[rule]) == iterations, rule
+    assert sorted((w["it"], w["player"]) for w in by_rule["best_response"]) == sorted(
+        (it, p) for it in iterations for p in ("defender", "attacker"))
+    assert by_rule["train"] == [{"exp": name, "role": "base"}]
     for rule in ("train_baseline", "evaluate_baseline"):
         assert sorted(w["method"] for w in by_rule[rule]) == sorted(methods), rule
-    assert sorted(w["target"] for w in by_rule["evaluate_do"]) == sorted(pipeline.DO_TARGETS)
+    assert sorted(w["target"] for w in by_rule["evaluate_do"]) == sorted(AT.TARGETS)
     # every job reads the preset and writes under its experiment
     for job in jobs:
         assert f"--params configs/{name}.yaml " in job["shell"] and f"results/{name}/" in job["shell"], job

@@ -27,8 +27,7 @@ def test_threads_are_params_threads_for_the_torch_rules_only():
     threads = {rule: pipeline.rule_threads(p, rule) for rule in pipeline.COMMANDS}
     # the torch jobs (they call runtime.setup with params.threads) use it; the others one thread
     assert {r for r, t in threads.items() if t == 3} == {
-        "train_base", "train_baseline", "do_init", "best_response_defender", "best_response_attacker", "payoff",
-        "evaluate_do", "evaluate_baseline"}
+        "train", "train_baseline", "do_init", "best_response", "payoff", "evaluate_do", "evaluate_baseline"}
     assert all(t == 1 for r, t in threads.items() if r in pipeline.LOCAL_RULES)
 
 
@@ -43,7 +42,7 @@ def test_rule_resources_come_from_the_rule_family():
     # cpus_per_task null = threads; gpu 0 = a CPU job (no GPU key at all)
     assert pipeline.rule_resources(p, "payoff") == {"cpus_per_task": 2, "mem_mb": 2000, "runtime": 60,
                                                     "slurm_partition": "cpu"}
-    assert pipeline.rule_resources(p, "best_response_attacker")["gpu"] == 1
+    assert pipeline.rule_resources(p, "best_response")["gpu"] == 1
     assert all(pipeline.rule_resources(p, r) == {} for r in pipeline.LOCAL_RULES)
 
 
@@ -77,8 +76,8 @@ def test_bad_resources_fail_in_the_cli(cli, tmp_path):
 
 def test_a_gres_string_replaces_gpu():
     p = config.validate(params_with({"resources": {"train": {"gpu": 0, "gres": "gpu:a100:1"}}}))
-    assert pipeline.rule_resources(p, "train_base")["gres"] == "gpu:a100:1"
-    assert "gpu" not in pipeline.rule_resources(p, "train_base")
+    assert pipeline.rule_resources(p, "train")["gres"] == "gpu:a100:1"
+    assert "gpu" not in pipeline.rule_resources(p, "train")
 
 
 def profile(name: str) -> dict:

@@ -36,8 +36,7 @@ RESOURCES = {
 }
 # Written out rather than derived, so that a rule losing its GPU request anywhere between params.yaml
 # and sbatch fails the test.
-GPU_RULES = {"train_base", "train_baseline", "do_init", "best_response_defender", "best_response_attacker",
-             "evaluate_do", "evaluate_baseline"}
+GPU_RULES = {"train", "train_baseline", "do_init", "best_response", "evaluate_do", "evaluate_baseline"}
 # The test cluster has no slurmdbd, so `sacct` fails: status by squeue (MinJobAge 3600 s there).
 # retries 0: a failing job must fail the test, not be hidden by a resubmission.
 SLURM_RUN = ["snakemake", "--profile", "profiles/slurm", "--jobs", "4", "--local-cores", "1",

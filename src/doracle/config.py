@@ -279,6 +279,47 @@ class JobResources(_Strict):
         return v
 
 
+class GanReference(_Strict):
+    """The classifier whose features and logits score generated images (FID, Inception-Score-style
+    score, classes covered): trained on the same data by the ``train_reference`` job with
+    ``training``'s optimiser settings."""
+
+    arch: str = "doracle_cnn_small"
+    epochs: PosInt = 6
+
+
+class GanMetrics(_Strict):
+    samples: PosInt = 1000                # generated images per model (and real test images, at most)
+    nearest_k: PosInt = 5                 # k of precision / recall / density / coverage
+    is_splits: PosInt = 10                # Inception-Score splits
+    min_class_share: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None  # a class counts as covered
+    #                                       from this share of samples; null = half the uniform share
+    inception: bool = False               # also FID / IS with torchvision's Inception-v3 weights (fetched on
+    #                                       first use: clusters only; pip install -e ".[inception]")
+    grid: PosInt = 64                     # images per sample grid in the report
+
+
+class Gan(_Strict):
+    """The GAN game (``game: gan``): generator and discriminator families, optimiser and budgets."""
+
+    generator: str = "doracle_gen_mlp"
+    discriminator: str = "doracle_disc_mlp"
+    latent_dim: PosInt = 100
+    spectral_norm: bool = False
+    batch_size: PosInt = 64
+    lr_generator: Annotated[float, Field(gt=0.0)] = 1e-4
+    lr_discriminator: Annotated[float, Field(gt=0.0)] = 1e-4
+    betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]] = (0.5, 0.999)
+    warmup_epochs: PosInt = 5
+    warmup_lr_discriminator: Annotated[float, Field(gt=0.0)] = 2e-4
+    generator_epochs: PosInt = 5          # per generator best response (epochs of the training split's batches)
+    discriminator_epochs: PosInt = 5      # per discriminator best response
+    warm_start: bool = True
+    payoff_latents: Annotated[int, Field(ge=2)] = 2000
+    reference: GanReference = Field(default_factory=GanReference)
+    metrics: GanMetrics = Field(default_factory=GanMetrics)
+
+
 class Resources(_Strict):
     """Cluster resources per rule family (doracle.pipeline.RULE_RESOURCES maps rules to families;
     the light rules run on the submitting host). Defaults are small enough for a laptop-sized
@@ -292,6 +333,7 @@ class Resources(_Strict):
 
 class Params(_Strict):
     experiment: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "digits"
+    game: str = "at"
     seed: Annotated[int, Field(ge=0)] = 0
     device: str = "auto"
     threads: PosInt = 1
@@ -305,6 +347,16 @@ class Params(_Strict):
     baselines: Baselines = Field(default_factory=Baselines)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     resources: Resources = Field(default_factory=Resources)
+    gan: Gan = Field(default_factory=Gan)
+
+    @field_validator("game")
+    @classmethod
+    def _game(cls, v):
+        from doracle.games import GAMES
+
+        if v not in GAMES:
+            raise ValueError(f"unknown game {v!r}; valid names: {', '.join(GAMES.names())}")
+        return v
 
     @model_validator(mode="after")
     def _materialize(self):
@@ -454,6 +506,9 @@ def check_names(params: Params) -> None:
         attack(spec, f"evaluation.attacks.{name}")
     if params.evaluation.eps_curve:
         attack(params.evaluation.eps_curve.attack, "evaluation.eps_curve.attack")
+    from doracle.games import game_of
+
+    game_of(params).check_names(params)
     if params.do.meta_solver not in META_SOLVERS:
         raise ConfigError(f"do.meta_solver: unknown meta-solver {params.do.meta_solver!r}; "
                           f"valid names: {', '.join(META_SOLVERS.names())}")

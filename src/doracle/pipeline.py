@@ -20,107 +20,98 @@ from doracle.config import Params
 
 PARAMS_FILE = "params.yaml"
 
-# The params each job reads: its metadata records them, DVC tracks them.
-STAGE_PARAMS = {
+
+
+def default_experiments(root: str | Path = ".") -> list[str]:
+    """The experiments a plain ``snakemake -c2`` (and ``doracle dvc-yaml``) runs: ``params.yaml``
+    and every ``params-<name>.yaml`` beside it (this repository: params-gan.yaml), one complete
+    params file per experiment. ``--configfile X`` (``dvc-yaml --params X``) runs X alone."""
+    root = Path(root)
+    return [PARAMS_FILE, *sorted(str(p.relative_to(root)) for p in root.glob("params-*.yaml"))]
+
+# The params the game-independent stages read (the games declare theirs: Game.stage_params).
+# Every job's metadata records them, DVC tracks them, Snakemake reruns a job when they change.
+COMMON_STAGE_PARAMS = {
     "data": ("seed", "data"),
-    "train": ("seed", "device", "threads", "model", "training", "threat_model", "defenses"),
-    "base": ("base",),
-    "baseline": ("baselines",),
-    "init": ("seed", "device", "threads", "threat_model", "do.attacker"),
-    "best_response_defender": ("seed", "device", "threads", "model", "training", "threat_model",
-                               "defenses", "do.defender"),
-    "best_response_attacker": ("seed", "device", "threads", "threat_model", "do.attacker"),
-    "payoff": ("device", "threads"),
     "solve": ("do.meta_solver", "do.tolerance"),
     "prune": ("do.meta_solver", "do.tolerance", "do.pruners", "do.capacity", "do.dominance_tolerance"),
-    "evaluate": ("seed", "device", "threads", "threat_model", "evaluation"),
-    "metrics": ("seed", "threat_model", "evaluation", "do.tolerance"),
-    "report": ("experiment",),
+    "report": ("experiment", "game"),
 }
 
 
+def stage_keys(params: Params, *stages: str) -> list[str]:
+    """The dotted params keys ``stages`` read (common stages without importing the game: torch-free)."""
+    keys: list[str] = []
+    for s in stages:
+        if s in COMMON_STAGE_PARAMS:
+            keys += COMMON_STAGE_PARAMS[s]
+        else:
+            from doracle.games import game_of
+
+            keys += game_of(params).stage_params[s]
+    return list(dict.fromkeys(keys))
+
+
 def stage_params(params: Params, *stages: str) -> dict:
-    keys = [k for s in stages for k in STAGE_PARAMS[s]]
-    return params.stage(*dict.fromkeys(keys))
+    return params.stage(*stage_keys(params, *stages))
+
 
 R = "results/{exp}"
 PATTERNS = {
     "data": f"{R}/data/dataset.safetensors",
-    "base": f"{R}/base/model.safetensors",
+    "model": f"{R}/{{role}}/model.safetensors",  # trained once outside the DO loop (Game.train_roles)
     "baseline": f"{R}/baselines/{{method}}/model.safetensors",
-    "init_attacker": f"{R}/do/it000/attacker.safetensors",
+    "init": f"{R}/do/it000/init.safetensors",  # the strategies the init job adds
     "population": f"{R}/do/it{{it}}/population.json",
-    "defender": f"{R}/do/it{{it}}/defender.safetensors",
-    "attacker": f"{R}/do/it{{it}}/attacker.safetensors",
+    "strategy": f"{R}/do/it{{it}}/{{player}}.safetensors",  # a best response
     "payoff": f"{R}/do/it{{it}}/payoff.json",
     "meta": f"{R}/do/it{{it}}/meta.json",
     "evaluation_do": f"{R}/evaluation/do/{{target}}.json",
     "evaluation_baseline": f"{R}/evaluation/baselines/{{method}}.json",
     "metrics": f"{R}/metrics.json",
-    "report": f"{R}/report/summary.md",
+    "report": f"{R}/report",  # a folder: summary.md and the game's plots
 }
-
-# Plots written beside the report.
-REPORT_PLOTS = ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png", "robustness_curve.png")
+SUMMARY = "summary.md"
 
 COMMANDS = {
     "prepare_data": "doracle data --params {params.file} --out {output.data} --log {log}",
-    "train_base": "doracle train --params {params.file} --role base --data {input.data} --out {output.model} --log {log}",
+    "train": ("doracle train --params {params.file} --role {wildcards.role} --data {input.data} --out {output.model} "
+              "--log {log}"),
     "train_baseline": ("doracle train --params {params.file} --role baseline --method {wildcards.method} "
                        "--data {input.data} --out {output.model} --log {log}"),
-    "do_init": ("doracle do init --params {params.file} --data {input.data} --base {input.base} "
-                "--attacker-out {output.attacker} --out {output.population} --log {log}"),
-    "best_response_defender": ("doracle do best-response --player defender --params {params.file} "
-                               "--data {input.data} --state {input.state} --iteration {wildcards.it} "
-                               "--out {output.model} --log {log}"),
-    "best_response_attacker": ("doracle do best-response --player attacker --params {params.file} "
-                               "--data {input.data} --state {input.state} --iteration {wildcards.it} "
-                               "--out {output.model} --log {log}"),
+    "do_init": ("doracle do init --params {params.file} --data {input.data}{params.uses} "
+                "--init-out {output.init} --out {output.population} --log {log}"),
+    "best_response": ("doracle do best-response --player {wildcards.player} --params {params.file} "
+                      "--data {input.data} --state {input.state} --iteration {wildcards.it} "
+                      "--out {output.model} --log {log}"),
     "payoff": ("doracle do payoff --params {params.file} --data {input.data} --state {input.state} "
-               "--iteration {wildcards.it} --defender {input.defender} --attacker {input.attacker} "
-               "--out {output.payoff} --log {log}"),
+               "--iteration {wildcards.it} --row {input.row} --col {input.col} --out {output.payoff} --log {log}"),
     "solve": ("doracle do solve --params {params.file} --state {input.state} --payoff {input.payoff} "
               "--out {output.meta} --log {log}"),
     "prune": ("doracle do prune --params {params.file} --state {input.state} --payoff {input.payoff} "
               "--meta {input.meta} --out {output.population} --log {log}"),
     "evaluate_do": ("doracle evaluate --params {params.file} --data {input.data} --model {wildcards.target} "
-                    "--population {input.population} --state {params.state} --out {output.evaluation} --log {log}"),
+                    "--population {input.population}{params.uses} --state {params.state} --out {output.evaluation} "
+                    "--log {log}"),
     "evaluate_baseline": ("doracle evaluate --params {params.file} --data {input.data} --model {wildcards.method} "
-                          "--checkpoint {input.model} --state {params.state} --out {output.evaluation} --log {log}"),
+                          "--checkpoint {input.model}{params.uses} --state {params.state} --out {output.evaluation} "
+                          "--log {log}"),
     "metrics": ("doracle metrics --params {params.file} --population {input.population} "
                 "--evaluation {params.evaluations} --out {output.metrics} --log {log}"),
     "report": ("doracle report --params {params.file} --metrics {input.metrics} --population {input.population} "
                "--payoff {input.payoff} --out {output.report} --log {log}"),
 }
 
-# Which stages' params (STAGE_PARAMS) each rule reads.
-RULE_STAGES = {
-    "prepare_data": ("data",),
-    "train_base": ("train", "base"),
-    "train_baseline": ("train", "baseline"),
-    "do_init": ("init",),
-    "best_response_defender": ("best_response_defender",),
-    "best_response_attacker": ("best_response_attacker",),
-    "payoff": ("payoff",),
-    "solve": ("solve",),
-    "prune": ("prune",),
-    "evaluate_do": ("evaluate",),
-    "evaluate_baseline": ("evaluate",),
-    "metrics": ("metrics",),
-    "report": ("report",),
-}
-
-# Where each rule runs on a cluster: the family of params.yaml's `resources` its jobs ask for, or
-# None for a job that runs on the submitting host (Snakemake's localrules): the one-second jobs
-# (solve, prune, metrics, report), and prepare_data, whose download needs the login node's network
-# (compute nodes often have none).
+# Where each rule runs on a cluster: the family of params' `resources` its jobs ask for, or None
+# for a job that runs on the submitting host (Snakemake's localrules): the one-second jobs
+# (solve, prune, metrics), the report, and prepare_data, whose download needs the login node's
+# network (compute nodes often have none).
 RULE_RESOURCES = {
     "prepare_data": None,
-    "train_base": "train",
+    "train": "train",
     "train_baseline": "train",
     "do_init": "best_response",
-    "best_response_defender": "best_response",
-    "best_response_attacker": "best_response",
+    "best_response": "best_response",
     "payoff": "payoff",
     "solve": None,
     "prune": None,
@@ -132,11 +123,28 @@ RULE_RESOURCES = {
 LOCAL_RULES = tuple(r for r, family in RULE_RESOURCES.items() if family is None)
 
 
+def job_stages(rule: str, wildcards: dict) -> tuple[str, ...]:
+    """The stages (keys of COMMON_STAGE_PARAMS or Game.stage_params) a job reads."""
+    return {
+        "prepare_data": ("data",),
+        "train": ("train", wildcards.get("role", "")),
+        "train_baseline": ("train", "baseline"),
+        "do_init": ("init",),
+        "best_response": (f"best_response_{wildcards.get('player')}",),
+        "payoff": ("payoff",),
+        "solve": ("solve",),
+        "prune": ("prune",),
+        "evaluate_do": ("evaluate",),
+        "evaluate_baseline": ("evaluate",),
+        "metrics": ("metrics",),
+        "report": ("report",),
+    }[rule]
+
+
 def rule_threads(params: Params, rule: str) -> int:
-    """The threads a rule's job uses: ``params.threads`` (torch's CPU threads) for the rules whose
-    stages read it, else 1. Snakemake schedules by it; the SLURM executor asks for as many CPUs."""
-    reads = {k for s in RULE_STAGES[rule] for k in STAGE_PARAMS[s]}
-    return params.threads if "threads" in reads else 1
+    """The threads a rule's job uses: ``params.threads`` (torch's CPU threads) for the jobs that run
+    networks (the cluster rules), else 1. Snakemake schedules by it; SLURM gives as many CPUs."""
+    return params.threads if RULE_RESOURCES[rule] is not None else 1
 
 
 def rule_resources(params: Params, rule: str) -> dict:
@@ -157,10 +165,6 @@ def rule_resources(params: Params, rule: str) -> dict:
     return out
 
 
-# The DO targets every experiment evaluates (see doracle.evaluation.suite.do_target).
-DO_TARGETS = ("do_mixture", "do_best_member", "do_uniform")
-
-
 def sidecar(path: str) -> str:
     """The JSON sidecar of an artifact path (or pattern), as Snakemake and DVC want it: a string."""
     return str(artifacts.sidecar(path))
@@ -168,11 +172,13 @@ def sidecar(path: str) -> str:
 
 def log_path(output: str) -> str:
     """logs/... mirrors results/... (same wildcards)."""
-    return "logs/" + str(Path(output).with_suffix(".log")).removeprefix("results/")
+    out = Path(output)
+    return "logs/" + str(out.with_suffix(".log") if out.suffix else out / "index.log").removeprefix("results/")
 
 
 def bench_path(output: str) -> str:
-    return "benchmarks/" + str(Path(output).with_suffix(".tsv")).removeprefix("results/")
+    out = Path(output)
+    return "benchmarks/" + str(out.with_suffix(".tsv") if out.suffix else out / "index.tsv").removeprefix("results/")
 
 
 def it3(t: int) -> str:
@@ -185,33 +191,34 @@ def state_path(evaluation: str) -> str:
     return str(Path(evaluation).with_suffix(".state.json"))
 
 
-def evaluation_files(params: Params) -> list[str]:
-    exp = params.experiment
-    return ([PATTERNS["evaluation_do"].format(exp=exp, target=t) for t in DO_TARGETS]
-            + [PATTERNS["evaluation_baseline"].format(exp=exp, method=m) for m in params.baselines.methods])
+def summary_path(params: Params) -> str:
+    return f"{PATTERNS['report'].format(exp=params.experiment)}/{SUMMARY}"
 
 
-def report_plots(report: str) -> dict[str, str]:
-    """The plots written beside ``report`` (a path or a pattern), keyed by name."""
-    return {Path(x).stem: str(Path(report).parent / x) for x in REPORT_PLOTS}
-
-
-def tracked(params: Params, rule: str) -> str:
-    """The params a rule reads, as canonical JSON: Snakemake reruns the rule when they change."""
+def tracked(params: Params, rule: str, wildcards: dict | None = None) -> str:
+    """The params a job reads, as canonical JSON: Snakemake reruns the job when they change."""
     import json
 
-    keys = dict.fromkeys(k for s in RULE_STAGES[rule] for k in STAGE_PARAMS[s])
-    return json.dumps(params.stage(*keys), sort_keys=True)
+    return json.dumps(params.stage(*stage_keys(params, *job_stages(rule, wildcards or {}))), sort_keys=True)
 
 
 def final_targets(params: Params) -> list[str]:
     exp = params.experiment
-    rep = PATTERNS["report"].format(exp=exp)
-    return [PATTERNS["metrics"].format(exp=exp), rep, *report_plots(rep).values()]
+    return [PATTERNS["metrics"].format(exp=exp), PATTERNS["report"].format(exp=exp)]
+
+
+def _uses(paths: dict[str, str]) -> str:
+    """The ``--uses ROLE=PATH`` options of a job reading models trained outside the DO loop."""
+    return "".join(f" --uses {role}={path}" for role, path in paths.items())
 
 
 def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
-    """Every job of the experiment with concrete inputs, outputs, log and command."""
+    """Every job of the experiment with concrete inputs, outputs, log and command. The game
+    (``params.game``) decides which models are trained outside the loop, who the players are,
+    what is evaluated; the job shapes are the same for every game."""
+    from doracle.games import game_of
+
+    game = game_of(params)
     exp = params.experiment
     T = params.do.iterations
 
@@ -221,55 +228,64 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
     out: list[dict] = []
 
     def add(rule, name, inputs, outputs, wildcards=None, extra_params=None):
+        wildcards = wildcards or {}
         log = log_path(next(iter(outputs.values())))
+        extra = {"file": params_file, **(extra_params or {})}
         ns = {"input": SimpleNamespace(**inputs), "output": SimpleNamespace(**outputs),
-              "wildcards": SimpleNamespace(**(wildcards or {})), "log": log,
-              "params": SimpleNamespace(file=params_file, **(extra_params or {}))}
+              "wildcards": SimpleNamespace(**wildcards), "log": log, "params": SimpleNamespace(**extra)}
         out.append({"rule": rule, "name": name, "cmd": COMMANDS[rule].format(**ns), "inputs": inputs,
                     "outputs": outputs, "log": log, "benchmark": bench_path(next(iter(outputs.values()))),
-                    "stages": RULE_STAGES[rule], "wildcards": wildcards or {}})
+                    "stages": job_stages(rule, wildcards), "wildcards": wildcards, "params": extra})
 
     data = p("data")
     add("prepare_data", "prepare_data", {}, {"data": data, "data_meta": sidecar(data)})
-    base = p("base")
-    add("train_base", "train_base", {"data": data}, {"model": base, "model_meta": sidecar(base)})
+    trained = {}
+    for role in game.train_roles(params):
+        trained[role] = p("model", role=role)
+        add("train", f"train_{role}", {"data": data}, {"model": trained[role], "model_meta": sidecar(trained[role])},
+            {"role": role})
     baselines = {}
-    for m in params.baselines.methods:
+    for m in game.baselines(params):
         baselines[m] = p("baseline", method=m)
         add("train_baseline", f"train_baseline_{m}", {"data": data},
             {"model": baselines[m], "model_meta": sidecar(baselines[m])}, {"method": m})
-    att0 = p("init_attacker")
-    add("do_init", "do_init", {"data": data, "base": base},
-        {"population": p("population", it=it3(0)), "attacker": att0, "attacker_meta": sidecar(att0)})
+    init_uses = {r: trained[r] for r in game.init_roles(params)}
+    init = p("init")
+    add("do_init", "do_init", {"data": data, **init_uses},
+        {"population": p("population", it=it3(0)), "init": init, "init_meta": sidecar(init)},
+        extra_params={"uses": _uses(init_uses)})
+    row, col = game.players
     for t in range(1, T + 1):
         it, prev = it3(t), it3(t - 1)
         state = p("population", it=prev)
-        d, a = p("defender", it=it), p("attacker", it=it)
-        add("best_response_defender", f"best_response_defender_it{it}", {"data": data, "state": state},
-            {"model": d, "model_meta": sidecar(d)}, {"it": it})
-        add("best_response_attacker", f"best_response_attacker_it{it}", {"data": data, "state": state},
-            {"model": a, "model_meta": sidecar(a)}, {"it": it})
-        add("payoff", f"payoff_it{it}", {"data": data, "state": state, "defender": d, "attacker": a},
+        new = {}
+        for player in game.players:
+            new[player] = p("strategy", it=it, player=player)
+            add("best_response", f"best_response_{player}_it{it}", {"data": data, "state": state},
+                {"model": new[player], "model_meta": sidecar(new[player])}, {"it": it, "player": player})
+        add("payoff", f"payoff_it{it}", {"data": data, "state": state, "row": new[row], "col": new[col]},
             {"payoff": p("payoff", it=it)}, {"it": it})
         add("solve", f"solve_it{it}", {"state": state, "payoff": p("payoff", it=it)}, {"meta": p("meta", it=it)},
             {"it": it})
         add("prune", f"prune_it{it}", {"state": state, "payoff": p("payoff", it=it), "meta": p("meta", it=it)},
             {"population": p("population", it=it)}, {"it": it})
     final = p("population", it=it3(T))
-    for t in DO_TARGETS:
+    eval_uses = {r: trained[r] for r in game.eval_roles(params)}
+    evs = []
+    for t in game.targets(params):
         ev = p("evaluation_do", target=t)
-        add("evaluate_do", f"evaluate_{t}", {"data": data, "population": final}, {"evaluation": ev}, {"target": t},
-            {"state": state_path(ev)})
-    for m in params.baselines.methods:
+        evs.append(ev)
+        add("evaluate_do", f"evaluate_{t}", {"data": data, "population": final, **eval_uses}, {"evaluation": ev},
+            {"target": t}, {"state": state_path(ev), "uses": _uses(eval_uses)})
+    for m in game.baselines(params):
         ev = p("evaluation_baseline", method=m)
-        add("evaluate_baseline", f"evaluate_baseline_{m}", {"data": data, "model": baselines[m]}, {"evaluation": ev},
-            {"method": m}, {"state": state_path(ev)})
-    evs = evaluation_files(params)
+        evs.append(ev)
+        add("evaluate_baseline", f"evaluate_baseline_{m}", {"data": data, "model": baselines[m], **eval_uses},
+            {"evaluation": ev}, {"method": m}, {"state": state_path(ev), "uses": _uses(eval_uses)})
     add("metrics", "metrics", {"population": final, **{f"evaluation_{k}": v for k, v in enumerate(evs)}},
         {"metrics": p("metrics")}, extra_params={"evaluations": " ".join(evs)})
-    rep = p("report")
     add("report", "report", {"metrics": p("metrics"), "population": final, "payoff": p("payoff", it=it3(T))},
-        {"report": rep, **report_plots(rep)})
+        {"report": p("report")})
     return out
 
 
@@ -287,25 +303,28 @@ def lineage(params: Params, output: str) -> list[dict]:
     return [j for j in all_jobs if j["name"] in seen]
 
 
-def dvc_stages(params: Params, params_file: str = PARAMS_FILE) -> dict:
+def dvc_stages(experiments: list[tuple[Params, str]]) -> dict:
+    """DVC stages of every job of ``experiments`` ((params, params file) pairs). The first
+    experiment's stages keep the job names; the others' are prefixed with ``<experiment>-``."""
     stages = {}
-    for job in jobs(params, params_file):
-        keys = list(dict.fromkeys(k for s in job["stages"] for k in STAGE_PARAMS[s]))
-        stage = {"cmd": job["cmd"]}
-        if job["inputs"]:
-            stage["deps"] = list(job["inputs"].values())
-        stage["params"] = [{params_file: keys}] if params_file != PARAMS_FILE else keys
-        stage["outs"] = list(job["outputs"].values())
-        stages[job["name"]] = stage
+    for k, (params, params_file) in enumerate(experiments):
+        for job in jobs(params, params_file):
+            keys = stage_keys(params, *job["stages"])
+            stage = {"cmd": job["cmd"]}
+            if job["inputs"]:
+                stage["deps"] = list(job["inputs"].values())
+            stage["params"] = [{params_file: keys}] if params_file != PARAMS_FILE else keys
+            stage["outs"] = list(job["outputs"].values())
+            stages[job["name"] if k == 0 else f"{params.experiment}-{job['name']}"] = stage
     return {"stages": stages}
 
 
-DVC_HEADER = ("# Generated by `doracle dvc-yaml` from params.yaml and doracle.pipeline: do not edit.\n"
+DVC_HEADER = ("# Generated by `doracle dvc-yaml` from the params files and doracle.pipeline: do not edit.\n"
               "# The same jobs as the Snakemake workflow (tests/test_pipeline_drift.py checks it).\n")
 
 
-def dvc_yaml_text(params: Params, params_file: str = PARAMS_FILE) -> str:
-    return DVC_HEADER + yaml.safe_dump(dvc_stages(params, params_file), sort_keys=False, width=1000)
+def dvc_yaml_text(experiments: list[tuple[Params, str]]) -> str:
+    return DVC_HEADER + yaml.safe_dump(dvc_stages(experiments), sort_keys=False, width=1000)
 
 
 def _relative(path) -> str:
@@ -317,12 +336,31 @@ def _relative(path) -> str:
         return str(p)
 
 
-def workflow_params(config: dict, cli_configfiles: list | None = None) -> tuple[Params, str]:
-    """Validate Snakemake's ``config`` at workflow load; returns (params, the params file the jobs read).
+def load_experiments(files: list[str] | tuple[str, ...]) -> list[tuple[Params, str]]:
+    """(params, file) of each params file, names checked; two files may not share an experiment."""
+    from doracle import config as cfg
+    from doracle.errors import ConfigError
 
-    The jobs read the params *file* (so that DVC, which has no notion of Snakemake's config, runs
-    the same commands): ``params.yaml``, or the one file given with ``--configfile``. ``--config``
-    overrides would silently not reach the jobs, so they are refused.
+    out, seen = [], {}
+    for f in files:
+        params = cfg.load(f)
+        cfg.check_names(params)
+        if params.experiment in seen:
+            raise ConfigError(f"{f} and {seen[params.experiment]} both name experiment {params.experiment!r}: "
+                              "their results would overwrite each other")
+        seen[params.experiment] = f
+        out.append((params, f))
+    return out
+
+
+def workflow_experiments(config: dict, cli_configfiles: list | None = None) -> list[tuple[Params, str]]:
+    """The experiments a Snakemake run covers, as (params, the params file its jobs read): those
+    of :func:`default_experiments`, or the one file given with ``--configfile``.
+
+    The Snakefile loads no config file itself: the jobs read the params *files* (so that DVC, which
+    has no notion of Snakemake's config, runs the same commands), and Snakemake's ``config`` is
+    only checked to hold nothing else: ``--config`` overrides would silently not reach the jobs, so
+    they are refused.
     """
     from doracle import config as cfg
     from doracle.errors import ConfigError
@@ -330,12 +368,64 @@ def workflow_params(config: dict, cli_configfiles: list | None = None) -> tuple[
     files = [_relative(f) for f in (cli_configfiles or [])]
     if len(files) > 1:
         raise ConfigError(f"give at most one --configfile (a complete params file), got {files}")
-    params_file = files[0] if files else PARAMS_FILE
-    params = cfg.validate(config, f"{params_file} (as loaded by Snakemake)")
-    if params != cfg.load(params_file):
+    expected = yaml.safe_load(Path(files[0]).read_text()) if files and Path(files[0]).is_file() else {}
+    if files:
+        cfg.load(files[0])  # a clear error for a missing or invalid file
+    if dict(config) != (expected or {}):
+        where = files[0] if files else ", ".join(default_experiments())
         raise ConfigError(
-            f"Snakemake's config differs from {params_file}: the jobs read {params_file}, so --config "
-            "overrides and partial --configfile files are not supported. Copy params.yaml, edit the "
-            "copy and pass it with --configfile.")
-    cfg.check_names(params)
-    return params, params_file
+            f"Snakemake's config differs from {where}: the jobs read the params files, so --config "
+            "overrides are not supported. Copy params.yaml, edit the copy and pass it with --configfile.")
+    return load_experiments(files or default_experiments())
+
+
+class Workflow:
+    """What the Snakemake rules ask of the experiments, per job: every rule's inputs, params,
+    threads and resources come from :func:`jobs` (the source DVC's stages come from too), looked
+    up by the job's wildcards (``exp`` picks the experiment)."""
+
+    def __init__(self, experiments: list[tuple[Params, str]]) -> None:
+        self.experiments = {p.experiment: (p, f) for p, f in experiments}
+        self._jobs = {}
+        for params, f in experiments:
+            for job in jobs(params, f):
+                self._jobs[(params.experiment, job["rule"], tuple(sorted(job["wildcards"].items())))] = job
+
+    def params_of(self, w) -> Params:
+        return self.experiments[w.exp][0]
+
+    def job(self, rule: str, w) -> dict:
+        key = (w.exp, rule, tuple(sorted((k, v) for k, v in w.items() if k != "exp")))
+        try:
+            return self._jobs[key]
+        except KeyError:
+            from doracle.errors import ConfigError
+
+            raise ConfigError(f"no {rule} job of experiment {w.exp!r} with {dict(key[2])}: "
+                              "not part of its pipeline (do.iterations, the game's players and baselines)") from None
+
+    def constraint(self, wildcard: str) -> str:
+        """A regex of every value ``wildcard`` takes in any experiment's jobs."""
+        values = sorted({v for (_, _, wc) in self._jobs for k, v in wc if k == wildcard})
+        return "|".join(values) or "^$"
+
+    def targets(self) -> list[str]:
+        return [t for p, _ in self.experiments.values() for t in final_targets(p)]
+
+    def inputs(self, rule: str):
+        return lambda w: self.job(rule, w)["inputs"]
+
+    def params(self, rule: str) -> dict:
+        """The rule's ``params``: the params file, the tracked params (JSON), and the job's extras."""
+        names = {k for j in self._jobs.values() if j["rule"] == rule for k in j["params"]}
+        out = {k: (lambda w, k=k: self.job(rule, w)["params"][k]) for k in sorted(names)}
+        out["tracked"] = lambda w: tracked(self.params_of(w), rule, {k: v for k, v in w.items() if k != "exp"})
+        return out
+
+    def threads(self, rule: str):
+        return lambda w: rule_threads(self.params_of(w), rule)
+
+    def resources(self, rule: str) -> dict:
+        """Per resource name a function of the job (None, i.e. unset, where an experiment has none)."""
+        names = {k for p, _ in self.experiments.values() for k in rule_resources(p, rule)}
+        return {k: (lambda w, k=k: rule_resources(self.params_of(w), rule).get(k)) for k in sorted(names)}

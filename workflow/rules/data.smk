@@ -8,11 +8,10 @@ rule prepare_data:
         pl.log_path(P["data"]),
     benchmark:
         pl.bench_path(P["data"])
-    threads: pl.rule_threads(PARAMS, "prepare_data")
+    threads: WF.threads("prepare_data")
     resources:
-        **pl.rule_resources(PARAMS, "prepare_data"),
+        **WF.resources("prepare_data"),
     params:
-        file=PARAMS_FILE,
-        tracked=pl.tracked(PARAMS, "prepare_data"),
+        **WF.params("prepare_data"),
     shell:
         pl.COMMANDS["prepare_data"]

@@ -1,86 +1,55 @@
-# The double-oracle chain. Iteration 000 is the base model and the attack against it; iteration
-# t >= 1 reads population.json of t-1. After convergence later iterations pass the state through,
-# so the DAG is the same for every run. The chain is the critical path: its jobs go first
-# (priority), baselines fill the free cores.
-
-
-def previous(name):
-    return lambda w: P[name].format(exp=w.exp, it=pl.it3(int(w.it) - 1))
+# The double-oracle chain, the same for every game. Iteration 000 (do_init) starts both
+# populations; iteration t >= 1 reads population.json of t-1: a best response per player
+# ({player}: AT defender / attacker, GAN discriminator / generator), the new payoff row and
+# column, the meta-solve, pruning. After convergence later iterations pass the state through, so
+# the DAG is the same for every run. The chain is the critical path: its jobs go first (priority),
+# baselines fill the free cores.
 
 
 rule do_init:
     input:
-        data=P["data"],
-        base=P["base"],
+        unpack(WF.inputs("do_init")),
     output:
         population=P["population"].replace("{it}", "000"),
-        attacker=P["init_attacker"],
-        attacker_meta=pl.sidecar(P["init_attacker"]),
+        init=P["init"],
+        init_meta=pl.sidecar(P["init"]),
     log:
         pl.log_path(P["population"].replace("{it}", "000")),
     benchmark:
         pl.bench_path(P["population"].replace("{it}", "000"))
     priority: 10
-    threads: pl.rule_threads(PARAMS, "do_init")
+    threads: WF.threads("do_init")
     resources:
-        **pl.rule_resources(PARAMS, "do_init"),
+        **WF.resources("do_init"),
     params:
-        file=PARAMS_FILE,
-        tracked=pl.tracked(PARAMS, "do_init"),
+        **WF.params("do_init"),
     shell:
         pl.COMMANDS["do_init"]
 
 
-rule best_response_defender:
+rule best_response:
     input:
-        data=P["data"],
-        state=previous("population"),
+        unpack(WF.inputs("best_response")),
     output:
-        model=P["defender"],
-        model_meta=pl.sidecar(P["defender"]),
+        model=P["strategy"],
+        model_meta=pl.sidecar(P["strategy"]),
     log:
-        pl.log_path(P["defender"]),
+        pl.log_path(P["strategy"]),
     benchmark:
-        pl.bench_path(P["defender"])
+        pl.bench_path(P["strategy"])
     priority: 10
-    threads: pl.rule_threads(PARAMS, "best_response_defender")
+    threads: WF.threads("best_response")
     resources:
-        **pl.rule_resources(PARAMS, "best_response_defender"),
+        **WF.resources("best_response"),
     params:
-        file=PARAMS_FILE,
-        tracked=pl.tracked(PARAMS, "best_response_defender"),
+        **WF.params("best_response"),
     shell:
-        pl.COMMANDS["best_response_defender"]
-
-
-rule best_response_attacker:
-    input:
-        data=P["data"],
-        state=previous("population"),
-    output:
-        model=P["attacker"],
-        model_meta=pl.sidecar(P["attacker"]),
-    log:
-        pl.log_path(P["attacker"]),
-    benchmark:
-        pl.bench_path(P["attacker"])
-    priority: 10
-    threads: pl.rule_threads(PARAMS, "best_response_attacker")
-    resources:
-        **pl.rule_resources(PARAMS, "best_response_attacker"),
-    params:
-        file=PARAMS_FILE,
-        tracked=pl.tracked(PARAMS, "best_response_attacker"),
-    shell:
-        pl.COMMANDS["best_response_attacker"]
+        pl.COMMANDS["best_response"]
 
 
 rule payoff:
     input:
-        data=P["data"],
-        state=previous("population"),
-        defender=P["defender"],
-        attacker=P["attacker"],
+        unpack(WF.inputs("payoff")),
     output:
         payoff=P["payoff"],
     log:
@@ -88,20 +57,18 @@ rule payoff:
     benchmark:
         pl.bench_path(P["payoff"])
     priority: 10
-    threads: pl.rule_threads(PARAMS, "payoff")
+    threads: WF.threads("payoff")
     resources:
-        **pl.rule_resources(PARAMS, "payoff"),
+        **WF.resources("payoff"),
     params:
-        file=PARAMS_FILE,
-        tracked=pl.tracked(PARAMS, "payoff"),
+        **WF.params("payoff"),
     shell:
         pl.COMMANDS["payoff"]
 
 
 rule solve:
     input:
-        state=previous("population"),
-        payoff=P["payoff"],
+        unpack(WF.inputs("solve")),
     output:
         meta=P["meta"],
     log:
@@ -109,21 +76,18 @@ rule solve:
     benchmark:
         pl.bench_path(P["meta"])
     priority: 10
-    threads: pl.rule_threads(PARAMS, "solve")
+    threads: WF.threads("solve")
     resources:
-        **pl.rule_resources(PARAMS, "solve"),
+        **WF.resources("solve"),
     params:
-        file=PARAMS_FILE,
-        tracked=pl.tracked(PARAMS, "solve"),
+        **WF.params("solve"),
     shell:
         pl.COMMANDS["solve"]
 
 
 rule prune:
     input:
-        state=previous("population"),
-        payoff=P["payoff"],
-        meta=P["meta"],
+        unpack(WF.inputs("prune")),
     output:
         population=P["population"],
     log:
@@ -131,11 +95,10 @@ rule prune:
     benchmark:
         pl.bench_path(P["population"])
     priority: 10
-    threads: pl.rule_threads(PARAMS, "prune")
+    threads: WF.threads("prune")
     resources:
-        **pl.rule_resources(PARAMS, "prune"),
+        **WF.resources("prune"),
     params:
-        file=PARAMS_FILE,
-        tracked=pl.tracked(PARAMS, "prune"),
+        **WF.params("prune"),
     shell:
         pl.COMMANDS["prune"]

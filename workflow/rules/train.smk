@@ -1,29 +1,29 @@
-# Classifiers outside the DO loop: the base model (DO's first defender) and one baseline per method.
+# Models trained once, outside the DO loop: the game's own (AT: `base`, DO's first defender; GAN:
+# `reference`, the classifier that scores generated images) and one baseline per method.
 
-rule train_base:
+rule train:
     input:
-        data=P["data"],
+        unpack(WF.inputs("train")),
     output:
-        model=P["base"],
-        model_meta=pl.sidecar(P["base"]),
+        model=P["model"],
+        model_meta=pl.sidecar(P["model"]),
     log:
-        pl.log_path(P["base"]),
+        pl.log_path(P["model"]),
     benchmark:
-        pl.bench_path(P["base"])
+        pl.bench_path(P["model"])
     priority: 10
-    threads: pl.rule_threads(PARAMS, "train_base")
+    threads: WF.threads("train")
     resources:
-        **pl.rule_resources(PARAMS, "train_base"),
+        **WF.resources("train"),
     params:
-        file=PARAMS_FILE,
-        tracked=pl.tracked(PARAMS, "train_base"),
+        **WF.params("train"),
     shell:
-        pl.COMMANDS["train_base"]
+        pl.COMMANDS["train"]
 
 
 rule train_baseline:
     input:
-        data=P["data"],
+        unpack(WF.inputs("train_baseline")),
     output:
         model=P["baseline"],
         model_meta=pl.sidecar(P["baseline"]),
@@ -31,11 +31,10 @@ rule train_baseline:
         pl.log_path(P["baseline"]),
     benchmark:
         pl.bench_path(P["baseline"])
-    threads: pl.rule_threads(PARAMS, "train_baseline")
+    threads: WF.threads("train_baseline")
     resources:
-        **pl.rule_resources(PARAMS, "train_baseline"),
+        **WF.resources("train_baseline"),
     params:
-        file=PARAMS_FILE,
-        tracked=pl.tracked(PARAMS, "train_baseline"),
+        **WF.params("train_baseline"),
     shell:
         pl.COMMANDS["train_baseline"]

@@ -50,46 +50,54 @@ def cmd_data(args):
         print(f"prepared {meta['dataset']}: " + ", ".join(f"{k} {v}" for k, v in meta["splits"].items()))
 
 
-def cmd_train(args):
-    from doracle.games.adversarial import train_classifier
+def _game(p):
+    from doracle.games import game_of
 
+    return game_of(p)
+
+
+def _uses(args) -> dict[str, str]:
+    """``--uses ROLE=PATH`` options as a dict (models trained outside the DO loop)."""
+    out = {}
+    for item in args.uses or []:
+        role, sep, path = item.partition("=")
+        if not sep or not role or not path:
+            raise ConfigError(f"--uses {item!r}: expected ROLE=PATH, e.g. reference=results/x/reference/model.safetensors")
+        out[role] = path
+    return out
+
+
+def cmd_train(args):
     p = _params(args)
-    method = args.method or (p.base.defense if args.role == "base" else None)
-    if method is None:
+    if args.role == "baseline" and not args.method:
         raise ConfigError("--method is required with --role baseline")
-    if args.role == "baseline" and method not in p.baselines.methods:
-        raise ConfigError(f"--method {method!r} is not in baselines.methods {p.baselines.methods}")
-    with _logged(args.log, f"train {args.role} {method}"):
-        meta = train_classifier(p, args.data, args.out, role=args.role, method=method)
-        print(f"trained {method}: train accuracy {meta['training']['train_accuracy']:.4f}, "
-              f"{meta['training']['train_seconds']:.1f} s")
+    game = _game(p)
+    valid = (*game.train_roles(p), "baseline")
+    if args.role not in valid:
+        raise ConfigError(f"--role {args.role!r}: the {p.game} game trains {', '.join(valid)}")
+    with _logged(args.log, f"train {args.role} {args.method or ''}".rstrip()):
+        print(game.train(p, args.role, args.method, args.data, args.out))
 
 
 def cmd_do_init(args):
-    from doracle.games.adversarial import init
-
     p = _params(args)
     with _logged(args.log, "do init"):
-        doc = init(p, args.data, args.base, args.attacker_out, args.out)
-        print(f"iteration 0: payoff {doc['state']['value']:.4f}")
+        print(_game(p).init(p, args.data, _uses(args), args.init_out, args.out))
 
 
 def cmd_do_best_response(args):
-    from doracle.games import adversarial
-
     p = _params(args)
-    fn = adversarial.best_response_defender if args.player == "defender" else adversarial.best_response_attacker
+    game = _game(p)
+    if args.player not in game.players:
+        raise ConfigError(f"--player {args.player!r}: the {p.game} game's players are {', '.join(game.players)}")
     with _logged(args.log, f"it{args.iteration:03d} best response ({args.player})"):
-        meta = fn(p, args.data, args.state, args.iteration, args.out)
-        print("skipped (converged)" if meta.get("skipped") else f"wrote {args.out}")
+        print(game.best_response(p, args.player, args.data, args.state, args.iteration, args.out))
 
 
 def cmd_do_payoff(args):
-    from doracle.games.adversarial import payoff
-
     p = _params(args, names=False)
     with _logged(args.log, f"it{args.iteration:03d} payoff"):
-        doc = payoff(p, args.data, args.state, args.iteration, args.defender, args.attacker, args.out)
+        doc = _game(p).payoff(p, args.data, args.state, args.iteration, args.row, args.col, args.out)
         print("skipped (converged)" if doc.get("skipped") else f"evaluated {doc['cells_evaluated']} new cells")
 
 
@@ -113,56 +121,47 @@ def cmd_do_prune(args):
 
 
 def cmd_evaluate(args):
-    from doracle.evaluation.suite import DO_TARGETS, evaluate
-
     p = _params(args)
+    game = _game(p)
     if (args.population is None) == (args.checkpoint is None):
         raise ConfigError("evaluate needs exactly one of --population (DO targets) or --checkpoint")
-    if args.population is not None and args.model not in DO_TARGETS:
-        raise ConfigError(f"--model {args.model!r} with --population: valid targets are {', '.join(DO_TARGETS)}")
+    if args.population is not None and args.model not in game.targets(p):
+        raise ConfigError(f"--model {args.model!r} with --population: valid targets are {', '.join(game.targets(p))}")
     with _logged(args.log, f"evaluate {args.model}"):
-        r = evaluate(p, args.data, args.model, args.out, population=args.population, checkpoint=args.checkpoint,
-                     state_path=args.state)
-        print(f"{args.model}: clean {r['clean_accuracy']:.4f}, worst case {r['robust_accuracy']['worst_case']:.4f}")
+        print(game.evaluate(p, args.data, args.model, args.out, population=args.population,
+                            checkpoint=args.checkpoint, state_path=args.state, uses=_uses(args)))
 
 
 def cmd_metrics(args):
-    from doracle.evaluation.suite import merge_metrics
-
     p = _params(args, names=False)
     with _logged(args.log, "metrics"):
-        m = merge_metrics(p, args.population, args.evaluation, args.out)
-        for name, r in m["models"].items():
-            print(f"{name:>16}: clean {r['clean_accuracy']:.4f}  worst case {r['robust_accuracy']['worst_case']:.4f}")
+        print(_game(p).metrics(p, args.population, args.evaluation, args.out))
 
 
 def cmd_report(args):
-    from doracle.report.summary import write_report
-
-    _params(args, names=False)
+    p = _params(args, names=False)
     with _logged(args.log, "report"):
-        path = write_report(args.metrics, args.population, args.payoff, args.out)
+        path = _game(p).report(p, args.metrics, args.population, args.payoff, args.out)
     print(f"doracle: report written to {path}")
 
 
 def cmd_check_params(args):
-    from doracle import config
-
     p = _params(args)
-    print(f"{args.params}: valid (experiment {p.experiment!r}, {p.do.iterations} DO iterations)")
-    for w in config.warnings(p):
+    print(f"{args.params}: valid (experiment {p.experiment!r}, game {p.game}, {p.do.iterations} DO iterations)")
+    for w in _game(p).warnings(p):
         print(f"warning: {w}", file=sys.stderr)
 
 
 def cmd_dvc_yaml(args):
     from doracle.artifacts import atomic_write_bytes
-    from doracle.pipeline import dvc_yaml_text
+    from doracle.pipeline import default_experiments, dvc_yaml_text, load_experiments
 
-    text = dvc_yaml_text(_params(args), args.params)
+    text = dvc_yaml_text(load_experiments(args.params or default_experiments()))
     if args.check:
         current = Path(args.out).read_text() if Path(args.out).is_file() else ""
         if current != text:
-            raise ConfigError(f"{args.out} is out of date with {args.params}: run `doracle dvc-yaml`")
+            what = " ".join(args.params or default_experiments())
+            raise ConfigError(f"{args.out} is out of date with {what}: run `doracle dvc-yaml`")
         print(f"{args.out} is up to date")
         return
     atomic_write_bytes(args.out, text.encode())
@@ -181,27 +180,35 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output .safetensors (a .json sidecar is written beside it)")
     p.set_defaults(handler=cmd_data)
 
-    p = sub.add_parser("train", help="train the base model or a baseline classifier")
+    p = sub.add_parser("train", help="train a model outside the DO loop (the game's roles, or a baseline)",
+                       description="Train one model of the experiment's game outside the DO loop: AT: the base "
+                                   "classifier (--role base) or a baseline defense (--role baseline --method M); "
+                                   "GAN: the reference classifier that scores generated images (--role reference) "
+                                   "or the base GAN (--role baseline --method base_gan).")
     common(p)
-    p.add_argument("--role", choices=["base", "baseline"], required=True)
-    p.add_argument("--method", help="defense name (baselines); the base model uses base.defense")
+    p.add_argument("--role", required=True, help="base | reference | baseline (which ones: the game's)")
+    p.add_argument("--method", help="the baseline's method (AT: a defense; the base model uses base.defense)")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(handler=cmd_train)
 
     do = sub.add_parser("do", help="double-oracle iteration steps (one pipeline job each)")
     dsub = do.add_subparsers(dest="do_command", metavar="STEP", required=True)
-    p = dsub.add_parser("init", help="iteration 0: base defender, attack against it, 1x1 payoff")
+    p = dsub.add_parser("init", help="iteration 0: the first strategies and their 1x1 payoff",
+                        description="AT: the attack against the base defender (--uses base=PATH); GAN: a warm-up "
+                                    "of ordinary GAN training gives the first generator and discriminator.")
     common(p)
     p.add_argument("--data", required=True)
-    p.add_argument("--base", required=True)
-    p.add_argument("--attacker-out", required=True)
+    p.add_argument("--uses", action="append", metavar="ROLE=PATH", help="a model trained outside the loop")
+    p.add_argument("--init-out", required=True, help="the strategies iteration 0 adds (.safetensors)")
     p.add_argument("--out", required=True, help="population.json of iteration 0")
     p.set_defaults(handler=cmd_do_init)
 
-    p = dsub.add_parser("best-response", help="train a defender / craft an attacker against the opponent mixture")
+    p = dsub.add_parser("best-response", help="a player's best response to the opponent's meta-strategy",
+                        description="AT: train a defender / craft an attacker; GAN: train a generator / a "
+                                    "discriminator, against the other player's mixture.")
     common(p)
-    p.add_argument("--player", choices=["defender", "attacker"], required=True)
+    p.add_argument("--player", required=True, help="AT: defender | attacker; GAN: discriminator | generator")
     p.add_argument("--data", required=True)
     p.add_argument("--state", required=True, help="population.json of the previous iteration")
     p.add_argument("--iteration", type=int, required=True)
@@ -210,8 +217,10 @@ def register(sub) -> None:
 
     p = dsub.add_parser("payoff", help="extend the payoff matrix by the new row and column")
     common(p)
-    for a in ("--data", "--state", "--defender", "--attacker", "--out"):
+    for a in ("--data", "--state", "--out"):
         p.add_argument(a, required=True)
+    p.add_argument("--row", required=True, help="the row player's new strategy (AT: defender; GAN: discriminator)")
+    p.add_argument("--col", required=True, help="the column player's new strategy (AT: attacker; GAN: generator)")
     p.add_argument("--iteration", type=int, required=True)
     p.set_defaults(handler=cmd_do_payoff)
 
@@ -227,16 +236,20 @@ def register(sub) -> None:
         p.add_argument(a, required=True)
     p.set_defaults(handler=cmd_do_prune)
 
-    p = sub.add_parser("evaluate", help="evaluate one model under the attack suite (resumable)",
-                       description="Evaluate a DO target (do_mixture, do_best_member, do_uniform; with "
-                                   "--population) or a checkpoint (with --checkpoint) under params.evaluation: "
-                                   "gradient-masking checks, attacks on the mixture and its members, "
-                                   "AutoAttack, per-example worst case, accuracy vs eps.")
+    p = sub.add_parser("evaluate", help="evaluate one DO target or baseline (AT: attack suite; GAN: FID, IS)",
+                       description="Evaluate a DO target (with --population) or a baseline (with --checkpoint). "
+                                   "AT (do_mixture, do_best_member, do_uniform): params.evaluation's suite, "
+                                   "resumable: gradient-masking checks, attacks on the mixture and its members, "
+                                   "AutoAttack, per-example worst case, accuracy vs eps. GAN (do_mixture, "
+                                   "do_members): FID, Inception-Score-style score, classes covered, precision / "
+                                   "recall / density / coverage in the reference classifier's features "
+                                   "(--uses reference=PATH).")
     common(p)
     p.add_argument("--data", required=True)
     p.add_argument("--model", required=True, help="label: a DO target, or a baseline's name")
     p.add_argument("--population", help="final population.json (DO targets)")
-    p.add_argument("--checkpoint", help="classifier .safetensors (baselines)")
+    p.add_argument("--checkpoint", help="the baseline's .safetensors")
+    p.add_argument("--uses", action="append", metavar="ROLE=PATH", help="a model trained outside the loop")
     p.add_argument("--state", help="resumable state file: finished attacks survive a kill")
     p.add_argument("--out", required=True, help="evaluation JSON")
     p.set_defaults(handler=cmd_evaluate)
@@ -248,10 +261,11 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="metrics.json")
     p.set_defaults(handler=cmd_metrics)
 
-    p = sub.add_parser("report", help="write report/summary.md and its plots")
+    p = sub.add_parser("report", help="write the report folder: summary.md and its plots")
     common(p)
-    for a in ("--metrics", "--population", "--payoff", "--out"):
+    for a in ("--metrics", "--population", "--payoff"):
         p.add_argument(a, required=True)
+    p.add_argument("--out", required=True, help="the report folder (written whole, then moved into place)")
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("check-params", help="validate params.yaml (schema and registry names)")
@@ -259,7 +273,8 @@ def register(sub) -> None:
     p.set_defaults(handler=cmd_check_params)
 
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml: the Snakemake jobs as DVC stages")
-    common(p, log=False)
+    p.add_argument("--params", nargs="+", help="params files, one experiment each (default: params.yaml and "
+                                               "every params-*.yaml beside it, as snakemake -c2 runs them)")
     p.add_argument("--out", default="dvc.yaml")
     p.add_argument("--check", action="store_true", help="fail if the file is out of date instead of writing")
     p.set_defaults(handler=cmd_dvc_yaml)

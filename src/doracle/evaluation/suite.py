@@ -37,7 +37,7 @@ from doracle.evaluation.autoattack import LogitAverage, run_autoattack
 from doracle.evaluation.checks import run_checks
 from doracle.games import classifiers
 from doracle.models.mixture import Mixture, eval_mode
-from doracle.pipeline import DO_TARGETS, stage_params
+from doracle.pipeline import stage_params
 from doracle.registry import Registry
 
 
@@ -73,7 +73,9 @@ def do_target(label: str, population_path: str, device: str) -> Target:
         chosen = [(best_member(state), 1.0)]
         info = {"selected_by": "max over defenders of the min payoff over attackers (payoff split)"}
     else:
-        raise ValueError(f"unknown DO evaluation target {label!r}; valid: {', '.join(DO_TARGETS)}")
+        from doracle.games.adversarial import AT
+
+        raise ValueError(f"unknown DO evaluation target {label!r}; valid: {', '.join(AT.TARGETS)}")
     ids = [i for i, _ in chosen]
     models = [_load_strategy(doc, i, device) for i in ids]
     shas = [doc["strategies"][i]["sha256"] for i in ids]
@@ -284,7 +286,7 @@ def evaluate(params: Params, data_path: str, label: str, out: str, *, population
 
 def merge_metrics(params: Params, population_path: str, evaluations: list[str], out: str) -> dict:
     """metrics.json: every evaluated model, the threat model, the double-oracle summary."""
-    from doracle.games.population import read_population
+    from doracle.games.population import double_oracle_summary, read_population
 
     state, doc = read_population(population_path)
     models, tms = {}, []
@@ -296,29 +298,20 @@ def merge_metrics(params: Params, population_path: str, evaluations: list[str], 
         models[e["label"]] = {k: v for k, v in e.items() if k not in ("kind", "label", "threat_model", "params", "inputs")}
     if any(t != tms[0] for t in tms):
         raise ValueError("the evaluations were run under different threat models")
-    hist = state.history
     # every model's total compute: all the jobs that produced it (the whole DO run for DO targets)
     from doracle.compute import model_cost
+    from doracle.games.adversarial import AT
     from doracle.pipeline import PATTERNS
 
     for label, r in models.items():
-        produced_by = population_path if label in DO_TARGETS else \
+        produced_by = population_path if label in AT.TARGETS else \
             PATTERNS["baseline"].format(exp=params.experiment, method=label)
         r["compute"] = model_cost(params, produced_by)
     metrics = {
         "kind": "metrics", "experiment": params.experiment, "seed": params.seed,
         "params": stage_params(params, "evaluate"), "threat_model": tms[0] if tms else None,
         "models": models,
-        "double_oracle": {
-            "iterations_run": len(hist), "converged": bool(state.converged),
-            # converged | within_noise (gap <= tolerance, its upper bound is not) | not_converged
-            "status": hist[-1]["status"] if hist else "not_converged",
-            "final_gap": float(hist[-1]["gap"]) if hist else None,
-            "final_gap_stderr": float(hist[-1]["gap_stderr"]) if hist else None,
-            "final_gap_upper": float(hist[-1]["gap_upper"]) if hist else None,
-            "support_size": int((state.sigma_row > 1e-9).sum()), "value": float(state.value),
-            "gap_history": [float(h["gap"]) for h in hist], "tolerance": params.do.tolerance,
-        },
+        "double_oracle": double_oracle_summary(state, params.do.tolerance),
         "warnings": [f"{label}: {w}" for label, m in models.items() for w in m["checks"]["warnings"]],
         "inputs": {p: sha256_file(p) for p in [population_path, *evaluations]},
     }

@@ -1,2 +1,99 @@
-"""Games the double-oracle engine plays: the adversarial-training game; the GAN game's building
-blocks (gan_math.py) ahead of its job layer."""
+"""The games the double-oracle pipeline plays, by name (params ``game``): ``at`` | ``gan``.
+
+A game is a :class:`Game` registered in :data:`GAMES`: its two players (the row player maximises
+the payoff), the models it trains outside the DO loop, its evaluation targets, the params each of
+its jobs reads, and one function per job shape (train, init, best response, payoff, evaluate,
+metrics, report). The pipeline (:mod:`doracle.pipeline`: Snakemake rules and DVC stages), the CLI
+and the engine's light jobs (LP solve, pruning: :mod:`doracle.games.population`) are the same for
+every game and dispatch by name, so a new game is one new module that subclasses :class:`Game`,
+registers it, and is named in :data:`GAMES`' lazy table.
+
+Entries are lazy (name -> module), so params validate and the light jobs start without torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from doracle.registry import Registry
+
+GAMES: Registry = Registry("game", lazy={"at": "doracle.games.adversarial", "gan": "doracle.games.gan"})
+
+
+class Game:
+    """The shape of a game; subclasses fill in the class attributes and the job methods.
+
+    Every job method takes the validated params first and writes its outputs atomically; it
+    returns the one line the CLI prints (or, for ``report``, the summary path).
+    """
+
+    name: str
+    #: (row player, column player); the row player maximises the payoff U[row, col]
+    players: tuple[str, str]
+    #: strategy id prefixes of the two players ("d" -> d000, d001, ...)
+    id_prefixes: tuple[str, str]
+    #: the params (dotted keys) each of the game's stages reads: recorded in its artifacts,
+    #: tracked by DVC and Snakemake. Stages: train, base, baseline, reference, init,
+    #: best_response_<player>, payoff, evaluate, metrics (data, solve, prune and report are common)
+    stage_params: dict[str, tuple[str, ...]]
+    #: the column headed by this label in the report's models table, and how to read it
+    headline: str = ""
+
+    # ------------------------------------------------------------------ the job graph
+    def train_roles(self, params) -> tuple[str, ...]:
+        """Models trained once, outside the DO loop, by the ``train`` rule (``results/<exp>/<role>/``)."""
+        return ()
+
+    def init_roles(self, params) -> tuple[str, ...]:
+        """Which of :meth:`train_roles` the init job reads."""
+        return ()
+
+    def eval_roles(self, params) -> tuple[str, ...]:
+        """Which of :meth:`train_roles` the evaluation jobs read (e.g. a feature classifier)."""
+        return ()
+
+    def baselines(self, params) -> tuple[str, ...]:
+        """Standalone methods trained and evaluated beside the DO models (``results/<exp>/baselines/<m>/``)."""
+        return ()
+
+    def targets(self, params) -> tuple[str, ...]:
+        """The DO evaluation targets (one evaluation job each, reading the final population)."""
+        raise NotImplementedError
+
+    def check_names(self, params) -> None:
+        """Check the registry names the game's params use (imports torch)."""
+
+    def warnings(self, params) -> list[str]:
+        """Valid but doubtful settings, for ``doracle check-params`` to print."""
+        return []
+
+    def strategy_id(self, player: str, iteration: int) -> str:
+        return f"{self.id_prefixes[self.players.index(player)]}{iteration:03d}"
+
+    # ------------------------------------------------------------------ the jobs
+    def train(self, params, role: str, method: str | None, data: str, out: str) -> str:
+        raise NotImplementedError
+
+    def init(self, params, data: str, uses: dict[str, str], init_out: str, out: str) -> str:
+        raise NotImplementedError
+
+    def best_response(self, params, player: str, data: str, state: str, iteration: int, out: str) -> str:
+        raise NotImplementedError
+
+    def payoff(self, params, data: str, state: str, iteration: int, row: str, col: str, out: str) -> dict:
+        raise NotImplementedError
+
+    def evaluate(self, params, data: str, label: str, out: str, *, population: str | None,
+                 checkpoint: str | None, state_path: str | None, uses: dict[str, str]) -> str:
+        raise NotImplementedError
+
+    def metrics(self, params, population: str, evaluations: list[str], out: str) -> str:
+        raise NotImplementedError
+
+    def report(self, params, metrics: str, population: str, payoff: str, out: str) -> Path:
+        raise NotImplementedError
+
+
+def game_of(params) -> Game:
+    """The :class:`Game` that ``params.game`` names."""
+    return GAMES.get(params.game)

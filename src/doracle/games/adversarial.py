@@ -27,56 +27,23 @@ from doracle.compute import PassCounter
 from doracle.config import Params
 from doracle.data import Dataset
 from doracle.data import load as load_dataset
-from doracle.engine import DOState, cells_to_evaluate, extend_payoff
-from doracle.games import classifiers
+from doracle.engine import DOState
+from doracle.games import GAMES, Game, classifiers
 from doracle.games.attackers import AttackerStrategy, ModelCache, Opponent, target_refs
-from doracle.games.population import _population_doc, _strategy, best_member, read_population
+from doracle.games.population import (
+    _population_doc,
+    _strategy,
+    best_member,
+    checked_ref,
+    payoff_job,
+    read_population,
+    skip_artifact,
+)
 from doracle.models.mixture import Mixture
 from doracle.pipeline import stage_params
 
 
-def _data_ref(ds: Dataset) -> dict:
-    keep = ("dataset", "shape", "num_classes", "mean", "std", "split_indices_sha256")
-    return {k: ds.meta[k] for k in keep}
-
-
 # ----------------------------------------------------------------------------- classifiers
-
-
-def _train_and_save(params: Params, ds: Dataset, out: str, *, defense: str, epochs: int, seed: int, device: str,
-                    inputs: list[str], stage_keys: dict, desc: str, **extra) -> dict:
-    """Train a fresh classifier with ``defense`` (``extra`` may carry the DO opponent term), save it
-    with its metadata, return the metadata."""
-    from doracle.defenses import make_defense, resume
-    from doracle.defenses.training import accuracy, place_training_split, train
-
-    opponent = extra.pop("opponent", None)
-    model = classifiers.new_classifier(params.model.arch, ds, device)
-    init = extra.pop("init", None)
-    if init is not None:  # warm start: the architecture is the same, the weights a member's
-        model.load_state_dict(init.state_dict())
-    kwargs = {}
-    if opponent is not None:
-        kwargs = {"opponent": opponent["opponent"], "opponent_weight": opponent["weight"]}
-        extra["opponent"] = {k: opponent[k] for k in ("ids", "probs", "weight", "materialized")}
-    # a resumable state is only resumed by the same job: same params, seed, inputs and opponents
-    fingerprint = artifacts.digest({"params": stage_keys, "seed": seed, "defense": defense, "epochs": epochs,
-                                    "inputs": {p: sha256_file(p) for p in inputs},
-                                    **{k: v for k, v in extra.items() if k != "init"}})
-    ckpt = resume.checkpoint_path(out)
-    x_train, placement = place_training_split(ds.x["train"], device, params.training.data_placement)
-    y_train = ds.y["train"].to(x_train.device)
-    stats = train(model, make_defense(defense, params), x_train, y_train, params.training,
-                  epochs=epochs, seed=seed, desc=desc, checkpoint=ckpt, fingerprint=fingerprint,
-                  augmentation=params.augmentation, **kwargs)
-    stats["data_placement"] = placement
-    stats["train_accuracy"] = accuracy(model, x_train, y_train)
-    meta = artifacts.metadata("classifier", params=stage_keys, seed=seed, inputs=inputs, defense=defense,
-                              arch=params.model.arch, data=_data_ref(ds), training=stats, device=device,
-                              compute=stats["compute"], **extra)
-    classifiers.save(out, model, meta)
-    resume.remove(ckpt)
-    return meta
 
 
 def train_classifier(params: Params, data_path: str, out: str, *, role: str, method: str) -> dict:
@@ -85,7 +52,7 @@ def train_classifier(params: Params, data_path: str, out: str, *, role: str, met
     device = runtime.setup(seed, params.device, params.threads)
     ds = load_dataset(data_path, device, train_device="cpu")  # placed by _train_and_save
     cfg = params.base if role == "base" else params.baselines
-    return _train_and_save(params, ds, out, defense=method, epochs=cfg.epochs or params.training.epochs, seed=seed,
+    return classifiers.train_and_save(params, ds, out, arch=params.model.arch, defense=method, epochs=cfg.epochs or params.training.epochs, seed=seed,
                            device=device, inputs=[data_path], stage_keys=stage_params(params, "train", role),
                            desc=f"{role} {method}", role=role)
 
@@ -93,15 +60,9 @@ def train_classifier(params: Params, data_path: str, out: str, *, role: str, met
 # ----------------------------------------------------------------------------- population state
 
 
-def _checked_ref(doc: dict, sid: str) -> dict:
-    ref = doc["strategies"][sid]
-    artifacts.check_sha256(ref["path"], ref["sha256"], f"since the population recorded it (strategy {sid})")
-    return ref
-
-
 def _load_strategy(doc: dict, sid: str, device: str):
     """A defender's classifier, or an attacker's tensors (cached perturbations)."""
-    ref = _checked_ref(doc, sid)
+    ref = checked_ref(doc, sid)
     if ref["player"] == "defender":
         return classifiers.load(ref["path"], device)[0]
     return _load_attacker(doc, sid, device)[0]
@@ -109,7 +70,7 @@ def _load_strategy(doc: dict, sid: str, device: str):
 
 def _load_attacker(doc: dict, sid: str, device: str) -> tuple[dict, dict]:
     """An attacker's (tensors, metadata)."""
-    return artifacts.load_tensors(_checked_ref(doc, sid)["path"], device)
+    return artifacts.load_tensors(checked_ref(doc, sid)["path"], device)
 
 
 def _mixture(doc: dict, ids: list[str], probs, device: str) -> tuple[Mixture, list[str]]:
@@ -176,11 +137,6 @@ def init(params: Params, data_path: str, base_path: str, attacker_out: str, out:
     return doc
 
 
-def _skip(out: str, reason: str, params: Params, stage: str) -> None:
-    artifacts.save_tensors(out, {}, artifacts.metadata("skipped", params=stage_params(params, stage), seed=None,
-                                                       skipped=True, reason=reason))
-
-
 # ----------------------------------------------------------------------------- best responses
 
 
@@ -188,7 +144,7 @@ def _best_response_setup(params: Params, data_path: str, state_path: str, iterat
     """(state, doc, seed, device, dataset), or None after writing a pass-through once converged."""
     state, doc = read_population(state_path)
     if state.converged:
-        _skip(out, f"converged at iteration {state.iteration}", params, stage)
+        skip_artifact(out, f"converged at iteration {state.iteration}", params, stage)
         return None
     seed = runtime.derive_seed(params.seed, stage, iteration)
     device = runtime.setup(seed, params.device, params.threads)
@@ -211,7 +167,7 @@ def best_response_defender(params: Params, data_path: str, state_path: str, iter
     if cfg.warm_start:
         start = best_member(state)
         warm = {"init": _load_strategy(doc, start, device), "warm_start_from": start}
-    return _train_and_save(params, ds, out, defense=cfg.defense, epochs=cfg.epochs or params.training.epochs,
+    return classifiers.train_and_save(params, ds, out, arch=params.model.arch, defense=cfg.defense, epochs=cfg.epochs or params.training.epochs,
                            seed=seed, device=device, inputs=[data_path, state_path],
                            stage_keys=stage_params(params, "best_response_defender"),
                            desc=f"it{iteration:03d} defender", role="do_defender", iteration=iteration,
@@ -240,37 +196,107 @@ def best_response_attacker(params: Params, data_path: str, state_path: str, iter
 def payoff(params: Params, data_path: str, state_path: str, iteration: int, defender: str, attacker: str,
            out: str) -> dict:
     """Extend the payoff matrix by the new row and column only; known cells are reused."""
-    state, doc = read_population(state_path)
-    new_row, new_col = f"d{iteration:03d}", f"a{iteration:03d}"
-    base = {"kind": "payoff", "iteration": iteration, "params": stage_params(params, "payoff")}
-    if state.converged:
-        write_json(out, {**base, "skipped": True, "row_ids": state.row_ids, "col_ids": state.col_ids,
-                         "payoff": state.payoff.tolist(), "stderr": doc["payoff_stderr"], "n": doc["payoff_n"],
-                         "cells_evaluated": 0, "strategies": doc["all_strategies"]})
-        return {"skipped": True}
-    device = runtime.setup(0, params.device, params.threads)
-    ds = load_dataset(data_path, device)
-    strategies = dict(doc["all_strategies"])
-    strategies[new_row] = _strategy(defender, "defender", iteration=iteration)
-    strategies[new_col] = _strategy(attacker, "attacker", iteration=iteration)
-    doc = {**doc, "strategies": strategies}
-    cells = cells_to_evaluate(state.row_ids, state.col_ids, new_row, new_col)
-    y = ds.y["payoff"]
-    models, advs, values, errs, costs = {}, {}, {}, {}, []
-    for r, c in cells:
-        if r not in models:
-            models[r] = _load_strategy(doc, r, device)
-        if c not in advs:
-            advs[c] = _load_strategy(doc, c, device)["x_payoff"]
-        values[(r, c)], errs[(r, c)], cost = _cell(models[r], advs[c], y)
-        costs.append(cost)
-    rows, cols, a = extend_payoff(state, new_row, new_col, values)
-    se_state = DOState(state.row_ids, state.col_ids, np.asarray(doc["payoff_stderr"]), state.sigma_row,
-                       state.sigma_col, state.value)
-    _, _, se = extend_payoff(se_state, new_row, new_col, errs)
-    result = {**base, "skipped": False, "row_ids": rows, "col_ids": cols, "payoff": a.tolist(),
-              "stderr": se.tolist(), "n": int(len(y)), "cells_evaluated": len(cells),
-              "new_row": new_row, "new_col": new_col, "strategies": strategies, "compute": compute.add(*costs),
-              "inputs": {p: sha256_file(p) for p in (data_path, state_path, defender, attacker)}}
-    write_json(out, result)
-    return result
+
+    def cells(doc, todo):
+        device = runtime.setup(0, params.device, params.threads)
+        ds = load_dataset(data_path, device)
+        y = ds.y["payoff"]
+        models, advs, values, errs, costs = {}, {}, {}, {}, []
+        for r, c in todo:
+            if r not in models:
+                models[r] = _load_strategy(doc, r, device)
+            if c not in advs:
+                advs[c] = _load_strategy(doc, c, device)["x_payoff"]
+            values[(r, c)], errs[(r, c)], cost = _cell(models[r], advs[c], y)
+            costs.append(cost)
+        return values, errs, len(y), compute.add(*costs)
+
+    return payoff_job(params, AT, state_path, iteration, defender, attacker, out, cells, [data_path])
+
+
+# ----------------------------------------------------------------------------- the game
+
+
+class AdversarialTraining(Game):
+    """Classifier (defender, maximises accuracy) against perturbation functions (attacker)."""
+
+    name = "at"
+    players = ("defender", "attacker")
+    id_prefixes = ("d", "a")
+    stage_params = {
+        "train": ("seed", "device", "threads", "model", "training", "threat_model", "defenses"),
+        "base": ("base",),
+        "baseline": ("baselines",),
+        "init": ("seed", "device", "threads", "threat_model", "do.attacker"),
+        "best_response_defender": ("seed", "device", "threads", "model", "training", "threat_model",
+                                   "defenses", "do.defender"),
+        "best_response_attacker": ("seed", "device", "threads", "threat_model", "do.attacker"),
+        "payoff": ("device", "threads"),
+        "evaluate": ("seed", "device", "threads", "threat_model", "evaluation"),
+        "metrics": ("seed", "threat_model", "evaluation", "do.tolerance"),
+    }
+    #: the DO models every AT experiment evaluates (see doracle.evaluation.suite.do_target)
+    TARGETS = ("do_mixture", "do_best_member", "do_uniform")
+
+    def train_roles(self, params):
+        return ("base",)
+
+    def warnings(self, params):
+        from doracle import config
+
+        return config.warnings(params)
+
+    def init_roles(self, params):
+        return ("base",)
+
+    def baselines(self, params):
+        return tuple(params.baselines.methods)
+
+    def targets(self, params):
+        return self.TARGETS
+
+    def train(self, params, role, method, data, out):
+        from doracle.errors import ConfigError
+
+        if role == "base":
+            method = method or params.base.defense
+        elif role == "baseline":
+            if method not in params.baselines.methods:
+                raise ConfigError(f"--method {method!r} is not in baselines.methods {params.baselines.methods}")
+        else:
+            raise ConfigError(f"the AT game trains roles base and baseline, not {role!r}")
+        meta = train_classifier(params, data, out, role=role, method=method)
+        return (f"trained {method}: train accuracy {meta['training']['train_accuracy']:.4f}, "
+                f"{meta['training']['train_seconds']:.1f} s")
+
+    def init(self, params, data, uses, init_out, out):
+        doc = init(params, data, uses["base"], init_out, out)
+        return f"iteration 0: payoff {doc['state']['value']:.4f}"
+
+    def best_response(self, params, player, data, state, iteration, out):
+        fn = {"defender": best_response_defender, "attacker": best_response_attacker}[player]
+        return "skipped (converged)" if fn(params, data, state, iteration, out).get("skipped") else f"wrote {out}"
+
+    def payoff(self, params, data, state, iteration, row, col, out):
+        return payoff(params, data, state, iteration, row, col, out)
+
+    def evaluate(self, params, data, label, out, *, population, checkpoint, state_path, uses):
+        from doracle.evaluation.suite import evaluate
+
+        r = evaluate(params, data, label, out, population=population, checkpoint=checkpoint, state_path=state_path)
+        return f"{label}: clean {r['clean_accuracy']:.4f}, worst case {r['robust_accuracy']['worst_case']:.4f}"
+
+    def metrics(self, params, population, evaluations, out):
+        from doracle.evaluation.suite import merge_metrics
+
+        m = merge_metrics(params, population, evaluations, out)
+        return "\n".join(f"{name:>16}: clean {r['clean_accuracy']:.4f}  worst case "
+                         f"{r['robust_accuracy']['worst_case']:.4f}" for name, r in m["models"].items())
+
+    def report(self, params, metrics, population, payoff, out):
+        from doracle.report.summary import write_report
+
+        return write_report(metrics, population, payoff, out)
+
+
+AT = GAMES.register("at")(AdversarialTraining())

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from doracle import artifacts, models
+from doracle.artifacts import sha256_file
 from doracle.data import Dataset
 
 
@@ -18,6 +19,48 @@ def build(arch: str, data_meta: dict):
 
 def new_classifier(arch: str, ds: Dataset, device: str):
     return build(arch, ds.meta).to(device)
+
+
+def data_ref(ds: Dataset) -> dict:
+    keep = ("dataset", "shape", "num_classes", "mean", "std", "split_indices_sha256")
+    return {k: ds.meta[k] for k in keep}
+
+
+def train_and_save(params, ds: Dataset, out: str, *, arch: str, defense: str, epochs: int, seed: int, device: str,
+                    inputs: list[str], stage_keys: dict, desc: str, **extra) -> dict:
+    """Train a fresh classifier ``arch`` with ``defense`` (``extra`` may carry the DO opponent term
+    and a warm start ``init``), save it with its metadata, return the metadata. The AT game's base
+    model, baselines and defender best responses, and the GAN game's reference classifier."""
+    from doracle.defenses import make_defense, resume
+    from doracle.defenses.training import accuracy, place_training_split, train
+
+    opponent = extra.pop("opponent", None)
+    model = new_classifier(arch, ds, device)
+    init = extra.pop("init", None)
+    if init is not None:  # warm start: the architecture is the same, the weights a member's
+        model.load_state_dict(init.state_dict())
+    kwargs = {}
+    if opponent is not None:
+        kwargs = {"opponent": opponent["opponent"], "opponent_weight": opponent["weight"]}
+        extra["opponent"] = {k: opponent[k] for k in ("ids", "probs", "weight", "materialized")}
+    # a resumable state is only resumed by the same job: same params, seed, inputs and opponents
+    fingerprint = artifacts.digest({"params": stage_keys, "seed": seed, "defense": defense, "epochs": epochs,
+                                    "inputs": {p: sha256_file(p) for p in inputs},
+                                    **{k: v for k, v in extra.items() if k != "init"}})
+    ckpt = resume.checkpoint_path(out)
+    x_train, placement = place_training_split(ds.x["train"], device, params.training.data_placement)
+    y_train = ds.y["train"].to(x_train.device)
+    stats = train(model, make_defense(defense, params), x_train, y_train, params.training,
+                  epochs=epochs, seed=seed, desc=desc, checkpoint=ckpt, fingerprint=fingerprint,
+                  augmentation=params.augmentation, **kwargs)
+    stats["data_placement"] = placement
+    stats["train_accuracy"] = accuracy(model, x_train, y_train)
+    meta = artifacts.metadata("classifier", params=stage_keys, seed=seed, inputs=inputs, defense=defense,
+                              arch=arch, data=data_ref(ds), training=stats, device=device,
+                              compute=stats["compute"], **extra)
+    save(out, model, meta)
+    resume.remove(ckpt)
+    return meta
 
 
 def save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:

@@ -11,10 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from doracle import runtime
+from doracle import artifacts, runtime
 from doracle.artifacts import read_json, sha256_file, write_json
 from doracle.config import Params
-from doracle.engine import DOState, MetaSolution, advance, gap_record, solve
+from doracle.engine import (
+    DOState,
+    MetaSolution,
+    advance,
+    cells_to_evaluate,
+    extend_payoff,
+    gap_record,
+    solve,
+)
 from doracle.errors import ArtifactError
 from doracle.pipeline import stage_params
 
@@ -30,17 +38,91 @@ def read_population(path: str | Path) -> tuple[DOState, dict]:
     return DOState.from_json(doc["state"]), doc
 
 
-def best_member(state: DOState) -> str:
-    """The defender with the highest worst-case payoff over the attacker population (payoff split,
-    never the test split); ties go to the higher meta-strategy probability."""
-    worst = state.payoff.min(axis=1)
-    k = max(range(len(state.row_ids)), key=lambda r: (worst[r], state.sigma_row[r]))
-    return state.row_ids[k]
+def best_member(state: DOState, player: str = "row") -> str:
+    """The row player's member with the highest worst-case payoff over the column population
+    (payoff split, never the test split), or (``player="col"``) the column player's member with the
+    lowest worst-case payoff over the rows; ties go to the higher meta-strategy probability."""
+    if player == "row":
+        worst = state.payoff.min(axis=1)
+        k = max(range(len(state.row_ids)), key=lambda r: (worst[r], state.sigma_row[r]))
+        return state.row_ids[k]
+    worst = state.payoff.max(axis=0)
+    k = max(range(len(state.col_ids)), key=lambda c: (-worst[c], state.sigma_col[c]))
+    return state.col_ids[k]
+
+
+def support(state: DOState, player: str) -> tuple[list[str], list[float]]:
+    """(ids, probabilities) of a player's members with positive meta-strategy probability."""
+    ids, sigma = (state.row_ids, state.sigma_row) if player == "row" else (state.col_ids, state.sigma_col)
+    keep = [(i, float(p)) for i, p in zip(ids, sigma, strict=True) if p > 1e-9]
+    return [i for i, _ in keep], [p for _, p in keep]
+
+
+def checked_ref(doc: dict, sid: str) -> dict:
+    """A strategy's artifact reference, its file checked against the sha256 the population recorded."""
+    ref = doc["strategies"][sid]
+    artifacts.check_sha256(ref["path"], ref["sha256"], f"since the population recorded it (strategy {sid})")
+    return ref
+
+
+def skip_artifact(out: str, reason: str, params: Params, stage: str) -> None:
+    """The pass-through artifact a best response writes once DO has converged."""
+    from doracle.pipeline import stage_params as sp
+
+    artifacts.save_tensors(out, {}, artifacts.metadata("skipped", params=sp(params, stage), seed=None,
+                                                       skipped=True, reason=reason))
+
+
+def payoff_job(params: Params, game, state_path: str, iteration: int, row: str, col: str, out: str,
+               cells, inputs: list[str]) -> dict:
+    """Extend the payoff matrix by the new row and column only (known cells are reused), for any
+    game. ``cells(doc, cells)`` evaluates the cells ``[(row_id, col_id), ...]`` with ``doc``'s
+    strategies (the new ones included) and returns ``(values, stderrs, n, compute)``: dicts keyed
+    by cell, the examples behind each cell, the compute record."""
+    state, doc = read_population(state_path)
+    new_row, new_col = game.strategy_id(game.players[0], iteration), game.strategy_id(game.players[1], iteration)
+    base = {"kind": "payoff", "iteration": iteration, "params": stage_params(params, "payoff")}
+    if state.converged:
+        result = {**base, "skipped": True, "row_ids": state.row_ids, "col_ids": state.col_ids,
+                  "payoff": state.payoff.tolist(), "stderr": doc["payoff_stderr"], "n": doc["payoff_n"],
+                  "cells_evaluated": 0, "strategies": doc["all_strategies"]}
+        write_json(out, result)
+        return result
+    strategies = dict(doc["all_strategies"])
+    strategies[new_row] = _strategy(row, game.players[0], iteration=iteration)
+    strategies[new_col] = _strategy(col, game.players[1], iteration=iteration)
+    todo = cells_to_evaluate(state.row_ids, state.col_ids, new_row, new_col)
+    values, errs, n, cost = cells({**doc, "strategies": strategies}, todo)
+    rows, cols, a = extend_payoff(state, new_row, new_col, values)
+    se_state = DOState(state.row_ids, state.col_ids, np.asarray(doc["payoff_stderr"]), state.sigma_row,
+                       state.sigma_col, state.value)
+    _, _, se = extend_payoff(se_state, new_row, new_col, errs)
+    result = {**base, "skipped": False, "row_ids": rows, "col_ids": cols, "payoff": a.tolist(),
+              "stderr": se.tolist(), "n": int(n), "cells_evaluated": len(todo),
+              "new_row": new_row, "new_col": new_col, "strategies": strategies, "compute": cost,
+              "inputs": {p: sha256_file(p) for p in (*inputs, state_path, row, col)}}
+    write_json(out, result)
+    return result
+
+
+def double_oracle_summary(state: DOState, tolerance: float) -> dict:
+    """The ``double_oracle`` object of every game's metrics.json: how the run ended."""
+    hist = state.history
+    return {
+        "iterations_run": len(hist), "converged": bool(state.converged),
+        # converged | within_noise (gap <= tolerance, its upper bound is not) | not_converged
+        "status": hist[-1]["status"] if hist else "not_converged",
+        "final_gap": float(hist[-1]["gap"]) if hist else None,
+        "final_gap_stderr": float(hist[-1]["gap_stderr"]) if hist else None,
+        "final_gap_upper": float(hist[-1]["gap_upper"]) if hist else None,
+        "support_size": int((state.sigma_row > 1e-9).sum()), "value": float(state.value),
+        "gap_history": [float(h["gap"]) for h in hist], "tolerance": tolerance,
+    }
 
 
 def _population_doc(params, state: DOState, stderr, n, strategies: dict, seed) -> dict:
     return {
-        "kind": "population", "experiment": params.experiment, "seed": seed,
+        "kind": "population", "experiment": params.experiment, "game": params.game, "seed": seed,
         "params": stage_params(params, "prune"),
         "state": state.to_json(), "payoff_stderr": np.asarray(stderr).tolist(), "payoff_n": n,
         "strategies": {s: strategies[s] for s in state.row_ids + state.col_ids},

@@ -1,4 +1,5 @@
-"""Write ``report/summary.md`` and its plots from metrics.json and the DO artifacts."""
+"""The report folder (``summary.md`` and its plots) from metrics.json and the DO artifacts; the DO
+story (heatmap, meta-strategies, gap, per-iteration table) is shared by every game."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doracle.artifacts import atomic_write_bytes, read_json
+from doracle.artifacts import atomic_dir, atomic_write_bytes, read_json
 
 
 def _savefig(fig, path: Path) -> None:
@@ -17,33 +18,35 @@ def _savefig(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_heatmap(payoff: dict, path: Path) -> None:
+def plot_heatmap(payoff: dict, path: Path, *, players=("defender", "attacker"), value="accuracy",
+                 vrange=(0.0, 1.0)) -> None:
     import matplotlib.pyplot as plt
 
     a = np.asarray(payoff["payoff"])
+    lo, hi = vrange if vrange is not None else (float(a.min()), float(a.max()))
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * a.shape[1], 1.0 + 0.45 * a.shape[0]))
-    im = ax.imshow(a, cmap="viridis", vmin=0, vmax=1)
+    im = ax.imshow(a, cmap="viridis", vmin=lo, vmax=hi)
     ax.set_xticks(range(a.shape[1]), payoff["col_ids"], rotation=45)
     ax.set_yticks(range(a.shape[0]), payoff["row_ids"])
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
             ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if a[i, j] < 0.6 else "black")
-    ax.set_xlabel("attacker strategy")
-    ax.set_ylabel("defender strategy")
-    ax.set_title(f"payoff (accuracy), iteration {payoff['iteration']}")
+                    color="white" if a[i, j] < lo + 0.6 * (hi - lo) else "black")
+    ax.set_xlabel(f"{players[1]} strategy")
+    ax.set_ylabel(f"{players[0]} strategy")
+    ax.set_title(f"payoff ({value}), iteration {payoff['iteration']}")
     fig.colorbar(im, ax=ax, fraction=0.046)
     _savefig(fig, path)
     plt.close(fig)
 
 
-def plot_meta(history: list[dict], path: Path) -> None:
+def plot_meta(history: list[dict], path: Path, *, players=("defender", "attacker")) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
     its = [h["iteration"] for h in history]
-    for ax, key, title in ((axes[0], "sigma_row", "defender meta-strategy"),
-                           (axes[1], "sigma_col", "attacker meta-strategy")):
+    for ax, key, title in ((axes[0], "sigma_row", f"{players[0]} meta-strategy"),
+                           (axes[1], "sigma_col", f"{players[1]} meta-strategy")):
         ids = sorted({i for h in history for i in h[key]})
         probs = np.array([[h[key].get(i, 0.0) for h in history] for i in ids])
         ax.stackplot(its, probs, labels=ids)
@@ -80,7 +83,7 @@ def plot_curve(models: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_gap(history: list[dict], tolerance: float, path: Path) -> None:
+def plot_gap(history: list[dict], tolerance: float, path: Path, *, players=("defender", "attacker")) -> None:
     import matplotlib.pyplot as plt
 
     its = [h["iteration"] for h in history]
@@ -89,8 +92,8 @@ def plot_gap(history: list[dict], tolerance: float, path: Path) -> None:
     if all("gap_upper" in h for h in history):  # the payoffs are estimates: the gap's 95% upper bound
         ax.fill_between(its, [h["gap"] for h in history], [h["gap_upper"] for h in history], alpha=0.2,
                         label="up to the gap's 95% upper bound")
-    ax.plot(its, [h["row_gain"] for h in history], ls="--", marker=".", label="defender gain")
-    ax.plot(its, [h["col_gain"] for h in history], ls="--", marker=".", label="attacker gain")
+    ax.plot(its, [h["row_gain"] for h in history], ls="--", marker=".", label=f"{players[0]} gain")
+    ax.plot(its, [h["col_gain"] for h in history], ls="--", marker=".", label=f"{players[1]} gain")
     if tolerance > 0:
         ax.axhline(tolerance, color="grey", lw=0.8, label=f"tolerance {tolerance:g}")
     # symlog: gains can be zero or negative (an approximate oracle that did not improve)
@@ -117,7 +120,53 @@ def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
 
 
+def do_plots(pay: dict, history: list[dict], tolerance: float, d: Path, players=("defender", "attacker"),
+             value: str = "accuracy", vrange=(0.0, 1.0)) -> None:
+    """The DO story of any game: payoff heatmap, meta-strategy evolution, DO gap."""
+    plot_heatmap(pay, d / "payoff_heatmap.png", players=players, value=value, vrange=vrange)
+    plot_meta(history, d / "meta_strategy.png", players=players)
+    plot_gap(history, tolerance, d / "do_gap.png", players=players)
+
+
+def do_section(do: dict, history: list[dict], players=("defender", "attacker")) -> list[str]:
+    """The report's double-oracle lines shared by the games: status, value, plots, per-iteration table."""
+    row, col = players
+    lines = [
+        f"- iterations run: {do['iterations_run']}, status: **{do.get('status', 'not_converged')}** "
+        f"(final gap {do['final_gap']:.4g} ± {do.get('final_gap_stderr') or 0:.3g}, 95% upper bound "
+        f"{do.get('final_gap_upper') or do['final_gap']:.4g}, tolerance {do['tolerance']:g}; `converged` needs "
+        "the upper bound within the tolerance, `within_noise` means only the estimate is)",
+        f"- game value (payoff split): {do['value']:.4f}",
+    ]
+    table = [
+        "",
+        "![payoff heatmap](payoff_heatmap.png)",
+        "",
+        "![meta-strategy evolution](meta_strategy.png)",
+        "",
+        "![DO gap](do_gap.png)",
+        "",
+        f"| it | value | gap ± se | upper bound | status | {row} gain | {col} gain | support | population "
+        "| pruned |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for h in history:
+        pruned = ", ".join(f"{p['id']}" for p in h["pruned"] if p["id"]) or "–"
+        table.append(f"| {h['iteration']} | {h['value']:.4f} | {h['gap']:.4f} ± {h.get('gap_stderr', 0):.3f} | "
+                     f"{h.get('gap_upper', h['gap']):.4f} | {h.get('status', '–')} | {h['row_gain']:.4f} | "
+                     f"{h['col_gain']:.4f} | {h['support_row']}×{h['support_col']} | "
+                     f"{h['population_row']}×{h['population_col']} | {pruned} |")
+    return lines, table
+
+
 def write_report(metrics_path: str, population_path: str, payoff_path: str, out: str) -> Path:
+    """The AT report: ``out`` is the report folder (summary.md and the plots), written whole."""
+    with atomic_dir(out) as d:
+        _write_report(metrics_path, population_path, payoff_path, d)
+    return Path(out) / "summary.md"
+
+
+def _write_report(metrics_path: str, population_path: str, payoff_path: str, d: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,11 +174,7 @@ def write_report(metrics_path: str, population_path: str, payoff_path: str, out:
     pop = read_json(population_path)
     pay = read_json(payoff_path)
     history = pop["state"]["history"]
-    out_p = Path(out)
-    d = out_p.parent
-    plot_heatmap(pay, d / "payoff_heatmap.png")
-    plot_meta(history, d / "meta_strategy.png")
-    plot_gap(history, m["double_oracle"]["tolerance"], d / "do_gap.png")
+    do_plots(pay, history, m["double_oracle"]["tolerance"], d)
     plot_curve(m["models"], d / "robustness_curve.png")
 
     tm = m["threat_model"]
@@ -176,6 +221,7 @@ def write_report(metrics_path: str, population_path: str, payoff_path: str, out:
               "networks, counted by the jobs (training, attacks, payoff cells)."]
     do = m["double_oracle"]
     mix = m["models"]["do_mixture"]
+    head, table = do_section(do, history)
     lines += [
         "",
         "Accuracies in %. `worst_case` is the per-example minimum over every attack run; "
@@ -192,29 +238,9 @@ def write_report(metrics_path: str, population_path: str, payoff_path: str, out:
         "",
         "## Double oracle",
         "",
-        f"- iterations run: {do['iterations_run']}, status: **{do.get('status', 'not_converged')}** "
-        f"(final gap {do['final_gap']:.4g} ± {do.get('final_gap_stderr') or 0:.3g}, 95% upper bound "
-        f"{do.get('final_gap_upper') or do['final_gap']:.4g}, tolerance {do['tolerance']:g}; `converged` needs "
-        "the upper bound within the tolerance, `within_noise` means only the estimate is)",
-        f"- game value (payoff split): {do['value']:.4f}",
+        *head,
         "- deployed mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"], strict=True)),
         f"- best single member: {', '.join(m['models']['do_best_member']['members'])}",
-        "",
-        "![payoff heatmap](payoff_heatmap.png)",
-        "",
-        "![meta-strategy evolution](meta_strategy.png)",
-        "",
-        "![DO gap](do_gap.png)",
-        "",
-        "| it | value | gap ± se | upper bound | status | defender gain | attacker gain | support | population "
-        "| pruned |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *table,
     ]
-    for h in history:
-        pruned = ", ".join(f"{p['id']}" for p in h["pruned"] if p["id"]) or "–"
-        lines.append(f"| {h['iteration']} | {h['value']:.4f} | {h['gap']:.4f} ± {h.get('gap_stderr', 0):.3f} | "
-                     f"{h.get('gap_upper', h['gap']):.4f} | {h.get('status', '–')} | {h['row_gain']:.4f} | "
-                     f"{h['col_gain']:.4f} | {h['support_row']}×{h['support_col']} | "
-                     f"{h['population_row']}×{h['population_col']} | {pruned} |")
-    atomic_write_bytes(out_p, ("\n".join(lines) + "\n").encode())
-    return out_p
+    atomic_write_bytes(d / "summary.md", ("\n".join(lines) + "\n").encode())

@@ -1,0 +1,410 @@
+"""The GAN game (DO-GAN; Aung et al., CVPR 2022), as pipeline jobs on artifacts.
+
+* Discriminator (row player, maximises): ``D`` with ``D(x) = sigmoid(logit)``. Its best response
+  is trained against the generator mixture sigma_G (exact expectation over the members).
+* Generator (column player, minimises): ``G(z)``. Its best response is trained against the
+  discriminator mixture sigma_D with the non-saturating loss weighted by sigma_D.
+* Payoff ``U[i, j] = V(G_j, D_i) = E log D_i(x) + E log(1 - D_i(G_j(z)))`` on the payoff split and
+  ``gan.payoff_latents`` fixed latents, with its standard error (:mod:`doracle.games.gan_math`).
+  Rows are discriminators because the engine's row player maximises.
+* Iteration 0 is a warm-up of ordinary GAN training (``gan.warmup_epochs``, the discriminator at
+  ``gan.warmup_lr_discriminator``): its generator and discriminator are g000 and d000.
+  Best responses start from the player's best current member (``gan.warm_start``; the authors'
+  code warm-starts from earlier models) or from fresh weights.
+* Deployed generator: each image draws its member from sigma_G (seeded; gan_math.MixtureSampler).
+* Evaluation: FID, an Inception-Score-style score, classes covered and precision / recall /
+  density / coverage, in the features of a reference classifier trained on the same data by its
+  own job (``train_reference``); Inception FID/IS with ``gan.metrics.inception`` (clusters).
+* Baseline ``base_gan``: ordinary GAN training with the same total budget as the whole DO run,
+  counted in player-epochs over the training split: a warm-up epoch trains both players (2), a
+  best-response epoch one (1), so ``base_gan`` trains ``ceil((2 W + T (E_G + E_D)) / 2)`` epochs.
+  Both players' measured passes are recorded beside it.
+
+GAN artifacts hold networks under their player's prefix (``generator.<param>``,
+``discriminator.<param>``) and the sidecar records each network's architecture (``nets``), so
+one loader reads the init file (both players), a best response (one) and the baseline (both).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from doracle import artifacts, compute, models, runtime
+from doracle.artifacts import read_json, sha256_file, write_json
+from doracle.config import Params
+from doracle.data import load as load_dataset
+from doracle.engine import DOState
+from doracle.errors import ArtifactError, ConfigError
+from doracle.games import GAMES, Game, classifiers
+from doracle.games.gan_math import fixed_latents, payoff_cell, sample_mixture
+from doracle.games.gan_train import GanOptim, train_discriminator, train_gan, train_generator
+from doracle.games.population import (
+    _population_doc,
+    _strategy,
+    best_member,
+    checked_ref,
+    double_oracle_summary,
+    payoff_job,
+    read_population,
+    skip_artifact,
+    support,
+)
+from doracle.pipeline import PATTERNS, stage_params
+
+ROLES = ("generator", "discriminator")
+
+
+# ----------------------------------------------------------------------------- networks on disk
+
+
+def _net_spec(params: Params, role: str, shape) -> dict:
+    c, h, _ = shape
+    arch = params.gan.generator if role == "generator" else params.gan.discriminator
+    return {"arch": arch, "img_size": int(h), "in_chans": int(c), "latent_dim": params.gan.latent_dim,
+            "spectral_norm": params.gan.spectral_norm}
+
+
+def _build(spec: dict):
+    role = "generator" if "_gen_" in spec["arch"] else "discriminator"
+    return models.create_gan(spec["arch"], role, img_size=spec["img_size"], in_chans=spec["in_chans"],
+                             latent_dim=spec["latent_dim"], spectral_norm=spec["spectral_norm"])
+
+
+def new_net(params: Params, role: str, shape, device: str):
+    """A freshly initialised network (weights from torch's global generator: seed it first)."""
+    return _build(_net_spec(params, role, shape)).to(device)
+
+
+def save_nets(path: str, nets: dict, specs: dict, meta: dict) -> None:
+    tensors = {f"{role}.{k}": v for role, net in nets.items() for k, v in net.state_dict().items()}
+    artifacts.save_tensors(path, tensors, {**meta, "nets": specs})
+
+
+def load_net(path: str, role: str, device: str):
+    """The ``role`` network stored in ``path`` (hash-checked), in eval mode."""
+    tensors, meta = artifacts.load_tensors(path, device)
+    spec = meta.get("nets", {}).get(role)
+    if spec is None:
+        raise ArtifactError(f"{path}: holds no {role} (it holds {', '.join(meta.get('nets', {})) or 'no network'})")
+    with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
+        net = _build(spec)
+    prefix = f"{role}."
+    net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return net.to(device).eval()
+
+
+def _load_strategy(doc: dict, sid: str, device: str):
+    ref = checked_ref(doc, sid)
+    return load_net(ref["path"], ref["player"], device)
+
+
+def _optim(params: Params, *, warmup: bool = False) -> GanOptim:
+    g = params.gan
+    return GanOptim(batch_size=g.batch_size, lr_generator=g.lr_generator,
+                    lr_discriminator=g.warmup_lr_discriminator if warmup else g.lr_discriminator,
+                    betas=tuple(g.betas))
+
+
+def _steps_per_epoch(params: Params, n: int) -> int:
+    return max(1, math.ceil(n / params.gan.batch_size))
+
+
+def player_epochs(params: Params) -> dict:
+    """The DO run's planned budget in player-epochs, and the base GAN's epochs that match it."""
+    g = params.gan
+    do = 2 * g.warmup_epochs + params.do.iterations * (g.generator_epochs + g.discriminator_epochs)
+    return {"do_player_epochs": do, "base_gan_epochs": math.ceil(do / 2), "base_gan_player_epochs": 2 * math.ceil(do / 2)}
+
+
+def _latents(params: Params) -> torch.Tensor:
+    return fixed_latents(runtime.derive_seed(params.seed, "payoff_latents"), params.gan.payoff_latents,
+                         params.gan.latent_dim)
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def train_reference(params: Params, data: str, out: str) -> dict:
+    """The classifier whose features and logits score generated images (FID, IS, classes covered)."""
+    seed = runtime.derive_seed(params.seed, "reference")
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data, device, train_device="cpu")
+    ref = params.gan.reference
+    meta = classifiers.train_and_save(params, ds, out, arch=ref.arch, defense="erm", epochs=ref.epochs, seed=seed,
+                                      device=device, inputs=[data], stage_keys=stage_params(params, "train",
+                                                                                            "reference"),
+                                      desc="reference classifier", role="reference")
+    test_acc = _accuracy(classifiers.load(out, device)[0], ds.x["test"], ds.y["test"])
+    return {**meta, "test_accuracy": test_acc}
+
+
+def _accuracy(model, x, y) -> float:
+    from doracle.defenses.training import accuracy
+
+    return accuracy(model, x, y)
+
+
+def train_base_gan(params: Params, data: str, out: str) -> dict:
+    """Ordinary GAN training with the DO run's total budget (:func:`player_epochs`)."""
+    seed = runtime.derive_seed(params.seed, "baseline", "base_gan")
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data, device, train_device="cpu")
+    specs = {r: _net_spec(params, r, ds.shape) for r in ROLES}
+    nets = {r: _build(specs[r]).to(device) for r in ROLES}
+    budget = player_epochs(params)
+    stats = train_gan(nets["generator"], nets["discriminator"], ds.x["train"], epochs=budget["base_gan_epochs"],
+                      optim=_optim(params, warmup=True), seed=seed, desc="base GAN")
+    meta = artifacts.metadata("gan", params=stage_params(params, "train", "baseline"), seed=seed, inputs=[data],
+                              role="baseline", method="base_gan", budget=budget, training=stats,
+                              compute=stats["compute"], device=device)
+    save_nets(out, nets, specs, meta)
+    return meta
+
+
+def init(params: Params, data: str, init_out: str, out: str) -> dict:
+    """Iteration 0: a warm-up of ordinary GAN training; its discriminator d000 and generator g000
+    and their 1x1 payoff."""
+    seed = runtime.derive_seed(params.seed, "init")
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data, device, train_device="cpu")
+    specs = {r: _net_spec(params, r, ds.shape) for r in ROLES}
+    nets = {r: _build(specs[r]).to(device) for r in ROLES}
+    stats = train_gan(nets["generator"], nets["discriminator"], ds.x["train"], epochs=params.gan.warmup_epochs,
+                      optim=_optim(params, warmup=True), seed=seed, desc="warm-up")
+    save_nets(init_out, nets, specs, artifacts.metadata(
+        "gan", params=stage_params(params, "init"), seed=seed, inputs=[data], role="warmup", training=stats,
+        compute=stats["compute"], device=device))
+    with compute.PassCounter(list(nets.values())) as counter:
+        cell = payoff_cell(nets["generator"], nets["discriminator"], ds.x["payoff"], _latents(params))
+    state = DOState(["d000"], ["g000"], np.array([[cell.value]]), np.ones(1), np.ones(1), cell.value)
+    doc = _population_doc(params, state, np.array([[cell.stderr]]), cell.n, {
+        "d000": _strategy(init_out, "discriminator"), "g000": _strategy(init_out, "generator")}, seed)
+    doc["compute"] = counter.to_json()  # the warm-up's own compute is in the init file's sidecar
+    write_json(out, doc)
+    return doc
+
+
+def best_response(params: Params, player: str, data: str, state_path: str, iteration: int, out: str) -> dict:
+    """A generator trained against sigma_D, or a discriminator trained against sigma_G."""
+    stage = f"best_response_{player}"
+    state, doc = read_population(state_path)
+    if state.converged:
+        skip_artifact(out, f"converged at iteration {state.iteration}", params, stage)
+        return {"skipped": True}
+    seed = runtime.derive_seed(params.seed, stage, iteration)
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data, device, train_device="cpu")
+    me, them = ("row", "col") if player == "discriminator" else ("col", "row")
+    ids, probs = support(state, them)
+    opponents = [_load_strategy(doc, i, device) for i in ids]
+    net = new_net(params, player, ds.shape, device)
+    extra = {}
+    if params.gan.warm_start:
+        start = best_member(state, me)
+        net.load_state_dict(_load_strategy(doc, start, device).state_dict())
+        extra["warm_start_from"] = start
+    optim = _optim(params)
+    if player == "generator":
+        stats = train_generator(net, opponents, probs, optim=optim, seed=seed, desc=f"it{iteration:03d} generator",
+                                steps=params.gan.generator_epochs * _steps_per_epoch(params, len(ds.y["train"])))
+    else:
+        stats = train_discriminator(net, opponents, probs, ds.x["train"], epochs=params.gan.discriminator_epochs,
+                                    optim=optim, seed=seed, desc=f"it{iteration:03d} discriminator")
+    meta = artifacts.metadata("gan", params=stage_params(params, stage), seed=seed, inputs=[data, state_path],
+                              role=player, iteration=iteration, opponent={"ids": ids, "probs": probs},
+                              training=stats, compute=stats["compute"], device=device, **extra)
+    save_nets(out, {player: net}, {player: _net_spec(params, player, ds.shape)}, meta)
+    return meta
+
+
+def payoff(params: Params, data: str, state_path: str, iteration: int, row: str, col: str, out: str) -> dict:
+    """The new discriminator's row and the new generator's column of V(G, D)."""
+
+    def cells(doc, todo):
+        device = runtime.setup(0, params.device, params.threads)
+        ds = load_dataset(data, device)
+        z = _latents(params)
+        nets, values, errs, n = {}, {}, {}, 0
+        for sid in dict.fromkeys(s for cell in todo for s in cell):
+            nets[sid] = _load_strategy(doc, sid, device)
+        with compute.PassCounter(list(nets.values())) as counter:
+            for r, c in todo:
+                cell = payoff_cell(nets[c], nets[r], ds.x["payoff"], z)
+                values[(r, c)], errs[(r, c)], n = cell.value, cell.stderr, cell.n
+        return values, errs, n, counter.to_json()
+
+    return payoff_job(params, GAN, state_path, iteration, row, col, out, cells, [data])
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _generators(label: str, population: str | None, checkpoint: str | None, device: str) -> dict:
+    """{model name: (generators, probabilities, info)} to score for one evaluation job."""
+    if checkpoint is not None:
+        g = load_net(checkpoint, "generator", device)
+        return {label: ([g], [1.0], {"checkpoint": checkpoint, "sha256": sha256_file(checkpoint)})}
+    state, doc = read_population(population)
+    if label == "do_mixture":
+        ids, probs = support(state, "col")
+        return {label: ([_load_strategy(doc, i, device) for i in ids], probs,
+                        {"members": ids, "probs": probs, "selected_by": "the DO meta-strategy (sigma_G)"})}
+    if label == "do_members":
+        return {i: ([_load_strategy(doc, i, device)], [1.0],
+                    {"members": [i], "probs": [1.0], "sigma": float(p), "selected_by": "a final generator"})
+                for i, p in zip(state.col_ids, state.sigma_col, strict=True)}
+    raise ConfigError(f"unknown GAN evaluation target {label!r}; valid: {', '.join(GAN.TARGETS)}")
+
+
+def evaluate(params: Params, data: str, label: str, out: str, *, population: str | None, checkpoint: str | None,
+             reference: str) -> dict:
+    """Sample ``gan.metrics.samples`` images from each model (a mixture draws each image's member
+    from its probabilities) and score them against as many real test images."""
+    from doracle.evaluation.generative import GenerativeMetrics
+
+    seed = runtime.derive_seed(params.seed, "evaluate")
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data, device)
+    cfg = params.gan.metrics
+    classifier, ref_meta = classifiers.load(reference, device)
+    real = ds.x["test"][:cfg.samples]
+    share = cfg.min_class_share or 0.5 / int(ds.meta["num_classes"])
+    metrics = GenerativeMetrics(classifier, real, k=cfg.nearest_k, splits=cfg.is_splits, seed=seed,
+                                min_share=share, inception=cfg.inception)
+    t0 = time.perf_counter()
+    results = {}
+    for name, (gens, probs, info) in _generators(label, population, checkpoint, device).items():
+        with compute.PassCounter(gens) as counter:
+            fake, drawn = sample_mixture(gens, probs, cfg.samples, runtime.derive_seed(seed, "samples", name))
+        shares = torch.bincount(drawn, minlength=len(gens)).double() / len(drawn)
+        results[name] = {**metrics(fake), **info, "drawn_shares": shares.tolist(), "sampling": counter.to_json()}
+    # a floor for FID at this sample size: real payoff-split images against the same real test images
+    floor = metrics(ds.x["payoff"][:cfg.samples])["fid"]
+    result = {
+        "kind": "evaluation", "game": "gan", "label": label, "seed": seed, "params": stage_params(params, "evaluate"),
+        "models": results, "fid_real_vs_real": floor, "data": data,
+        "reference": {"path": reference, "sha256": ref_meta["sha256"], "arch": ref_meta["arch"],
+                      "train_accuracy": ref_meta["training"]["train_accuracy"],
+                      "test_accuracy": _accuracy(classifier, ds.x["test"], ds.y["test"])},
+        "eval_seconds": round(time.perf_counter() - t0, 3),
+        "inputs": {p: sha256_file(p) for p in (data, population or checkpoint, reference)},
+    }
+    write_json(out, result)
+    return result
+
+
+def merge_metrics(params: Params, population: str, evaluations: list[str], out: str) -> dict:
+    """metrics.json of a GAN experiment: every scored generator (``base_gan``, ``do_mixture``, each
+    final generator), the reference classifier, and the double-oracle summary."""
+    from doracle.compute import model_cost
+
+    state, _ = read_population(population)
+    models_, refs, floors, data = {}, [], [], None
+    for path in evaluations:
+        e = read_json(path)
+        if e.get("kind") != "evaluation" or e.get("game") != "gan":
+            raise ArtifactError(f"{path}: not a GAN evaluation file")
+        refs.append(e["reference"])
+        floors.append(e["fid_real_vs_real"])
+        data = e["data"]
+        for name, r in e["models"].items():
+            produced_by = PATTERNS["baseline"].format(exp=params.experiment, method=name) \
+                if name in GAN.baselines(params) else population
+            models_[name] = {**r, "inception_score": r["is_mean"], "compute": model_cost(params, produced_by)}
+    if any(r["sha256"] != refs[0]["sha256"] for r in refs):
+        raise ArtifactError("the evaluations used different reference classifiers")
+    metrics = {
+        "kind": "metrics", "game": "gan", "experiment": params.experiment, "seed": params.seed,
+        "params": stage_params(params, "metrics"), "reference": refs[0] if refs else None,
+        "fid_real_vs_real": floors[0] if floors else None, "budget": player_epochs(params), "data_path": data,
+        "models": models_, "double_oracle": double_oracle_summary(state, params.do.tolerance),
+        "inputs": {p: sha256_file(p) for p in [population, *evaluations]},
+    }
+    write_json(out, metrics)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- the game
+
+
+class GanGame(Game):
+    """Discriminator (row, maximises V) against generator (column, minimises V)."""
+
+    name = "gan"
+    players = ("discriminator", "generator")
+    id_prefixes = ("d", "g")
+    TARGETS = ("do_mixture", "do_members")
+    stage_params = {
+        "train": ("seed", "device", "threads"),
+        "reference": ("training", "gan.reference"),
+        "baseline": ("gan", "do.iterations"),
+        "init": ("seed", "device", "threads", "gan"),
+        "best_response_discriminator": ("seed", "device", "threads", "gan"),
+        "best_response_generator": ("seed", "device", "threads", "gan"),
+        "payoff": ("seed", "device", "threads", "gan.latent_dim", "gan.payoff_latents"),
+        "evaluate": ("seed", "device", "threads", "gan.metrics"),
+        "metrics": ("seed", "gan", "do.iterations", "do.tolerance"),
+    }
+
+    def train_roles(self, params):
+        return ("reference",)
+
+    def eval_roles(self, params):
+        return ("reference",)
+
+    def baselines(self, params):
+        return ("base_gan",)
+
+    def targets(self, params):
+        return self.TARGETS
+
+    def check_names(self, params):
+        models.check_gan_arch(params.gan.generator, "generator")
+        models.check_gan_arch(params.gan.discriminator, "discriminator")
+        models.check_arch(params.gan.reference.arch)
+
+    def train(self, params, role, method, data, out):
+        if role == "reference":
+            meta = train_reference(params, data, out)
+            return f"reference classifier: test accuracy {meta['test_accuracy']:.4f}"
+        if method not in self.baselines(params):
+            raise ConfigError(f"--method {method!r}: the GAN game's baselines are {', '.join(self.baselines(params))}")
+        meta = train_base_gan(params, data, out)
+        return f"base GAN: {meta['budget']['base_gan_epochs']} epochs, {meta['training']['train_seconds']:.1f} s"
+
+    def init(self, params, data, uses, init_out, out):
+        doc = init(params, data, init_out, out)
+        return f"iteration 0: V(g000, d000) = {doc['state']['value']:.4f}"
+
+    def best_response(self, params, player, data, state, iteration, out):
+        meta = best_response(params, player, data, state, iteration, out)
+        return "skipped (converged)" if meta.get("skipped") else f"wrote {out}"
+
+    def payoff(self, params, data, state, iteration, row, col, out):
+        return payoff(params, data, state, iteration, row, col, out)
+
+    def evaluate(self, params, data, label, out, *, population, checkpoint, state_path, uses):
+        if "reference" not in uses:
+            raise ConfigError("GAN evaluation needs --uses reference=PATH (the reference classifier)")
+        r = evaluate(params, data, label, out, population=population, checkpoint=checkpoint,
+                     reference=uses["reference"])
+        return "\n".join(f"{name}: FID {m['fid']:.3f}, IS {m['is_mean']:.3f}, classes {m['classes_covered']}"
+                         for name, m in r["models"].items())
+
+    def metrics(self, params, population, evaluations, out):
+        m = merge_metrics(params, population, evaluations, out)
+        return "\n".join(f"{name:>12}: FID {r['fid']:.3f}  IS {r['inception_score']:.3f}  classes "
+                         f"{r['classes_covered']}" for name, r in m["models"].items())
+
+    def report(self, params, metrics, population, payoff, out) -> Path:
+        from doracle.report.gan import write_report
+
+        return write_report(params, metrics, population, payoff, out)
+
+
+GAN = GAMES.register("gan")(GanGame())
