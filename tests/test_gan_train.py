@@ -1,0 +1,284 @@
+"""The GAN game's training loops on 8x8 digits: bit-for-bit determinism, each oracle moves V(G, D)
+its own way, the mixture expectation (exact weights, skipped members), pass and update counts,
+divergence, and frozen opponents left as they were."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from doracle import models
+from doracle.errors import TrainingDiverged
+from doracle.games.gan_math import fixed_latents, payoff_cell
+from doracle.games.gan_train import GanOptim, train_discriminator, train_gan, train_generator
+
+LATENT = 16
+FAST = GanOptim(batch_size=32, lr_generator=1e-3, lr_discriminator=1e-3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny nets gain nothing from intra-op threads, and on a busy CPU they lose a lot (and the
+    bits depend on the thread count)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, held-out) digits in [0, 1], shape (N, 1, 8, 8): 256 to train on, 200 to score."""
+    from sklearn.datasets import load_digits
+
+    x = torch.tensor(load_digits().images, dtype=torch.float32).div(16).unsqueeze(1)
+    return x[:256], x[-200:]
+
+
+def pair(kind: str = "mlp", seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """A small generator and discriminator (``kind``: mlp | dcgan), drawn from ``seed``."""
+    torch.manual_seed(seed)
+    g = models.create_gan(f"doracle_gen_{kind}", "generator", img_size=8, in_chans=1, latent_dim=LATENT, width=16)
+    d = models.create_gan(f"doracle_disc_{kind}", "discriminator", img_size=8, in_chans=1, width=16)
+    return g, d
+
+
+def value(g, d, x_val) -> float:
+    return payoff_cell(g, d, x_val, fixed_latents(0, 200, LATENT)).value
+
+
+def same(a: nn.Module, b: nn.Module) -> bool:
+    """Bit-identical weights and buffers."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+class NaND(nn.Module):
+    """A discriminator whose logits are NaN."""
+
+    def __init__(self, d: nn.Module) -> None:
+        super().__init__()
+        self.d = d
+
+    def forward(self, x):
+        return self.d(x) * float("nan")
+
+
+# ---------------------------------------------------------------- determinism
+
+
+@pytest.mark.parametrize("kind", ["mlp", "dcgan"])
+def test_same_seed_same_bits_other_seed_other_weights(kind, digits):
+    x, _ = digits
+    runs = []
+    for seed in (0, 0, 1):
+        g, d = pair(kind)  # the same initial weights every time: only the training seed differs
+        stats = train_gan(g, d, x, epochs=2, optim=FAST, seed=seed)
+        runs.append((g, d, stats))
+    (g0, d0, s0), (g1, d1, s1), (g2, d2, s2) = runs
+    assert same(g0, g1) and same(d0, d1)
+    assert s0["losses"] == s1["losses"] and s0["compute"] == s1["compute"]
+    assert not same(g0, g2) and not same(d0, d2)
+    assert s0["losses"] != s2["losses"]
+    json.dumps(s0)  # the stats go into a JSON artifact as they are
+    # the oracles too, and the global RNG is left alone
+    rng = torch.get_rng_state()
+    outs = []
+    for _ in range(2):
+        g, d = pair(kind)
+        train_discriminator(d, [g], [1.0], x, epochs=1, optim=FAST, seed=3)
+        train_generator(g, [d], [1.0], steps=5, optim=FAST, seed=4)
+        outs.append((g, d))
+    assert same(outs[0][0], outs[1][0]) and same(outs[0][1], outs[1][1])
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+# ---------------------------------------------------------------- each oracle plays its side
+
+
+@pytest.mark.parametrize("kind", ["mlp", "dcgan"])
+def test_discriminator_best_response_raises_the_value(kind, digits):
+    x, x_val = digits
+    g, d = pair(kind)
+    before = value(g, d, x_val)
+    stats = train_discriminator(d, [g], [1.0], x, epochs=3, optim=FAST, seed=0)
+    after = value(g, d, x_val)
+    assert after > before + 0.2, (before, after)  # D maximises V (held-out reals, fixed latents)
+    assert stats["losses"]["discriminator"][-1] < stats["losses"]["discriminator"][0]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "dcgan"])
+def test_generator_best_response_lowers_the_value(kind, digits):
+    x, x_val = digits
+    g, d = pair(kind)
+    train_discriminator(d, [g], [1.0], x, epochs=3, optim=FAST, seed=0)  # a D that tells them apart
+    before = value(g, d, x_val)
+    train_generator(g, [d], [1.0], steps=30, optim=FAST, seed=1)
+    after = value(g, d, x_val)
+    assert after < before - 0.1, (before, after)  # G minimises V against the fixed D
+
+
+# ---------------------------------------------------------------- the mixture expectation
+
+
+def test_generator_oracle_mixture_is_the_exact_expectation(digits):
+    g, d1 = pair("mlp", 0)
+    _, d2 = pair("mlp", 1)
+
+    def run(ds, probs, steps=6):
+        gc = copy.deepcopy(g)
+        return gc, train_generator(gc, ds, probs, steps=steps, optim=FAST, seed=5, loss_every=1)
+
+    g_alone, s_alone = run([d1], [1.0])
+    g_pure, s_pure = run([d1, d2], [1.0, 0.0])  # the member of probability 0 is not run at all
+    assert same(g_alone, g_pure)
+    assert s_pure["compute"] == s_alone["compute"] and s_pure["losses"] == s_alone["losses"]
+    # two copies of D1 at 1/2 each: the same game as D1 alone
+    g_half, s_half = run([d1, copy.deepcopy(d1)], [0.5, 0.5])
+    for a, b in zip(g_half.parameters(), g_alone.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert s_half["losses"]["generator"] == pytest.approx(s_alone["losses"]["generator"], rel=1e-5)
+    # the first step's loss (same G, same latents) is sum_j p_j * loss_j
+    first = {k: run(ds, p, steps=1)[1]["losses"]["generator"][0]
+             for k, ds, p in (("1", [d1], [1]), ("2", [d2], [1]), ("mix", [d1, d2], [1, 3]))}
+    assert first["mix"] == pytest.approx(0.25 * first["1"] + 0.75 * first["2"], rel=1e-6)
+
+
+def test_discriminator_oracle_mixture_is_the_exact_expectation(digits):
+    x, _ = digits
+    g1, d = pair("mlp", 0)
+    g2, _ = pair("mlp", 1)
+
+    def run(gs, probs, x=x):
+        dc = copy.deepcopy(d)
+        return dc, train_discriminator(dc, gs, probs, x, epochs=2, optim=FAST, seed=6)
+
+    d_alone, s_alone = run([g1], [1.0])
+    d_pure, s_pure = run([g1, g2], [1.0, 0.0])
+    assert same(d_alone, d_pure)
+    assert s_pure["compute"] == s_alone["compute"] and s_pure["losses"] == s_alone["losses"]
+    d_half, s_half = run([g1, copy.deepcopy(g1)], [0.5, 0.5])
+    for a, b in zip(d_half.parameters(), d_alone.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert s_half["losses"]["discriminator"] == pytest.approx(s_alone["losses"]["discriminator"], rel=1e-5)
+    # one batch, one step: the reported loss is taken before the update, so it is the mixture's
+    # loss on the initial D: real term + sum_i p_i * fake term_i
+    one = x[:32]
+    first = {k: run(gs, p, x=one)[1]["losses"]["discriminator"][0]
+             for k, gs, p in (("1", [g1], [1]), ("2", [g2], [1]), ("mix", [g1, g2], [1, 3]))}
+    assert first["mix"] == pytest.approx(0.25 * first["1"] + 0.75 * first["2"], rel=1e-6)
+
+
+# ---------------------------------------------------------------- counts
+
+
+def test_pass_and_update_counts(digits):
+    """65 images in batches of 32: two batches an epoch (a trailing single image is dropped).
+    A pass is one example through one network."""
+    x = digits[0][:65]
+    b, batches, epochs = 32, 2, 3
+    g, d = pair("dcgan")
+    s = train_gan(g, d, x, epochs=epochs, optim=FAST, seed=0)
+    n = epochs * batches * b  # examples per player
+    assert s["batches_per_epoch"] == batches
+    assert s["updates"] == {"generator": epochs * batches, "discriminator": epochs * batches}
+    # G(z) once; D on real, detached fakes, fakes for G's step; backward: D twice in its step,
+    # D and G in the generator's step
+    assert s["compute"] == {"forward_passes": 4 * n, "backward_passes": 4 * n}
+    assert len(s["losses"]["generator"]) == len(s["losses"]["discriminator"]) == epochs
+
+    gens = [pair("mlp", i)[0] for i in range(3)]
+    s = train_discriminator(d, gens, [0.5, 0.0, 0.5], x, epochs=epochs, optim=FAST, seed=0)
+    assert s["updates"] == {"generator": 0, "discriminator": epochs * batches}
+    # two members run (no grad through them); D on the real batch and both fake batches
+    assert s["compute"] == {"forward_passes": 5 * n, "backward_passes": 3 * n}
+    assert len(s["losses"]["discriminator"]) == epochs and s["losses"]["generator"] == []
+
+    discs = [pair("mlp", i)[1] for i in range(2)]
+    steps = 7
+    s = train_generator(g, discs, [0.3, 0.7], steps=steps, optim=FAST, seed=0, loss_every=3)
+    assert s["updates"] == {"generator": steps, "discriminator": 0}
+    m = steps * b
+    assert s["compute"] == {"forward_passes": 3 * m, "backward_passes": 3 * m}
+    assert len(s["losses"]["generator"]) == 3 and s["losses"]["discriminator"] == []  # chunks 3 + 3 + 1
+    assert s["probs"] == pytest.approx([0.3, 0.7])
+
+
+# ---------------------------------------------------------------- divergence
+
+
+def test_divergence_names_the_player(digits):
+    x, _ = digits
+    g, d = pair("mlp")
+    with pytest.raises(TrainingDiverged, match="discriminator loss became nan in epoch 1.*lower"):
+        train_discriminator(NaND(d), [g], [1.0], x, epochs=2, optim=FAST, seed=0)
+    with pytest.raises(TrainingDiverged, match="generator loss became nan in steps 1-50.*lr_generator"):
+        train_generator(g, [NaND(d)], [1.0], steps=60, optim=FAST, seed=0)
+    huge = GanOptim(batch_size=32, lr_generator=1e30, lr_discriminator=1e30)
+    with pytest.raises(TrainingDiverged, match="gan: the discriminator loss became (nan|inf).*lr_discriminator"):
+        train_gan(g, d, x, epochs=2, optim=huge, seed=0)
+
+
+# ---------------------------------------------------------------- frozen opponents
+
+
+def snapshot(m: nn.Module):
+    return (copy.deepcopy(m.state_dict()), [s.training for s in m.modules()],
+            [p.requires_grad for p in m.parameters()])
+
+
+def unusual(m: nn.Module) -> nn.Module:
+    """Train mode with one submodule in eval mode and one frozen weight: states to restore."""
+    m.train()
+    list(m.modules())[2].eval()
+    next(m.parameters()).requires_grad_(False)
+    return m
+
+
+def test_frozen_opponents_are_left_untouched(digits):
+    x, _ = digits
+    g, d = pair("dcgan")  # BatchNorm: running statistics would move in train mode
+    opponents = [unusual(pair("dcgan", 1)[1]), pair("dcgan", 2)[1].eval()]
+    before = [snapshot(o) for o in opponents]
+    train_generator(g, opponents, [0.5, 0.5], steps=3, optim=FAST, seed=0)
+    for o, (state, modes, flags) in zip(opponents, before, strict=True):
+        assert all(torch.equal(v, state[k]) for k, v in o.state_dict().items())
+        assert [s.training for s in o.modules()] == modes
+        assert [p.requires_grad for p in o.parameters()] == flags
+        assert all(p.grad is None for p in o.parameters())
+    assert not g.training  # the trained model is left in eval mode
+
+    gens = [unusual(pair("dcgan", 3)[0]), pair("dcgan", 4)[0].eval()]
+    before = [snapshot(o) for o in gens]
+    train_discriminator(d, gens, [0.5, 0.5], x, epochs=1, optim=FAST, seed=0)
+    for o, (state, modes, flags) in zip(gens, before, strict=True):
+        assert all(torch.equal(v, state[k]) for k, v in o.state_dict().items())
+        assert [s.training for s in o.modules()] == modes
+        assert [p.requires_grad for p in o.parameters()] == flags
+        assert all(p.grad is None for p in o.parameters())
+    assert not d.training
+
+    # train_gan freezes the discriminator's weights for the generator's step only
+    flags = [p.requires_grad for p in d.parameters()]
+    train_gan(g, d, x, epochs=1, optim=FAST, seed=0)
+    assert [p.requires_grad for p in d.parameters()] == flags
+
+
+# ---------------------------------------------------------------- device
+
+
+@pytest.mark.gpu
+def test_runs_on_the_models_device_with_data_on_the_host(digits):
+    x, x_val = digits
+    g, d = (m.to("cuda") for m in pair("dcgan"))
+    for data in (x, x.to("cuda")):
+        stats = train_gan(g, d, data, epochs=1, optim=FAST, seed=0)
+        train_discriminator(d, [g], [1.0], data, epochs=1, optim=FAST, seed=0)
+        train_generator(g, [d], [1.0], steps=3, optim=FAST, seed=0)
+        assert all(p.device.type == "cuda" for p in [*g.parameters(), *d.parameters()])
+        assert all(map(math.isfinite, stats["losses"]["generator"]))
