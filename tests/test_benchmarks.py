@@ -32,3 +32,17 @@ def test_bench_epoch_counts_flops_and_throughput(tmp_path):
     assert fgsm["images_per_s"] > 0 and fgsm["fifteen_epochs_seconds"] == pytest.approx(15 * fgsm["epoch_seconds"])
     assert pgd["flops_per_step"] > fgsm["flops_per_step"] > 0  # PGD-2 makes more passes than FGSM
     assert 0 < fgsm["fraction_of_peak"] < 1
+
+
+@pytest.mark.slow
+def test_bench_gan_compares_do_gan_and_the_base_gan_per_seed(tmp_path):
+    tiny = {"data": {"max_train": 240}, "do": {"iterations": 1},
+            "gan": {"warmup_epochs": 1, "generator_epochs": 1, "discriminator_epochs": 1, "payoff_latents": 100,
+                    "reference": {"epochs": 1}, "metrics": {"samples": 60, "is_splits": 2, "grid": 4}}}
+    r = _bench(tmp_path, "bench_gan.py", "--seeds", "0", "--set", json.dumps(tiny))
+    run0 = r["runs"]["0"]
+    assert run0["budget"] == {"do_player_epochs": 4, "base_gan_epochs": 2, "base_gan_player_epochs": 4}
+    for model in ("do_mixture", "base_gan", "g000"):
+        assert run0[model]["fid"] > 0 and run0[model]["passes"] > 0
+        assert r["summary"][model]["fid"]["mean"] == run0[model]["fid"]
+    assert r["ratio"]["fid"] == [pytest.approx(run0["do_mixture"]["fid"] / run0["base_gan"]["fid"])]

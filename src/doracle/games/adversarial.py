@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from doracle import artifacts, compute, runtime
-from doracle.artifacts import sha256_file, write_json
+from doracle.artifacts import write_json
 from doracle.compute import PassCounter
 from doracle.config import Params
 from doracle.data import Dataset
@@ -41,7 +41,6 @@ from doracle.games.population import (
 )
 from doracle.models.mixture import Mixture
 from doracle.pipeline import stage_params
-
 
 # ----------------------------------------------------------------------------- classifiers
 

@@ -1,0 +1,335 @@
+"""The GAN game on the game-generic job layer: the registry of games, the GAN jobs on artifacts
+(init, best responses, payoff, evaluation, metrics, report) and the real pipeline (Snakemake, then
+DVC on the same jobs) on a tiny configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from doracle import config, pipeline
+from doracle.errors import ConfigError
+from doracle.games import GAMES, Game, game_of
+from doracle.games.gan_math import fixed_latents, payoff_cell
+from project import ROOT, make_project, run
+
+TINY_GAN = {
+    "experiment": "tinygan",
+    "game": "gan",
+    "data": {"max_train": 240},
+    "training": {"batch_size": 64},
+    "do": {"iterations": 2, "tolerance": 0.01},
+    "gan": {"warmup_epochs": 2, "generator_epochs": 1, "discriminator_epochs": 1, "payoff_latents": 200,
+            "reference": {"epochs": 1}, "metrics": {"samples": 120, "is_splits": 2, "grid": 16}},
+}
+
+
+def gan_params(**over) -> dict:
+    raw = yaml.safe_load((ROOT / "params-gan.yaml").read_text())
+    for k, v in TINY_GAN.items():
+        raw[k] = {**raw[k], **v} if isinstance(v, dict) and isinstance(raw.get(k), dict) else v
+    raw["gan"] = {**raw["gan"], **TINY_GAN["gan"], "reference": {**raw["gan"]["reference"], "epochs": 1},
+                  "metrics": {**raw["gan"]["metrics"], **TINY_GAN["gan"]["metrics"]}}
+    raw.update(over)
+    return raw
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- the registry of games
+
+
+def test_games_are_dispatched_by_name():
+    assert GAMES.names() == ["at", "gan"]
+    at, gan = config.validate({}), config.validate(gan_params())
+    assert game_of(at).players == ("defender", "attacker")
+    assert game_of(gan).players == ("discriminator", "generator")  # the row player maximises V
+    with pytest.raises(ConfigError, match=r"game: unknown game 'chess'; valid names: at, gan"):
+        config.validate({"game": "chess"})
+
+
+def test_a_third_game_is_one_registered_class():
+    """The job layer knows no game: a new Game subclass gets the whole DAG (and its DVC stages)."""
+
+    class Toy(Game):
+        name = "toy"
+        players = ("row", "column")
+        id_prefixes = ("r", "c")
+        stage_params = {"train": ("seed",), "judge": ("seed",), "init": ("seed",), "best_response_row": ("seed",),
+                        "best_response_column": ("seed",), "payoff": ("seed",), "evaluate": ("seed",),
+                        "metrics": ("seed",), "baseline": ("seed",)}
+
+        def train_roles(self, params):
+            return ("judge",)
+
+        def eval_roles(self, params):
+            return ("judge",)
+
+        def baselines(self, params):
+            return ("naive",)
+
+        def targets(self, params):
+            return ("do_mixture",)
+
+    GAMES.register("toy")(Toy())
+    try:
+        p = config.validate({"experiment": "toy", "game": "toy", "do": {"iterations": 2}})
+        jobs = {j["name"]: j for j in pipeline.jobs(p)}
+        assert {"train_judge", "train_baseline_naive", "do_init", "best_response_row_it001",
+                "best_response_column_it002", "payoff_it002", "evaluate_do_mixture", "evaluate_baseline_naive",
+                "metrics", "report"} <= set(jobs)
+        assert jobs["payoff_it001"]["inputs"]["row"] == "results/toy/do/it001/row.safetensors"
+        assert "--uses judge=results/toy/judge/model.safetensors" in jobs["evaluate_do_mixture"]["cmd"]
+        assert Toy().strategy_id("column", 3) == "c003"
+        stages = pipeline.dvc_stages([(p, "params.yaml")])["stages"]
+        assert stages["best_response_row_it001"]["params"] == ["seed"]
+    finally:
+        GAMES._entries.pop("toy")
+
+
+def test_the_cli_refuses_another_games_player_and_role(cli, tmp_path):
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(gan_params()))
+    proc = cli("do", "best-response", "--player", "defender", "--params", pf, "--data", "x", "--state", "y",
+               "--iteration", 1, "--out", tmp_path / "o.safetensors")
+    assert proc.returncode == 2 and "the gan game's players are discriminator, generator" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = cli("train", "--role", "base", "--params", pf, "--data", "x", "--out", tmp_path / "m.safetensors")
+    assert proc.returncode == 2 and "trains reference, baseline" in proc.stderr
+    assert not list(tmp_path.glob("*.safetensors"))
+
+
+# ----------------------------------------------------------------------------- jobs on artifacts
+
+
+@pytest.fixture(scope="module")
+def jobs_dir(tmp_path_factory):
+    """Data, reference classifier, init, one DO iteration (both best responses, payoff, solve,
+    prune) and the base GAN, run in-process on the tiny configuration, at the pipeline's paths
+    (metrics add up the compute of the jobs upstream of each model)."""
+    import os
+
+    from doracle.data import prepare
+    from doracle.games import gan
+    from doracle.games.population import prune, solve_meta
+
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("ganjobs")
+    cwd = os.getcwd()
+    os.chdir(d)
+    p = config.validate(gan_params(do={"iterations": 1, "tolerance": 0.01}))
+    P = {k: v.replace("{exp}", "tinygan") for k, v in pipeline.PATTERNS.items()}
+    f = {"data": P["data"], "ref": P["model"].format(role="reference"), "init": P["init"],
+         "pop0": P["population"].format(it="000"), "disc": P["strategy"].format(it="001", player="discriminator"),
+         "gen": P["strategy"].format(it="001", player="generator"), "pay": P["payoff"].format(it="001"),
+         "meta": P["meta"].format(it="001"), "pop1": P["population"].format(it="001"),
+         "base": P["baseline"].format(method="base_gan")}
+    try:
+        prepare(p, f["data"])
+        gan.train_reference(p, f["data"], f["ref"])
+        gan.init(p, f["data"], f["init"], f["pop0"])
+        gan.best_response(p, "discriminator", f["data"], f["pop0"], 1, f["disc"])
+        gan.best_response(p, "generator", f["data"], f["pop0"], 1, f["gen"])
+        gan.payoff(p, f["data"], f["pop0"], 1, f["disc"], f["gen"], f["pay"])
+        solve_meta(p, f["pop0"], f["pay"], f["meta"])
+        prune(p, f["pop0"], f["pay"], f["meta"], f["pop1"])
+        gan.train_base_gan(p, f["data"], f["base"])
+        yield p, f, d
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture
+def jobs(jobs_dir, monkeypatch):
+    """(params, paths relative to the project) with the project as working directory, as the
+    pipeline runs its jobs (populations record relative paths)."""
+    p, f, d = jobs_dir
+    monkeypatch.chdir(d)
+    return p, f
+
+
+def test_init_is_a_warm_up_pair_and_its_payoff_cell(jobs):
+    from doracle.data import load
+    from doracle.games.gan import load_net
+
+    p, f = jobs
+    pop = json.loads(Path(f["pop0"]).read_text())
+    assert pop["game"] == "gan" and pop["state"]["row_ids"] == ["d000"] and pop["state"]["col_ids"] == ["g000"]
+    refs = pop["strategies"]
+    assert refs["d000"]["path"] == refs["g000"]["path"] == f["init"]
+    assert (refs["d000"]["player"], refs["g000"]["player"]) == ("discriminator", "generator")
+    ds = load(f["data"], "cpu")
+    g, dnet = load_net(f["init"], "generator", "cpu"), load_net(f["init"], "discriminator", "cpu")
+    cell = payoff_cell(g, dnet, ds.x["payoff"], fixed_latents(pipeline_seed(p), 200, 100))
+    assert pop["state"]["payoff"] == [[cell.value]] and pop["payoff_stderr"] == [[cell.stderr]]
+    assert pop["payoff_n"] == len(ds.y["payoff"]) + 200
+    meta = json.loads(Path(f["init"]).with_suffix(".json").read_text())
+    assert meta["training"]["updates"]["generator"] == meta["training"]["updates"]["discriminator"] > 0
+
+
+def pipeline_seed(p):
+    from doracle import runtime
+
+    return runtime.derive_seed(p.seed, "payoff_latents")
+
+
+def test_the_init_job_is_reproducible_bit_for_bit(jobs, tmp_path):
+    from doracle.games import gan
+
+    p, f = jobs
+    gan.init(p, f["data"], str(tmp_path / "init.safetensors"), str(tmp_path / "pop0.json"))
+    assert sha(tmp_path / "init.safetensors") == sha(f["init"])
+    again = json.loads((tmp_path / "pop0.json").read_text())
+    assert again["state"] == json.loads(Path(f["pop0"]).read_text())["state"]
+
+
+def test_best_responses_play_against_the_opponent_mixture_from_a_warm_start(jobs):
+    p, f = jobs
+    for player, opp in (("discriminator", "g000"), ("generator", "d000")):
+        meta = json.loads(Path(f["disc" if player == "discriminator" else "gen"]).with_suffix(".json").read_text())
+        assert meta["role"] == player and meta["opponent"] == {"ids": [opp], "probs": [1.0]}
+        assert meta["warm_start_from"] == ("d000" if player == "discriminator" else "g000")
+        other = "generator" if player == "discriminator" else "discriminator"
+        assert meta["training"]["updates"][player] > 0 and meta["training"]["updates"][other] == 0
+        assert list(meta["nets"]) == [player]
+
+
+def test_the_payoff_extends_by_the_new_row_and_column_with_standard_errors(jobs):
+    from doracle.data import load
+    from doracle.games.gan import load_net
+
+    p, f = jobs
+    pay = json.loads(Path(f["pay"]).read_text())
+    assert pay["row_ids"] == ["d000", "d001"] and pay["col_ids"] == ["g000", "g001"]
+    assert pay["cells_evaluated"] == 3  # the known cell is reused
+    a, se = np.array(pay["payoff"]), np.array(pay["stderr"])
+    assert a[0, 0] == json.loads(Path(f["pop0"]).read_text())["state"]["payoff"][0][0]
+    ds = load(f["data"], "cpu")
+    cell = payoff_cell(load_net(f["gen"], "generator", "cpu"), load_net(f["disc"], "discriminator", "cpu"),
+                       ds.x["payoff"], fixed_latents(pipeline_seed(p), 200, 100))
+    assert a[1, 1] == cell.value and se[1, 1] == cell.stderr
+    assert (se > 0).all() and (se < 0.2).all()
+    # the discriminator best response beats the warm-up discriminator against g000 (it maximises V)
+    assert a[1, 0] > a[0, 0]
+    # the generator best response lowers V against d000 (it minimises)
+    assert a[0, 1] < a[0, 0]
+
+
+def test_a_converged_population_passes_best_responses_through(jobs, tmp_path):
+    from doracle.games import gan
+
+    p, f = jobs
+    pop = json.loads(Path(f["pop1"]).read_text())
+    pop["state"]["converged"] = True
+    state = tmp_path / "pop.json"
+    state.write_text(json.dumps(pop))
+    assert gan.best_response(p, "generator", f["data"], str(state), 2, str(tmp_path / "g.safetensors")) == {
+        "skipped": True}
+    assert json.loads((tmp_path / "g.json").read_text())["skipped"] is True
+
+
+def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
+    from doracle.games import gan
+    from doracle.games.population import double_oracle_summary, read_population
+
+    p, f = jobs
+    evs = [str(tmp_path / n) for n in ("mix.json", "members.json", "base.json")]
+    gan.evaluate(p, f["data"], "do_mixture", evs[0], population=f["pop1"], checkpoint=None, reference=f["ref"])
+    gan.evaluate(p, f["data"], "do_members", evs[1], population=f["pop1"], checkpoint=None, reference=f["ref"])
+    gan.evaluate(p, f["data"], "base_gan", evs[2], population=None, checkpoint=f["base"], reference=f["ref"])
+    m = gan.merge_metrics(p, f["pop1"], evs, str(tmp_path / "metrics.json"))
+    assert set(m["models"]) == {"do_mixture", "g000", "g001", "base_gan"}
+    for r in m["models"].values():
+        assert r["fid"] > 0 and 1.0 <= r["inception_score"] <= 10.0 and 0 <= r["classes_covered"] <= 10
+        assert r["n_fake"] == 120 and {"precision", "recall", "density", "coverage"} <= set(r)
+    state, _ = read_population(f["pop1"])
+    assert set(m["double_oracle"]) == set(double_oracle_summary(state, 0.01))
+    mix = m["models"]["do_mixture"]
+    sigma = dict(zip(state.col_ids, state.sigma_col, strict=True))
+    assert mix["members"] == [i for i in state.col_ids if sigma[i] > 1e-9]
+    assert abs(sum(mix["drawn_shares"]) - 1) < 1e-9 and len(mix["drawn_shares"]) == len(mix["members"])
+    # the FID floor (real against real) is below every generator's
+    assert 0 <= m["fid_real_vs_real"] < min(r["fid"] for r in m["models"].values())
+    # the budget in player-epochs: warm-up 2 x 2, one iteration of 1 + 1; base GAN 3 epochs (6 >= 6)
+    assert m["budget"] == {"do_player_epochs": 2 * 2 + 1 * (1 + 1), "base_gan_epochs": 3, "base_gan_player_epochs": 6}
+    base = json.loads(Path(f["base"]).with_suffix(".json").read_text())
+    assert base["training"]["epochs"] == 3
+    # compute: the DO models count init, both best responses, payoff, solve, prune; base_gan its own job
+    c = {k: v["compute"] for k, v in m["models"].items()}
+    assert c["do_mixture"]["jobs"] == 1 + 5 and c["base_gan"]["jobs"] == 1
+    assert c["base_gan"]["passes"] == base["compute"]["forward_passes"] + base["compute"]["backward_passes"]
+
+
+def test_the_mixture_evaluation_needs_the_reference_classifier(cli, jobs_dir, tmp_path):
+    p, f, d = jobs_dir
+    f = {k: str(d / v) for k, v in f.items()}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(gan_params()))
+    out = tmp_path / "e.json"
+    proc = cli("evaluate", "--params", pf, "--data", f["data"], "--model", "do_mixture", "--population", f["pop1"],
+               "--out", out)
+    assert proc.returncode == 2 and "--uses reference=PATH" in proc.stderr and not out.exists()
+    proc = cli("evaluate", "--params", pf, "--data", f["data"], "--model", "do_best_member", "--population",
+               f["pop1"], "--uses", f"reference={f['ref']}", "--out", out)
+    assert proc.returncode == 2 and "valid targets are do_mixture, do_members" in proc.stderr and not out.exists()
+
+
+# ----------------------------------------------------------------------------- the real pipeline
+
+
+@pytest.fixture(scope="module")
+def gan_project(tmp_path_factory):
+    proj = make_project(tmp_path_factory.mktemp("ganproj"), gan_params())
+    proc = run(["snakemake", "-c2"], proj)
+    return proj, proc
+
+
+@pytest.mark.slow
+def test_snakemake_runs_the_gan_experiment_and_reports_it(gan_project):
+    proj, proc = gan_project
+    assert "tinygan: report at results/tinygan/report/summary.md" in proc.stdout + proc.stderr
+    res = proj / "results/tinygan"
+    m = json.loads((res / "metrics.json").read_text())
+    assert m["game"] == "gan" and {"base_gan", "do_mixture", "g000"} <= set(m["models"])
+    pop = json.loads((res / "do/it002/population.json").read_text())
+    assert set(m["models"]) == {"base_gan", "do_mixture", *pop["state"]["col_ids"]}
+    for r in m["models"].values():
+        assert {"fid", "inception_score", "classes_covered", "compute"} <= set(r)
+    c = {k: v["compute"] for k, v in m["models"].items()}
+    assert c["base_gan"]["jobs"] == 1 and c["do_mixture"]["jobs"] == 1 + 2 * 5  # init, 2 iterations of 5 jobs
+    assert m["double_oracle"]["iterations_run"] == 2
+    rep = res / "report"
+    text = (rep / "summary.md").read_text()
+    assert "| do_mixture |" in text and "| base_gan |" in text and "## Samples" in text
+    grids = {p.name for p in rep.glob("samples_*.png")}
+    assert {"samples_do_mixture.png", "samples_base_gan.png", "samples_real.png",
+            *(f"samples_{g}.png" for g in pop["state"]["col_ids"])} <= grids
+    for png in (*grids, "payoff_heatmap.png", "meta_strategy.png", "do_gap.png", "scores.png"):
+        assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        assert f"]({png})" in text, png
+    assert "not lower than" in text or "lower (better) than" in text
+    # a second run is a no-op
+    again = run(["snakemake", "-c2"], proj)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_dvc_repro_of_the_gan_experiment_gives_the_same_bytes(gan_project, tmp_path):
+    proj, _ = gan_project
+    other = make_project(tmp_path / "dvc", gan_params())
+    run(["dvc", "repro", "-q"], other)
+    for rel in ("do/it000/init.safetensors", "do/it002/payoff.json", "do/it002/population.json",
+                "baselines/base_gan/model.safetensors", "reference/model.safetensors"):
+        assert sha(other / "results/tinygan" / rel) == sha(proj / "results/tinygan" / rel), rel
+    a = json.loads((proj / "results/tinygan/metrics.json").read_text())
+    b = json.loads((other / "results/tinygan/metrics.json").read_text())
+    for name in a["models"]:
+        assert a["models"][name]["fid"] == b["models"][name]["fid"], name
