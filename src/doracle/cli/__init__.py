@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="doracle",
-        description="Double-oracle adversarial training, reproducible from a laptop to a SLURM cluster.",
+        description="Double-oracle games (adversarial training, GANs), reproducible from a laptop to a SLURM cluster.",
     )
     parser.add_argument("--version", action="version", version=f"doracle {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
