@@ -9,6 +9,8 @@
 # Paths, commands and each job's inputs live in doracle.pipeline, which also generates dvc.yaml
 # (same jobs). Rules are in workflow/rules/.
 
+import re
+
 from doracle import pipeline as pl
 
 # No `configfile:` here: the jobs read the params files themselves (doracle.pipeline.workflow_experiments).
@@ -20,7 +22,7 @@ P = pl.PATTERNS
 workflow.localrules("all", *pl.LOCAL_RULES)
 
 wildcard_constraints:
-    exp="|".join(WF.experiments),
+    exp="|".join(map(re.escape, WF.experiments)),
     it=r"(?!000)\d{3}",  # iteration 000 is do_init's
     role=WF.constraint("role"),
     method=WF.constraint("method"),

@@ -2,8 +2,8 @@
 
     python benchmarks/bench_gan.py [--seeds 0 1 2] [--params params-gan.yaml] [--json out.json]
 
-For each seed, runs the real GAN pipeline (``snakemake -c2 --configfile``, the params file with
-that seed) in a throw-away project and reads its metrics.json: FID and classes covered (in the
+For each seed, runs the real GAN pipeline (``snakemake -c2`` in a throw-away project whose
+params.yaml is the params file with that seed) and reads its metrics.json: FID and classes covered (in the
 reference classifier's features) of the deployed DO generator mixture, of the base GAN trained
 with the same budget in player-epochs (a warm-up epoch trains both players, a best-response epoch
 one), and of the warm-up generator g000 (the DO run's starting point). Prints mean ± sd over

@@ -107,6 +107,51 @@ def test_the_cli_refuses_another_games_player_and_role(cli, tmp_path):
     assert not list(tmp_path.glob("*.safetensors"))
 
 
+@pytest.mark.parametrize("over,msg", [
+    ({"batch_size": 1}, "gan.batch_size: Input should be greater than or equal to 2"),
+    ({"metrics": {"samples": 5, "nearest_k": 5}}, "metrics.samples (5) must exceed metrics.nearest_k (5)"),
+    ({"generator": "doracle_disc_dcgan"}, "unknown generator 'doracle_disc_dcgan'"),
+    ({"warmup_epochs": -1}, "gan.warmup_epochs: Input should be greater than or equal to 0"),
+])
+def test_bad_gan_params_are_refused_naming_the_key(cli, tmp_path, over, msg):
+    raw = gan_params()
+    raw["gan"] = {**raw["gan"], **over, "metrics": {**raw["gan"]["metrics"], **over.get("metrics", {})}}
+    pf = tmp_path / "p.yaml"
+    pf.write_text(yaml.safe_dump(raw))
+    proc = cli("check-params", "--params", pf)
+    assert proc.returncode == 2 and msg in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_job_missing_a_model_it_uses_says_which(cli, tmp_path):
+    pf = tmp_path / "p.yaml"
+    pf.write_text((ROOT / "params.yaml").read_text())
+    proc = cli("do", "init", "--params", pf, "--data", "x", "--init-out", tmp_path / "i.safetensors",
+               "--out", tmp_path / "p.json")
+    assert proc.returncode == 2 and "this job needs --uses base=PATH" in proc.stderr
+    assert "Traceback" not in proc.stderr and not list(tmp_path.glob("[ip].*"))
+
+
+def test_each_gan_stage_tracks_only_what_it_reads():
+    """Changing how generators are scored reruns the scoring jobs, never the training ones."""
+    a = config.validate(gan_params())
+    raw = gan_params()
+    raw["gan"] = {**raw["gan"], "metrics": {**raw["gan"]["metrics"], "grid": 25, "samples": 500}}
+    b = config.validate(raw)
+    same = [("do_init", {}), ("best_response", {"player": "generator"}), ("best_response", {"player": "discriminator"}),
+            ("payoff", {}), ("train_baseline", {}), ("train", {"role": "reference"}), ("metrics", {})]
+    for rule, wc in same:
+        assert pipeline.tracked(a, rule, wc) == pipeline.tracked(b, rule, wc), rule
+    assert pipeline.tracked(a, "evaluate_do", {}) != pipeline.tracked(b, "evaluate_do", {})
+    assert pipeline.tracked(a, "report", {}) != pipeline.tracked(b, "report", {})
+    raw["gan"]["generator_epochs"] = 7
+    c = config.validate(raw)
+    assert pipeline.tracked(a, "best_response", {"player": "generator"}) != pipeline.tracked(
+        c, "best_response", {"player": "generator"})
+    assert pipeline.tracked(a, "best_response", {"player": "discriminator"}) == pipeline.tracked(
+        c, "best_response", {"player": "discriminator"})
+    assert pipeline.tracked(a, "train_baseline", {}) != pipeline.tracked(c, "train_baseline", {})  # same budget
+
+
 # ----------------------------------------------------------------------------- jobs on artifacts
 
 
@@ -252,6 +297,7 @@ def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
         assert r["n_fake"] == 120 and {"precision", "recall", "density", "coverage"} <= set(r)
     state, _ = read_population(f["pop1"])
     assert set(m["double_oracle"]) == set(double_oracle_summary(state, 0.01))
+    assert m["double_oracle"]["support_size_col"] == len(m["models"]["do_mixture"]["members"])
     mix = m["models"]["do_mixture"]
     sigma = dict(zip(state.col_ids, state.sigma_col, strict=True))
     assert mix["members"] == [i for i in state.col_ids if sigma[i] > 1e-9]
@@ -265,6 +311,8 @@ def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
     # compute: the DO models count init, both best responses, payoff, solve, prune; base_gan its own job
     c = {k: v["compute"] for k, v in m["models"].items()}
     assert c["do_mixture"]["jobs"] == 1 + 5 and c["base_gan"]["jobs"] == 1
+    # a single generator: the jobs that led to its file (g000: the warm-up; g001: init + its best response)
+    assert c["g000"]["jobs"] == 1 and c["g001"]["jobs"] == 2
     assert c["base_gan"]["passes"] == base["compute"]["forward_passes"] + base["compute"]["backward_passes"]
 
 

@@ -302,15 +302,15 @@ class GanMetrics(_Strict):
 class Gan(_Strict):
     """The GAN game (``game: gan``): generator and discriminator families, optimiser and budgets."""
 
-    generator: str = "doracle_gen_mlp"
-    discriminator: str = "doracle_disc_mlp"
+    generator: str = "doracle_gen_dcgan"
+    discriminator: str = "doracle_disc_dcgan"
     latent_dim: PosInt = 100
     spectral_norm: bool = False
-    batch_size: PosInt = 64
+    batch_size: Annotated[int, Field(ge=2)] = 64  # BatchNorm needs two images a batch
     lr_generator: Annotated[float, Field(gt=0.0)] = 1e-4
     lr_discriminator: Annotated[float, Field(gt=0.0)] = 1e-4
     betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]] = (0.5, 0.999)
-    warmup_epochs: PosInt = 5
+    warmup_epochs: Annotated[int, Field(ge=0)] = 5  # 0: DO starts from freshly initialised networks
     warmup_lr_discriminator: Annotated[float, Field(gt=0.0)] = 2e-4
     generator_epochs: PosInt = 5          # per generator best response (epochs of the training split's batches)
     discriminator_epochs: PosInt = 5      # per discriminator best response
@@ -318,6 +318,13 @@ class Gan(_Strict):
     payoff_latents: Annotated[int, Field(ge=2)] = 2000
     reference: GanReference = Field(default_factory=GanReference)
     metrics: GanMetrics = Field(default_factory=GanMetrics)
+
+    @model_validator(mode="after")
+    def _samples(self):
+        if self.metrics.samples <= self.metrics.nearest_k:
+            raise ValueError(f"metrics.samples ({self.metrics.samples}) must exceed metrics.nearest_k "
+                             f"({self.metrics.nearest_k}): precision / recall use each sample's k-th nearest neighbour")
+        return self
 
 
 class Resources(_Strict):

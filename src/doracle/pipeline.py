@@ -35,7 +35,6 @@ COMMON_STAGE_PARAMS = {
     "data": ("seed", "data"),
     "solve": ("do.meta_solver", "do.tolerance"),
     "prune": ("do.meta_solver", "do.tolerance", "do.pruners", "do.capacity", "do.dominance_tolerance"),
-    "report": ("experiment", "game"),
 }
 
 
@@ -284,7 +283,9 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
             {"evaluation": ev}, {"method": m}, {"state": state_path(ev), "uses": _uses(eval_uses)})
     add("metrics", "metrics", {"population": final, **{f"evaluation_{k}": v for k, v in enumerate(evs)}},
         {"metrics": p("metrics")}, extra_params={"evaluations": " ".join(evs)})
-    add("report", "report", {"metrics": p("metrics"), "population": final, "payoff": p("payoff", it=it3(T))},
+    # the report may draw from the data and the baselines (the GAN report's sample grids)
+    add("report", "report", {"metrics": p("metrics"), "population": final, "payoff": p("payoff", it=it3(T)),
+                             "data": data, **{f"baseline_{m}": path for m, path in baselines.items()}},
         {"report": p("report")})
     return out
 

@@ -56,14 +56,19 @@ def _game(p):
     return game_of(p)
 
 
-def _uses(args) -> dict[str, str]:
-    """``--uses ROLE=PATH`` options as a dict (models trained outside the DO loop)."""
+def _uses(args, needed=()) -> dict[str, str]:
+    """``--uses ROLE=PATH`` options as a dict (models trained outside the DO loop); every role in
+    ``needed`` must be given."""
     out = {}
     for item in args.uses or []:
         role, sep, path = item.partition("=")
         if not sep or not role or not path:
             raise ConfigError(f"--uses {item!r}: expected ROLE=PATH, e.g. reference=results/x/reference/model.safetensors")
         out[role] = path
+    missing = [r for r in needed if r not in out]
+    if missing:
+        raise ConfigError(f"this job needs --uses {missing[0]}=PATH (the {missing[0]} model, trained by "
+                          f"`doracle train --role {missing[0]}`)")
     return out
 
 
@@ -81,8 +86,10 @@ def cmd_train(args):
 
 def cmd_do_init(args):
     p = _params(args)
+    game = _game(p)
+    uses = _uses(args, game.init_roles(p))
     with _logged(args.log, "do init"):
-        print(_game(p).init(p, args.data, _uses(args), args.init_out, args.out))
+        print(game.init(p, args.data, uses, args.init_out, args.out))
 
 
 def cmd_do_best_response(args):
@@ -127,9 +134,10 @@ def cmd_evaluate(args):
         raise ConfigError("evaluate needs exactly one of --population (DO targets) or --checkpoint")
     if args.population is not None and args.model not in game.targets(p):
         raise ConfigError(f"--model {args.model!r} with --population: valid targets are {', '.join(game.targets(p))}")
+    uses = _uses(args, game.eval_roles(p))
     with _logged(args.log, f"evaluate {args.model}"):
         print(game.evaluate(p, args.data, args.model, args.out, population=args.population,
-                            checkpoint=args.checkpoint, state_path=args.state, uses=_uses(args)))
+                            checkpoint=args.checkpoint, state_path=args.state, uses=uses))
 
 
 def cmd_metrics(args):

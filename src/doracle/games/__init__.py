@@ -33,8 +33,8 @@ class Game:
     #: strategy id prefixes of the two players ("d" -> d000, d001, ...)
     id_prefixes: tuple[str, str]
     #: the params (dotted keys) each of the game's stages reads: recorded in its artifacts,
-    #: tracked by DVC and Snakemake. Stages: train, base, baseline, reference, init,
-    #: best_response_<player>, payoff, evaluate, metrics (data, solve, prune and report are common)
+    #: tracked by DVC and Snakemake. Stages: train, <each train role>, baseline, init,
+    #: best_response_<player>, payoff, evaluate, metrics, report (data, solve, prune are common)
     stage_params: dict[str, tuple[str, ...]]
     #: the column headed by this label in the report's models table, and how to read it
     headline: str = ""

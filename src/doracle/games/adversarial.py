@@ -49,7 +49,7 @@ def train_classifier(params: Params, data_path: str, out: str, *, role: str, met
     """Train the base model (``role='base'``) or a baseline (``role='baseline'``) with ``method``."""
     seed = runtime.derive_seed(params.seed, role, method)
     device = runtime.setup(seed, params.device, params.threads)
-    ds = load_dataset(data_path, device, train_device="cpu")  # placed by _train_and_save
+    ds = load_dataset(data_path, device, train_device="cpu")  # placed by classifiers.train_and_save
     cfg = params.base if role == "base" else params.baselines
     return classifiers.train_and_save(params, ds, out, arch=params.model.arch, defense=method, epochs=cfg.epochs or params.training.epochs, seed=seed,
                            device=device, inputs=[data_path], stage_keys=stage_params(params, "train", role),
@@ -233,6 +233,7 @@ class AdversarialTraining(Game):
         "payoff": ("device", "threads"),
         "evaluate": ("seed", "device", "threads", "threat_model", "evaluation"),
         "metrics": ("seed", "threat_model", "evaluation", "do.tolerance"),
+        "report": ("experiment", "game"),
     }
     #: the DO models every AT experiment evaluates (see doracle.evaluation.suite.do_target)
     TARGETS = ("do_mixture", "do_best_member", "do_uniform")

@@ -54,7 +54,7 @@ from doracle.games.population import (
     skip_artifact,
     support,
 )
-from doracle.pipeline import PATTERNS, stage_params
+from doracle.pipeline import stage_params
 
 ROLES = ("generator", "discriminator")
 
@@ -65,13 +65,12 @@ ROLES = ("generator", "discriminator")
 def _net_spec(params: Params, role: str, shape) -> dict:
     c, h, _ = shape
     arch = params.gan.generator if role == "generator" else params.gan.discriminator
-    return {"arch": arch, "img_size": int(h), "in_chans": int(c), "latent_dim": params.gan.latent_dim,
+    return {"role": role, "arch": arch, "img_size": int(h), "in_chans": int(c), "latent_dim": params.gan.latent_dim,
             "spectral_norm": params.gan.spectral_norm}
 
 
 def _build(spec: dict):
-    role = "generator" if "_gen_" in spec["arch"] else "discriminator"
-    return models.create_gan(spec["arch"], role, img_size=spec["img_size"], in_chans=spec["in_chans"],
+    return models.create_gan(spec["arch"], spec["role"], img_size=spec["img_size"], in_chans=spec["in_chans"],
                              latent_dim=spec["latent_dim"], spectral_norm=spec["spectral_norm"])
 
 
@@ -256,7 +255,8 @@ def _generators(label: str, population: str | None, checkpoint: str | None, devi
                         {"members": ids, "probs": probs, "selected_by": "the DO meta-strategy (sigma_G)"})}
     if label == "do_members":
         return {i: ([_load_strategy(doc, i, device)], [1.0],
-                    {"members": [i], "probs": [1.0], "sigma": float(p), "selected_by": "a final generator"})
+                    {"members": [i], "probs": [1.0], "sigma": float(p), "selected_by": "a final generator",
+                     "path": doc["strategies"][i]["path"]})
                 for i, p in zip(state.col_ids, state.sigma_col, strict=True)}
     raise ConfigError(f"unknown GAN evaluation target {label!r}; valid: {', '.join(GAN.TARGETS)}")
 
@@ -279,6 +279,7 @@ def evaluate(params: Params, data: str, label: str, out: str, *, population: str
     t0 = time.perf_counter()
     results = {}
     for name, (gens, probs, info) in _generators(label, population, checkpoint, device).items():
+        info = {**info, "produced_by": info.get("checkpoint") or info.get("path", population)}
         with compute.PassCounter(gens) as counter:
             fake, drawn = sample_mixture(gens, probs, cfg.samples, runtime.derive_seed(seed, "samples", name))
         shares = torch.bincount(drawn, minlength=len(gens)).double() / len(drawn)
@@ -313,9 +314,9 @@ def merge_metrics(params: Params, population: str, evaluations: list[str], out: 
         floors.append(e["fid_real_vs_real"])
         data = e["data"]
         for name, r in e["models"].items():
-            produced_by = PATTERNS["baseline"].format(exp=params.experiment, method=name) \
-                if name in GAN.baselines(params) else population
-            models_[name] = {**r, "inception_score": r["is_mean"], "compute": model_cost(params, produced_by)}
+            # every job upstream of the model: the base GAN's job, the whole DO run for the mixture,
+            # the jobs that led to a single generator's file for that generator
+            models_[name] = {**r, "inception_score": r["is_mean"], "compute": model_cost(params, r["produced_by"])}
     if any(r["sha256"] != refs[0]["sha256"] for r in refs):
         raise ArtifactError("the evaluations used different reference classifiers")
     metrics = {
@@ -339,16 +340,24 @@ class GanGame(Game):
     players = ("discriminator", "generator")
     id_prefixes = ("d", "g")
     TARGETS = ("do_mixture", "do_members")
+    _NETS = ("gan.generator", "gan.discriminator", "gan.latent_dim", "gan.spectral_norm", "gan.batch_size",
+             "gan.betas")
+    _BUDGET = ("gan.warmup_epochs", "gan.generator_epochs", "gan.discriminator_epochs", "do.iterations")
+    # each stage tracks only what it reads: editing the metrics settings retrains nothing
     stage_params = {
         "train": ("seed", "device", "threads"),
         "reference": ("training", "gan.reference"),
-        "baseline": ("gan", "do.iterations"),
-        "init": ("seed", "device", "threads", "gan"),
-        "best_response_discriminator": ("seed", "device", "threads", "gan"),
-        "best_response_generator": ("seed", "device", "threads", "gan"),
+        "baseline": (*_NETS, "gan.lr_generator", "gan.warmup_lr_discriminator", *_BUDGET),
+        "init": ("seed", "device", "threads", *_NETS, "gan.lr_generator", "gan.warmup_epochs",
+                 "gan.warmup_lr_discriminator", "gan.payoff_latents"),
+        "best_response_discriminator": ("seed", "device", "threads", *_NETS, "gan.lr_discriminator",
+                                        "gan.discriminator_epochs", "gan.warm_start"),
+        "best_response_generator": ("seed", "device", "threads", *_NETS, "gan.lr_generator", "gan.generator_epochs",
+                                    "gan.warm_start"),
         "payoff": ("seed", "device", "threads", "gan.latent_dim", "gan.payoff_latents"),
         "evaluate": ("seed", "device", "threads", "gan.metrics"),
-        "metrics": ("seed", "gan", "do.iterations", "do.tolerance"),
+        "metrics": ("seed", *_BUDGET, "do.tolerance"),
+        "report": ("experiment", "game", "seed", "gan.metrics.grid"),
     }
 
     def train_roles(self, params):

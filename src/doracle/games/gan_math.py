@@ -1,8 +1,9 @@
 """The GAN game's arithmetic (DO-GAN, issue 12): payoff cells, fixed latents, the deployed mixture.
 
-Pure functions on models and tensors (no artifacts, no params); the GAN game's jobs will call them.
+Pure functions on models and tensors (no artifacts, no params); the GAN game's jobs (games/gan.py) call them.
 
-**Payoff.** ``U[i, j] = V(G_i, D_j) = E_x log D_j(x) + E_z log(1 - D_j(G_i(z)))``, the value of
+**Payoff.** ``U[i, j] = V(G_j, D_i) = E_x log D_i(x) + E_z log(1 - D_i(G_j(z)))`` (rows: the
+discriminators, who maximise it, as the engine's row player does), the value of
 the GAN minimax game (Goodfellow et al. 2014), estimated on a fixed held-out real set and fixed
 latents. The discriminator maximises it, the generator minimises it (at the game's optimum,
 ``p_G = p_data`` and ``D = 1/2``, ``V = -log 4``). With ``D = sigmoid(l)`` both terms come from

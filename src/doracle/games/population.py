@@ -116,6 +116,7 @@ def double_oracle_summary(state: DOState, tolerance: float) -> dict:
         "final_gap_stderr": float(hist[-1]["gap_stderr"]) if hist else None,
         "final_gap_upper": float(hist[-1]["gap_upper"]) if hist else None,
         "support_size": int((state.sigma_row > 1e-9).sum()), "value": float(state.value),
+        "support_size_col": int((state.sigma_col > 1e-9).sum()),  # support_size: the row player's
         "gap_history": [float(h["gap"]) for h in hist], "tolerance": tolerance,
     }
 

@@ -115,12 +115,17 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             "passes |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        inception = all("inception_fid" in r for r in m["models"].values())
+        if inception:  # gan.metrics.inception: Inception-v3 FID / IS beside the reference classifier's
+            lines[-2] = lines[-2].replace("| jobs |", "| Inception FID ↓ | Inception IS ↑ | jobs |")
+            lines[-1] += "---|---|"
         for name, r in m["models"].items():
             c = r.get("compute") or {}
             wall = "–" if c.get("wall_seconds") is None else f"{c['wall_seconds']:.1f}"
+            extra = (f"{r['inception_fid']:.2f} | {r['inception_is_mean']:.2f} | " if inception else "")
             lines.append(f"| {name} | {r['fid']:.3f} | {r['inception_score']:.2f} ± {r['is_std']:.2f} | "
                          f"{r['classes_covered']}/{r['num_classes']} | {r['precision']:.3f} | {r['recall']:.3f} | "
-                         f"{r['density']:.3f} | {r['coverage']:.3f} | {c.get('jobs', '–')} | {wall} | "
+                         f"{r['density']:.3f} | {r['coverage']:.3f} | {extra}{c.get('jobs', '–')} | {wall} | "
                          f"{_count(c.get('passes'))} |")
         fid = {n: r["fid"] for n, r in m["models"].items()}
         verdict = ("lower (better) than" if fid["do_mixture"] < fid.get("base_gan", float("inf")) else
