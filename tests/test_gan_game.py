@@ -65,7 +65,7 @@ def test_a_third_game_is_one_registered_class():
         id_prefixes = ("r", "c")
         stage_params = {"train": ("seed",), "judge": ("seed",), "init": ("seed",), "best_response_row": ("seed",),
                         "best_response_column": ("seed",), "payoff": ("seed",), "evaluate": ("seed",),
-                        "metrics": ("seed",), "baseline": ("seed",)}
+                        "metrics": ("seed",), "baseline": ("seed",), "report": ("experiment",)}
 
         def train_roles(self, params):
             return ("judge",)
@@ -123,7 +123,7 @@ def test_bad_gan_params_are_refused_naming_the_key(cli, tmp_path, over, msg):
 
 
 def test_a_job_missing_a_model_it_uses_says_which(cli, tmp_path):
-    pf = tmp_path / "p.yaml"
+    pf = tmp_path / "at.yaml"
     pf.write_text((ROOT / "params.yaml").read_text())
     proc = cli("do", "init", "--params", pf, "--data", "x", "--init-out", tmp_path / "i.safetensors",
                "--out", tmp_path / "p.json")
