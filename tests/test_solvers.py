@@ -100,7 +100,7 @@ def test_solver_without_optimality_is_an_error(monkeypatch):
     def not_optimal(*args, **kwargs):
         return scipy.optimize.OptimizeResult(status=1, x=None, message="Iteration limit reached")
 
-    monkeypatch.setattr(solvers_mod, "linprog", not_optimal)
+    monkeypatch.setattr(scipy.optimize, "linprog", not_optimal)  # the solver imports it when it solves
     with pytest.raises(SolverError, match="did not report optimality.*Iteration limit"):
         solve(RPS, "lp")
 

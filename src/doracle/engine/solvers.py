@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linprog
 
 from doracle.errors import SolverError
 from doracle.registry import Registry
@@ -88,6 +87,9 @@ def _lp_equilibrium(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     # Dense games: HiGHS' interior point (with crossover to a vertex) beats its simplex from about
     # 200x200 up (benchmarks/bench_engine.py); presolve finds nothing to remove in a dense game.
     large = m * n >= 200 * 200
+    # imported here, not with the module: every torch job imports the engine, few of them solve
+    from scipy.optimize import linprog
+
     res = linprog(np.ones(m), A_ub=-b.T, b_ub=-np.ones(n), bounds=(0.0, None),
                   method="highs-ipm" if large else "highs", options={"presolve": False} if large else {})
     if res.status != 0 or res.x is None:
