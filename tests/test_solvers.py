@@ -3,7 +3,6 @@ import pytest
 import scipy.optimize
 
 from doracle.engine import META_SOLVERS, exploitability, solve
-from doracle.engine import solvers as solvers_mod
 from doracle.errors import ConfigError, SolverError
 
 RPS = [[0, -1, 1], [1, 0, -1], [-1, 1, 0]]
