@@ -19,7 +19,8 @@ def plot_grid(images, path: Path, title: str) -> None:
     n, c, h, w = x.shape
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    canvas = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1, c), dtype=np.float32)
+    # thin separators in the background colour: white (0 under gray_r) for grayscale, white (1) for RGB
+    canvas = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 0.0 if c == 1 else 1.0, dtype=np.float32)
     for k in range(n):
         r, q = divmod(k, cols)
         canvas[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = x[k].transpose(1, 2, 0)
