@@ -363,21 +363,20 @@ def workflow_experiments(config: dict, cli_configfiles: list | None = None) -> l
     only checked to hold nothing else: ``--config`` overrides would silently not reach the jobs, so
     they are refused.
     """
-    from doracle import config as cfg
     from doracle.errors import ConfigError
 
     files = [_relative(f) for f in (cli_configfiles or [])]
     if len(files) > 1:
         raise ConfigError(f"give at most one --configfile (a complete params file), got {files}")
-    expected = yaml.safe_load(Path(files[0]).read_text()) if files and Path(files[0]).is_file() else {}
-    if files:
-        cfg.load(files[0])  # a clear error for a missing or invalid file
-    if dict(config) != (expected or {}):
+    experiments = load_experiments(files or default_experiments())  # clear errors for missing or invalid files
+    # Snakemake's config holds the --configfile's YAML as it stands, and nothing without one
+    expected = (yaml.safe_load(Path(files[0]).read_text()) or {}) if files else {}
+    if dict(config) != expected:
         where = files[0] if files else ", ".join(default_experiments())
         raise ConfigError(
             f"Snakemake's config differs from {where}: the jobs read the params files, so --config "
             "overrides are not supported. Copy params.yaml, edit the copy and pass it with --configfile.")
-    return load_experiments(files or default_experiments())
+    return experiments
 
 
 class Workflow:

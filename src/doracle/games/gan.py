@@ -138,8 +138,7 @@ def train_reference(params: Params, data: str, out: str) -> dict:
                                       device=device, inputs=[data], stage_keys=stage_params(params, "train",
                                                                                             "reference"),
                                       desc="reference classifier", role="reference")
-    test_acc = _accuracy(classifiers.load(out, device)[0], ds.x["test"], ds.y["test"])
-    return {**meta, "test_accuracy": test_acc}
+    return meta  # its test accuracy is recorded by every evaluation that uses it
 
 
 def _accuracy(model, x, y) -> float:
@@ -148,16 +147,23 @@ def _accuracy(model, x, y) -> float:
     return accuracy(model, x, y)
 
 
-def train_base_gan(params: Params, data: str, out: str) -> dict:
-    """Ordinary GAN training with the DO run's total budget (:func:`player_epochs`)."""
-    seed = runtime.derive_seed(params.seed, "baseline", "base_gan")
+def _ordinary_gan(params: Params, data: str, seed: int, epochs: int, desc: str):
+    """Fresh generator and discriminator trained together for ``epochs`` (the warm-up's optimiser):
+    (dataset, device, nets, their specs, training stats). The DO warm-up and the base GAN."""
     device = runtime.setup(seed, params.device, params.threads)
     ds = load_dataset(data, device, train_device="cpu")
     specs = {r: _net_spec(params, r, ds.shape) for r in ROLES}
     nets = {r: _build(specs[r]).to(device) for r in ROLES}
+    stats = train_gan(nets["generator"], nets["discriminator"], ds.x["train"], epochs=epochs,
+                      optim=_optim(params, warmup=True), seed=seed, desc=desc)
+    return ds, device, nets, specs, stats
+
+
+def train_base_gan(params: Params, data: str, out: str) -> dict:
+    """Ordinary GAN training with the DO run's total budget (:func:`player_epochs`)."""
+    seed = runtime.derive_seed(params.seed, "baseline", "base_gan")
     budget = player_epochs(params)
-    stats = train_gan(nets["generator"], nets["discriminator"], ds.x["train"], epochs=budget["base_gan_epochs"],
-                      optim=_optim(params, warmup=True), seed=seed, desc="base GAN")
+    _, device, nets, specs, stats = _ordinary_gan(params, data, seed, budget["base_gan_epochs"], "base GAN")
     meta = artifacts.metadata("gan", params=stage_params(params, "train", "baseline"), seed=seed, inputs=[data],
                               role="baseline", method="base_gan", budget=budget, training=stats,
                               compute=stats["compute"], device=device)
@@ -169,12 +175,7 @@ def init(params: Params, data: str, init_out: str, out: str) -> dict:
     """Iteration 0: a warm-up of ordinary GAN training; its discriminator d000 and generator g000
     and their 1x1 payoff."""
     seed = runtime.derive_seed(params.seed, "init")
-    device = runtime.setup(seed, params.device, params.threads)
-    ds = load_dataset(data, device, train_device="cpu")
-    specs = {r: _net_spec(params, r, ds.shape) for r in ROLES}
-    nets = {r: _build(specs[r]).to(device) for r in ROLES}
-    stats = train_gan(nets["generator"], nets["discriminator"], ds.x["train"], epochs=params.gan.warmup_epochs,
-                      optim=_optim(params, warmup=True), seed=seed, desc="warm-up")
+    ds, device, nets, specs, stats = _ordinary_gan(params, data, seed, params.gan.warmup_epochs, "warm-up")
     save_nets(init_out, nets, specs, artifacts.metadata(
         "gan", params=stage_params(params, "init"), seed=seed, inputs=[data], role="warmup", training=stats,
         compute=stats["compute"], device=device))
@@ -247,16 +248,18 @@ def _generators(label: str, population: str | None, checkpoint: str | None, devi
     """{model name: (generators, probabilities, info)} to score for one evaluation job."""
     if checkpoint is not None:
         g = load_net(checkpoint, "generator", device)
-        return {label: ([g], [1.0], {"checkpoint": checkpoint, "sha256": sha256_file(checkpoint)})}
+        return {label: ([g], [1.0], {"checkpoint": checkpoint, "sha256": sha256_file(checkpoint),
+                                     "produced_by": checkpoint})}
     state, doc = read_population(population)
     if label == "do_mixture":
         ids, probs = support(state, "col")
         return {label: ([_load_strategy(doc, i, device) for i in ids], probs,
-                        {"members": ids, "probs": probs, "selected_by": "the DO meta-strategy (sigma_G)"})}
+                        {"members": ids, "probs": probs, "selected_by": "the DO meta-strategy (sigma_G)",
+                         "produced_by": population})}
     if label == "do_members":
         return {i: ([_load_strategy(doc, i, device)], [1.0],
                     {"members": [i], "probs": [1.0], "sigma": float(p), "selected_by": "a final generator",
-                     "path": doc["strategies"][i]["path"]})
+                     "produced_by": doc["strategies"][i]["path"]})
                 for i, p in zip(state.col_ids, state.sigma_col, strict=True)}
     raise ConfigError(f"unknown GAN evaluation target {label!r}; valid: {', '.join(GAN.TARGETS)}")
 
@@ -279,7 +282,6 @@ def evaluate(params: Params, data: str, label: str, out: str, *, population: str
     t0 = time.perf_counter()
     results = {}
     for name, (gens, probs, info) in _generators(label, population, checkpoint, device).items():
-        info = {**info, "produced_by": info.get("checkpoint") or info.get("path", population)}
         with compute.PassCounter(gens) as counter:
             fake, drawn = sample_mixture(gens, probs, cfg.samples, runtime.derive_seed(seed, "samples", name))
         shares = torch.bincount(drawn, minlength=len(gens)).double() / len(drawn)
@@ -380,7 +382,7 @@ class GanGame(Game):
     def train(self, params, role, method, data, out):
         if role == "reference":
             meta = train_reference(params, data, out)
-            return f"reference classifier: test accuracy {meta['test_accuracy']:.4f}"
+            return f"reference classifier: train accuracy {meta['training']['train_accuracy']:.4f}"
         if method not in self.baselines(params):
             raise ConfigError(f"--method {method!r}: the GAN game's baselines are {', '.join(self.baselines(params))}")
         meta = train_base_gan(params, data, out)

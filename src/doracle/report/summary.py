@@ -128,8 +128,9 @@ def do_plots(pay: dict, history: list[dict], tolerance: float, d: Path, players=
     plot_gap(history, tolerance, d / "do_gap.png", players=players)
 
 
-def do_section(do: dict, history: list[dict], players=("defender", "attacker")) -> list[str]:
-    """The report's double-oracle lines shared by the games: status, value, plots, per-iteration table."""
+def do_section(do: dict, history: list[dict], players=("defender", "attacker")) -> tuple[list[str], list[str]]:
+    """The report's double-oracle lines shared by the games: (status and value lines; the plots and
+    the per-iteration table)."""
     row, col = players
     lines = [
         f"- iterations run: {do['iterations_run']}, status: **{do.get('status', 'not_converged')}** "
