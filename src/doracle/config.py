@@ -467,7 +467,9 @@ def validate(raw: Any, source: str = "params") -> Params:
     return params
 
 
-def load(path: str | Path = DEFAULT_PARAMS) -> Params:
+def read_raw(path: str | Path) -> dict:
+    """A params file's YAML as a mapping (not validated); clear errors for a missing file, bad
+    YAML or a non-mapping."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: params file not found")
@@ -475,7 +477,53 @@ def load(path: str | Path = DEFAULT_PARAMS) -> Params:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    return validate(raw, str(p))
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def load(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """A complete params file, validated on its own (what every job reads). Partial files and
+    overrides are resolved first (:func:`resolve`)."""
+    return validate(read_raw(path), str(path))
+
+
+# ---------------------------------------------------------------- overrides and partial files
+def merge(base: dict, over: dict) -> dict:
+    """``over`` merged into a copy of ``base``: mappings merge key by key (recursively), any other
+    value (lists and null included) replaces. Snakemake's own rule for --configfile / --config."""
+    import copy
+
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def dotted_tree(overrides: dict[str, Any]) -> dict:
+    """``{"do.iterations": 3, "seed": 1}`` -> ``{"do": {"iterations": 3}, "seed": 1}`` (values that
+    are mappings stay mappings, to be merged)."""
+    out: dict = {}
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        if not all(parts):
+            raise ConfigError(f"override {key!r}: not a dotted params key (e.g. do.iterations)")
+        node = out
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {key!r}: {p!r} is given a value and a sub-key at once")
+            node = nxt
+        node[parts[-1]] = merge(node[parts[-1]], value) if isinstance(node.get(parts[-1]), dict) \
+            and isinstance(value, dict) else value
+    return out
+
+
+def set_key(raw: dict, key: str, value: Any) -> dict:
+    """A copy of ``raw`` with the dotted ``key`` set to ``value``."""
+    return merge(raw, dotted_tree({key: value}))
 
 
 def check_names(params: Params) -> None:
