@@ -1,7 +1,8 @@
 # doracle: double-oracle games (adversarial training, GANs), end to end.
 #
 #   snakemake -c2                          # the default experiments: params.yaml (AT) and params-gan.yaml (GAN)
-#   snakemake -c2 --configfile my.yaml     # one other complete params file, alone
+#   snakemake -c2 --configfile my.yaml     # one other params file, alone (a partial one completes from params.yaml)
+#   snakemake -c2 --config seed=1 'do={iterations: 3}'   # overrides, on every experiment of the run
 #   snakemake --profile profiles/slurm     # on a SLURM cluster (README: SLURM)
 #
 # data -> models outside the loop -> DO iterations (best responses, payoff, LP solve, prune) -> evaluate -> report
@@ -13,8 +14,9 @@ import re
 
 from doracle import pipeline as pl
 
-# No `configfile:` here: the jobs read the params files themselves (doracle.pipeline.workflow_experiments).
-WF = pl.Workflow(pl.workflow_experiments(config, workflow.overwrite_configfiles))
+# No `configfile:` here: the jobs read params files themselves. Partial files and --config overrides
+# are resolved, validated and written to results/<experiment>/params.yaml (pipeline.workflow_experiments).
+WF = pl.Workflow(pl.workflow_experiments(workflow.overwrite_configfiles, workflow.config_settings.config))
 P = pl.PATTERNS
 
 # Light jobs run on the submitting host, never as cluster jobs (pipeline.RULE_RESOURCES); the others

@@ -50,12 +50,6 @@ def test_bad_params_stop_the_workflow_before_any_output(tmp_path, override, msg)
     assert not (proj / "results").exists() and not (proj / "logs").exists()
 
 
-def test_config_overrides_are_refused(tmp_path):
-    proj = make_project(tmp_path, params_with(), dvc=False)
-    proc = run(["snakemake", "-n", "--config", "seed=3"], proj, check=False)
-    assert proc.returncode != 0 and "--config overrides" in proc.stdout + proc.stderr
-
-
 def test_a_complete_configfile_is_what_the_jobs_read(tmp_path):
     proj = make_project(tmp_path, params_with(), dvc=False)
     (proj / "other.yaml").write_text(yaml.safe_dump(params_with({"experiment": "other"})))

@@ -36,6 +36,7 @@ def test_dry_run_jobs_equal_dvc_stages():
     """Both default experiments (params.yaml: AT, params-gan.yaml: GAN) in one run, job for job."""
     jobs = dry_run_jobs(ROOT)
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages.pop("check_dag")["cmd"].startswith("doracle dvc-yaml --check")  # DVC's own guard, no job
     dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": set(s.get("deps", []))} for s in stages.values()}
     from doracle import config
 
@@ -56,6 +57,7 @@ def test_dvc_params_are_the_keys_each_job_records():
     from doracle import config, pipeline
 
     stages = iter(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items())
+    assert next(stages)[0] == pipeline.CHECK_STAGE
     for k, file in enumerate(pipeline.default_experiments(ROOT)):
         params = config.load(ROOT / file)
         raw = yaml.safe_load((ROOT / file).read_text())

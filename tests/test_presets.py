@@ -59,10 +59,8 @@ def key_paths(tree: dict, prefix: tuple = ()) -> set[tuple]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_preset_holds_every_key_of_params_yaml(name):
-    """Snakemake merges --configfile over the Snakefile's params.yaml key by key: a map key that
-    params.yaml has and a preset lacks would reach Snakemake's config but not the jobs, and the
-    workflow refuses that (pipeline.workflow_experiments). A preset is complete, so this also keeps its
-    structure params.yaml's."""
+    """A preset is a complete params file (read as written, never merged over params.yaml:
+    config.resolve), with params.yaml's structure: every key params.yaml has, it has."""
     want = key_paths(yaml.safe_load((ROOT / "params.yaml").read_text()))
     have = key_paths(yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()))
     missing = sorted(".".join(k) for k in want - have)

@@ -526,6 +526,51 @@ def set_key(raw: dict, key: str, value: Any) -> dict:
     return merge(raw, dotted_tree({key: value}))
 
 
+def default_experiments(root: str | Path = ".") -> list[str]:
+    """The experiments a plain ``snakemake -c2`` (and ``doracle dvc-yaml``) runs: ``params.yaml``
+    and every ``params-<name>.yaml`` beside it (this repository: params-gan.yaml), one complete
+    params file per experiment. ``--configfile X`` (``dvc-yaml --params X``) runs X alone."""
+    root = Path(root)
+    return [DEFAULT_PARAMS, *sorted(str(p.relative_to(root)) for p in root.glob("params-*.yaml"))]
+
+
+def base_of(raw: dict, root: str | Path = ".") -> str | None:
+    """The default params file that completes a partial one: the first of
+    :func:`default_experiments` playing the same game (no ``game`` key: ``at``), else params.yaml;
+    None when there is none."""
+    root = Path(root)
+    files = [f for f in default_experiments(root) if (root / f).is_file()]
+    game = raw.get("game", "at")
+    for f in files:
+        try:
+            if read_raw(root / f).get("game", "at") == game:
+                return f
+        except ConfigError:
+            continue
+    return DEFAULT_PARAMS if DEFAULT_PARAMS in files else None
+
+
+def resolve(path: str | Path, overrides: dict | None = None, root: str | Path = ".") -> tuple[dict, str | None]:
+    """A params file as the workflow reads it: (the complete raw params, the default file it was
+    completed from or None).
+
+    A *complete* file has every top-level key of its game's default file (:func:`base_of`) and is
+    taken as it stands: what it leaves out of a map (``evaluation.attacks.arc``) is gone. A
+    *partial* file (say ``training: {epochs: 3}``, or an empty one) is merged over that default file
+    key by key (:func:`merge`), as Snakemake merges a ``--configfile``. ``overrides`` (dotted keys or
+    nested mappings, ``--config``'s) are merged last. Not validated: :func:`validate` the result."""
+    raw = read_raw(path)
+    base = base_of(raw, root)
+    completed_from = None
+    if base is not None and Path(root, base).resolve() != Path(path).resolve():
+        base_raw = read_raw(Path(root, base))
+        if any(k not in raw for k in base_raw):
+            raw, completed_from = merge(base_raw, raw), base
+    if overrides:
+        raw = merge(raw, dotted_tree(overrides))
+    return raw, completed_from
+
+
 def check_names(params: Params) -> None:
     """Check every registry name in ``params`` (imports the registries, hence torch)."""
     from doracle.attacks import ATTACKS

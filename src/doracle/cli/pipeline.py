@@ -154,22 +154,43 @@ def cmd_report(args):
 
 
 def cmd_check_params(args):
-    p = _params(args)
-    print(f"{args.params}: valid (experiment {p.experiment!r}, game {p.game}, {p.do.iterations} DO iterations)")
+    from doracle import config
+    from doracle.artifacts import atomic_write_bytes
+
+    raw, base = config.resolve(args.params)
+    source = f"{base} + {args.params}" if base else args.params
+    p = config.validate(raw, source)
+    config.check_names(p)
+    how = f"partial: completed from {base}, as the workflow completes it" if base else "complete"
+    print(f"{args.params}: valid (experiment {p.experiment!r}, game {p.game}, {p.do.iterations} DO iterations; "
+          f"{how})")
     for w in _game(p).warnings(p):
         print(f"warning: {w}", file=sys.stderr)
+    if args.resolved:
+        import yaml
+
+        atomic_write_bytes(args.resolved, yaml.safe_dump(raw, sort_keys=False, width=1000).encode())
+        print(f"wrote the complete params to {args.resolved}")
 
 
 def cmd_dvc_yaml(args):
+    from doracle import config
     from doracle.artifacts import atomic_write_bytes
     from doracle.pipeline import default_experiments, dvc_yaml_text, load_experiments
 
-    text = dvc_yaml_text(load_experiments(args.params or default_experiments()))
+    files = args.params or default_experiments()
+    for f in files:
+        if config.resolve(f)[1]:
+            raise ConfigError(f"{f} is a partial params file: DVC tracks keys in the file its stages read, so "
+                              f"dvc.yaml needs a complete one. Write it with `doracle check-params --params {f} "
+                              f"--resolved complete.yaml` and pass that")
+    text = dvc_yaml_text(load_experiments(files), args.out)
     if args.check:
         current = Path(args.out).read_text() if Path(args.out).is_file() else ""
         if current != text:
-            what = " ".join(args.params or default_experiments())
-            raise ConfigError(f"{args.out} is out of date with {what}: run `doracle dvc-yaml`")
+            raise ConfigError(f"{args.out} is out of date with {' '.join(files)} (do.iterations, baselines.methods, "
+                              f"experiment or game changed, or the pipeline did): run `doracle dvc-yaml"
+                              f"{'' if files == default_experiments() else ' --params ' + ' '.join(files)}` first, then rerun")
         print(f"{args.out} is up to date")
         return
     atomic_write_bytes(args.out, text.encode())
@@ -276,8 +297,10 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="the report folder (written whole, then moved into place)")
     p.set_defaults(handler=cmd_report)
 
-    p = sub.add_parser("check-params", help="validate params.yaml (schema and registry names)")
+    p = sub.add_parser("check-params", help="validate a params file (schema and registry names); a partial "
+                                             "file is completed from its game's default file, as the workflow does")
     common(p, log=False)
+    p.add_argument("--resolved", metavar="OUT", help="also write the complete (resolved) params to OUT")
     p.set_defaults(handler=cmd_check_params)
 
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml: the Snakemake jobs as DVC stages")

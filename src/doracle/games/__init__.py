@@ -38,6 +38,9 @@ class Game:
     stage_params: dict[str, tuple[str, ...]]
     #: the column headed by this label in the report's models table, and how to read it
     headline: str = ""
+    #: params (dotted keys) that change the job graph itself, beyond experiment, game and
+    #: do.iterations (pipeline.DAG_PARAMS): after changing one, dvc.yaml must be regenerated
+    dag_params: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ the job graph
     def train_roles(self, params) -> tuple[str, ...]:

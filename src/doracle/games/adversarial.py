@@ -235,6 +235,7 @@ class AdversarialTraining(Game):
         "metrics": ("seed", "threat_model", "evaluation", "do.tolerance"),
         "report": ("experiment", "game"),
     }
+    dag_params = ("baselines.methods",)
     #: the DO models every AT experiment evaluates (see doracle.evaluation.suite.do_target)
     TARGETS = ("do_mixture", "do_best_member", "do_uniform")
 

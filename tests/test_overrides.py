@@ -1,0 +1,214 @@
+"""Overriding params: Snakemake's --config and partial --configfile files (resolved, validated and
+written as the experiment's params file), `dvc exp run -S`, and `doracle dvc-yaml --params`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from doracle import config
+from project import ROOT, make_project, params_with, run
+
+EXP = "tiny"
+# the jobs up to the DO init: data, the base model, the init (a few seconds each on tiny)
+TARGETS = [f"results/{EXP}/base/model.safetensors", f"results/{EXP}/do/it000/population.json"]
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def dry_run(proj: Path, *args: str, check: bool = True):
+    return run(["snakemake", "-n", "-p", *args], proj, check=check)
+
+
+# ------------------------------------------------------------------ resolution (no Snakemake)
+def test_a_complete_file_stands_as_written_and_may_drop_map_entries(tmp_path):
+    raw = params_with()
+    del raw["evaluation"]["attacks"]["arc"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_with()))
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(raw))
+    resolved, base = config.resolve(tmp_path / "mine.yaml", root=tmp_path)
+    assert base is None and "arc" not in resolved["evaluation"]["attacks"]
+
+
+def test_a_partial_file_completes_from_its_games_default_file(tmp_path):
+    for f in ("params.yaml", "params-gan.yaml"):
+        (tmp_path / f).write_text((ROOT / f).read_text())
+    (tmp_path / "p.yaml").write_text("training: {epochs: 3}\n")
+    raw, base = config.resolve(tmp_path / "p.yaml", root=tmp_path)
+    full = config.read_raw(ROOT / "params.yaml")
+    assert base == "params.yaml"
+    assert raw == config.set_key(full, "training.epochs", 3)
+    (tmp_path / "g.yaml").write_text("game: gan\ngan: {warmup_epochs: 1}\n")
+    raw, base = config.resolve(tmp_path / "g.yaml", root=tmp_path)
+    assert base == "params-gan.yaml" and raw["experiment"] == "digits-gan" and raw["gan"]["warmup_epochs"] == 1
+    assert raw["gan"]["generator_epochs"] == config.read_raw(ROOT / "params-gan.yaml")["gan"]["generator_epochs"]
+    (tmp_path / "e.yaml").write_text("")  # an empty file: params.yaml, not the schema's defaults
+    assert config.resolve(tmp_path / "e.yaml", root=tmp_path) == (full, "params.yaml")
+
+
+def test_dotted_overrides_nest_and_conflicts_are_named():
+    assert config.dotted_tree({"do.iterations": 3, "do.capacity": 2, "seed": 1}) == \
+        {"do": {"iterations": 3, "capacity": 2}, "seed": 1}
+    with pytest.raises(config.ConfigError, match="'do.iterations.x'"):
+        config.dotted_tree({"do.iterations": 3, "do.iterations.x": 1})
+
+
+def test_check_params_resolves_a_partial_file_like_the_workflow(cli, tmp_path):
+    for f in ("params.yaml", "params-gan.yaml"):
+        (tmp_path / f).write_text((ROOT / f).read_text())
+    (tmp_path / "empty.yaml").write_text("")
+    proc = cli("check-params", "--params", "empty.yaml", "--resolved", "full.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "partial: completed from params.yaml" in proc.stdout
+    assert yaml.safe_load((tmp_path / "full.yaml").read_text()) == config.read_raw(ROOT / "params.yaml")
+    (tmp_path / "bad.yaml").write_text("do: {iterations: 0}\n")
+    proc = cli("check-params", "--params", "bad.yaml", cwd=tmp_path)
+    assert proc.returncode != 0 and "params.yaml + bad.yaml: invalid params" in proc.stderr
+    assert "do.iterations" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dvc_yaml_refuses_a_partial_file_and_writes_commands_for_the_file_given(cli, tmp_path):
+    for f in ("params.yaml", "params-gan.yaml"):
+        (tmp_path / f).write_text((ROOT / f).read_text())
+    (tmp_path / "p.yaml").write_text("seed: 3\n")
+    proc = cli("dvc-yaml", "--params", "p.yaml", cwd=tmp_path)
+    assert proc.returncode != 0 and "p.yaml is a partial params file" in proc.stderr
+    assert not (tmp_path / "dvc.yaml").exists()
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(config.set_key(config.read_raw(ROOT / "params.yaml"),
+                                                                   "experiment", "x")))
+    proc = cli("dvc-yaml", "--params", "x.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    stages = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]
+    cmds = [s["cmd"] for s in stages.values()]
+    assert all("--params x.yaml" in c for c in cmds) and not any("params.yaml" in c for c in cmds)
+    assert stages["check_dag"]["cmd"] == "doracle dvc-yaml --check --params x.yaml"
+
+
+# ------------------------------------------------------------------ Snakemake (dry runs)
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("overrides"), params_with(), dvc=False)
+
+
+def test_config_overrides_reach_the_jobs_through_the_resolved_file(proj):
+    out = dry_run(proj, "--config", "do={iterations: 3}", "seed=4").stdout
+    assert "best-response --player defender" in out and "it003" in out and "it004" not in out
+    assert f"--params results/{EXP}/params.yaml" in out and "--params params.yaml" not in out
+    resolved = proj / f"results/{EXP}/params.yaml"
+    raw = yaml.safe_load(resolved.read_text())
+    assert raw == config.merge(params_with(), {"do": {"iterations": 3}, "seed": 4})
+    assert "params.yaml + --config do={iterations: 3} seed=4" in resolved.read_text().splitlines()[0]
+    mtime = resolved.stat().st_mtime_ns
+    dry_run(proj, "--config", "do={iterations: 3}", "seed=4")
+    assert resolved.stat().st_mtime_ns == mtime  # unchanged resolution: not rewritten
+
+
+def test_bad_overrides_stop_the_workflow_naming_the_key(proj):
+    for args, msg in ((["--config", "do={iterations: 0}"], "do.iterations"),
+                      (["--config", "sed=1"], "sed: unknown key"),
+                      (["--config", "threat_model={eps: 2}"], "threat_model.eps")):
+        proc = dry_run(proj, *args, check=False)
+        assert proc.returncode != 0, args
+        assert msg in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr, args
+
+
+def test_a_partial_configfile_completes_from_params_yaml(proj):
+    (proj / "p.yaml").write_text("experiment: other\ndo: {iterations: 1}\n")
+    out = dry_run(proj, "--configfile", "p.yaml").stdout
+    assert "--params results/other/params.yaml" in out and "it002" not in out and f"results/{EXP}/" not in out
+    assert yaml.safe_load((proj / "results/other/params.yaml").read_text()) == \
+        config.merge(params_with(), {"experiment": "other", "do": {"iterations": 1}})
+
+
+def test_a_complete_configfile_without_a_map_entry_is_read_as_it_stands(proj):
+    raw = params_with({"experiment": "noarc"})
+    del raw["evaluation"]["attacks"]["arc"]
+    (proj / "noarc.yaml").write_text(yaml.safe_dump(raw))
+    out = dry_run(proj, "--configfile", "noarc.yaml").stdout
+    assert "--params noarc.yaml" in out and not (proj / "results/noarc").exists()
+
+
+# ------------------------------------------------------------------ same artifacts, real runs
+def _outputs(proj: Path) -> dict:
+    """The weights, the init population and what each artifact records of its params and inputs."""
+    base = proj / f"results/{EXP}"
+    out = {}
+    for f in ("base/model.safetensors", "do/it000/init.safetensors"):
+        meta = json.loads((base / f).with_suffix(".json").read_text())
+        out[f] = (sha(base / f), meta["params"], meta["seed"], meta["inputs"])
+    out["population"] = json.loads((base / "do/it000/population.json").read_text())["state"]
+    return out
+
+
+@pytest.mark.slow
+def test_config_and_partial_configfile_give_the_artifacts_of_the_complete_file(tmp_path):
+    change = {"seed": 1, "training": {"lr": 0.002}}
+    complete = make_project(tmp_path / "complete", params_with(), dvc=False)
+    (complete / "full.yaml").write_text(yaml.safe_dump(params_with(change)))
+    run(["snakemake", "-c2", *TARGETS, "--configfile", "full.yaml"], complete)
+
+    partial = make_project(tmp_path / "partial", params_with(), dvc=False)
+    (partial / "part.yaml").write_text(yaml.safe_dump(change))
+    run(["snakemake", "-c2", *TARGETS, "--configfile", "part.yaml"], partial)
+
+    cli_config = make_project(tmp_path / "config", params_with(), dvc=False)
+    args = ["snakemake", "-c2", *TARGETS, "--config", "seed=1", "training={lr: 0.002}"]
+    run(args, cli_config)
+
+    want = _outputs(complete)
+    assert want["base/model.safetensors"][1]["seed"] == 1  # the override reached the job
+    assert _outputs(partial) == want
+    assert _outputs(cli_config) == want
+    # the same overrides again: nothing to do, nothing rewritten
+    before = {p: p.stat().st_mtime_ns for p in (cli_config / "results").rglob("*") if p.is_file()}
+    proc = run(args, cli_config)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert before == {p: p.stat().st_mtime_ns for p in (cli_config / "results").rglob("*") if p.is_file()}
+
+
+# ------------------------------------------------------------------ dvc exp run -S
+def _git_project(path: Path) -> Path:
+    proj = make_project(path, params_with())
+    run(["git", "config", "user.email", "ci@doracle"], proj)
+    run(["git", "config", "user.name", "ci"], proj)
+    run(["git", "add", "-A"], proj)
+    run(["git", "commit", "-qm", "project"], proj)
+    return proj
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_set_param_reruns_the_stages_that_read_it(tmp_path):
+    proj = _git_project(tmp_path / "exp")
+    run(["dvc", "exp", "run", "-S", "seed=5", "prepare_data"], proj)
+    meta = json.loads((proj / f"results/{EXP}/data/dataset.json").read_text())
+    assert meta["seed"] == 5 and meta["params"]["seed"] == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["do.iterations=3", "baselines.methods=[erm]", "experiment=other"])
+def test_dvc_exp_run_refuses_a_graph_changing_param_before_any_stage(tmp_path, setting):
+    proj = _git_project(tmp_path / "exp")
+    proc = run(["dvc", "exp", "run", "-S", setting], proj, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "dvc.yaml is out of date" in out and "run `doracle dvc-yaml` first" in out, out[-2000:]
+    # the guard ran first, and alone (DVC's checkout may leave empty output folders)
+    assert out.count("Running stage") == 1 and "Running stage 'check_dag'" in out
+    assert not [p for p in (proj / "results").rglob("*") if p.is_file()]
+
+
+def test_the_guard_passes_once_dvc_yaml_is_regenerated(cli, tmp_path):
+    proj = make_project(tmp_path / "p", params_with({"do": {"iterations": 3}}), dvc=False)
+    proc = cli("dvc-yaml", "--check", cwd=proj)
+    assert proc.returncode != 0 and "run `doracle dvc-yaml` first" in proc.stderr
+    assert cli("dvc-yaml", cwd=proj).returncode == 0
+    stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
+    proc = run(stages["check_dag"]["cmd"].split(), proj, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert list(stages)[0] == "check_dag" and "best_response_defender_it003" in stages
