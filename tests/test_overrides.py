@@ -212,3 +212,24 @@ def test_the_guard_passes_once_dvc_yaml_is_regenerated(cli, tmp_path):
     proc = run(stages["check_dag"]["cmd"].split(), proj, check=False)
     assert proc.returncode == 0, proc.stderr
     assert list(stages)[0] == "check_dag" and "best_response_defender_it003" in stages
+
+
+@pytest.mark.parametrize("file", ["params.yaml", "params-gan.yaml"])
+def test_every_key_reaches_dvc_a_stage_or_the_guard(file):
+    """So `dvc exp run -S key=value` is never a silent no-op: each key of the default files is read
+    by a stage that tracks it, or changes the graph (check_dag refuses it), or is a cluster request
+    (`resources`: what a job asks SLURM for, not what it computes)."""
+    from doracle import pipeline
+
+    params, raw = config.load(ROOT / file), config.read_raw(ROOT / file)
+    tracked = set(pipeline.dag_keys(params, raw))
+    for job in pipeline.jobs(params, file):
+        tracked |= set(pipeline.stage_keys(params, *job["stages"]))
+
+    def leaves(node, prefix=""):
+        for k, v in node.items():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"]
+
+    untracked = [k for k in leaves(raw) if not k.startswith("resources.")
+                 and not any(k == t or k.startswith(t + ".") for t in tracked)]
+    assert untracked == []
