@@ -389,7 +389,7 @@ def write_resolved(params: Params, raw: dict, source: str) -> str:
     its content changed (so a rerun with the same overrides stays a no-op); return its path."""
     path = Path(resolved_path(params.experiment))
     text = (f"# Resolved by the doracle workflow from {source}: the params file this experiment's jobs read.\n"
-            "# Rewritten from those sources whenever they change: edit them, not this file.\n"
+            f"# Rewritten only when the resolution changes (params digest {params.digest()[:16]}): edit the sources.\n"
             + yaml.safe_dump(raw, sort_keys=False, width=1000))
     if not path.is_file() or path.read_text() != text:
         artifacts.atomic_write_bytes(path, text.encode())
