@@ -34,8 +34,13 @@ def sha(p) -> str:
     return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
 
-def at_params(**nas_over):
-    return config.validate(params_with({"nas": {**AT_NAS, **nas_over}}))
+def at_raw(over: dict | None = None, **nas_over) -> dict:
+    """The tiny AT params with ``nas`` replaced whole (params.yaml's own space is not merged in)."""
+    return {**params_with(over), "nas": {**AT_NAS, **nas_over}}
+
+
+def at_params(over: dict | None = None, **nas_over):
+    return config.validate(at_raw(over, **nas_over))
 
 
 # ----------------------------------------------------------------------------- the search itself
@@ -131,6 +136,18 @@ def test_the_candidate_with_the_best_payoff_is_chosen_and_trained(at_dir, tmp_pa
     assert rec["chosen"] == families.index(favoured)  # the first of the tied favourites
     model, loaded = classifiers.load(out)
     assert loaded["arch"] == favoured and (type(model.inner).__name__ == "MLP") == (favoured == "doracle_mlp")
+
+
+def test_warm_start_applies_only_when_the_search_chose_the_members_architecture(at_dir, tmp_path):
+    from doracle.games import adversarial
+
+    warm = {"do": {"defender": {"warm_start": True}}}
+    same = at_params(warm, space={"defender": {"doracle_cnn_small": {}}})
+    meta = adversarial.best_response_defender(same, at_dir["data"], at_dir["pop0"], 1, str(tmp_path / "a.safetensors"))
+    assert meta["warm_start_from"] == "d000" and meta["nas"]["trainings"] == 2  # a one-architecture space
+    other = at_params(warm, space={"defender": {"doracle_mlp": {}}})
+    meta = adversarial.best_response_defender(other, at_dir["data"], at_dir["pop0"], 1, str(tmp_path / "b.safetensors"))
+    assert "warm_start_from" not in meta and meta["nas"]["warm_start_skipped"].startswith("d000 is a doracle_cnn_small")
 
 
 def test_a_nas_best_response_is_bit_identical_when_rerun(at_dir, tmp_path):
@@ -257,6 +274,9 @@ def test_a_mixed_architecture_gan_population_evaluates_and_reports(gan_dir, monk
     monkeypatch.chdir(d)
     g0, g1 = gan.load_net(f["init"], "generator", "cpu"), gan.load_net(f["gen"], "generator", "cpu")
     assert type(g0).__name__ == "DCGANGenerator" and type(g1).__name__ == "MLPGenerator"
+    options = read_json(Path(f["gen"]).with_suffix(".json"))["nets"]["generator"]["options"]
+    linears = [m for m in g1.net if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == options["depth"] + 1 and linears[0].out_features == options["width"]
     assert "options" not in read_json(Path(f["init"]).with_suffix(".json"))["nets"]["generator"]
     pay = read_json(f["pay"])
     assert pay["col_ids"] == ["g000", "g001"] and pay["row_ids"] == ["d000", "d001"]
@@ -288,7 +308,7 @@ def test_a_mixed_architecture_gan_population_evaluates_and_reports(gan_dir, monk
 ])
 def test_bad_nas_params_are_refused_naming_the_key(nas_over, msg):
     with pytest.raises(ConfigError) as err:
-        config.validate(params_with({"nas": {**AT_NAS, **nas_over}}))
+        config.validate(at_raw(**nas_over))
     assert msg in str(err.value)
 
 
