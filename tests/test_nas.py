@@ -20,7 +20,7 @@ from doracle.artifacts import read_json
 from doracle.errors import ConfigError
 from doracle.games import nas
 from project import params_with
-from test_gan_game import gan_params
+from test_gan_game import gan_params, run_first_iteration
 
 CLASSIFIERS = {"doracle_cnn_small": {"width": [4, 8], "hidden": [16, 32], "activation": ["relu", "gelu"]},
                "doracle_mlp": {"hidden": [16, 32], "depth": [1, 2], "activation": ["relu", "silu"]}}
@@ -203,10 +203,6 @@ def test_a_mixed_architecture_at_population_plays_evaluates_and_reports(at_dir, 
 def gan_dir(tmp_path_factory):
     """The tiny GAN configuration (DCGAN warm-up) with both players searching MLP families: data,
     reference classifier, init and one iteration, in process at the pipeline's paths."""
-    from doracle.data import prepare
-    from doracle.games import gan
-    from doracle.games.population import prune, solve_meta
-
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("nas_gan")
     cwd = os.getcwd()
@@ -215,20 +211,7 @@ def gan_dir(tmp_path_factory):
         raw = gan_params(do={"iterations": 1, "tolerance": 0.01})
         raw["gan"]["generator_epochs"] = 2  # the full budget differs from the candidates' short one
         p = config.validate({**raw, "nas": GAN_NAS})
-        P = {k: v.replace("{exp}", "tinygan") for k, v in pipeline.PATTERNS.items()}
-        f = {"data": P["data"], "ref": P["model"].format(role="reference"), "init": P["init"],
-             "pop0": P["population"].format(it="000"),
-             "disc": P["strategy"].format(it="001", player="discriminator"),
-             "gen": P["strategy"].format(it="001", player="generator"), "pay": P["payoff"].format(it="001"),
-             "meta": P["meta"].format(it="001"), "pop1": P["population"].format(it="001")}
-        prepare(p, f["data"])
-        gan.train_reference(p, f["data"], f["ref"])
-        gan.init(p, f["data"], f["init"], f["pop0"])
-        gan.best_response(p, "discriminator", f["data"], f["pop0"], 1, f["disc"])
-        gan.best_response(p, "generator", f["data"], f["pop0"], 1, f["gen"])
-        gan.payoff(p, f["data"], f["pop0"], 1, f["disc"], f["gen"], f["pay"])
-        solve_meta(p, f["pop0"], f["pay"], f["meta"])
-        prune(p, f["pop0"], f["pay"], f["meta"], f["pop1"])
+        f = run_first_iteration(p)
         yield p, f, d
     finally:
         os.chdir(cwd)
@@ -344,3 +327,21 @@ def test_default_architectures_are_unchanged_by_the_new_options():
     from doracle.models.small import ACTIVATIONS
 
     assert tuple(ACTIVATIONS) == models.ACTIVATION_NAMES
+
+
+@pytest.mark.slow
+def test_snakemake_runs_a_searching_at_experiment_and_reports_the_search(tmp_path):
+    """The real workflow (Snakemake, 2 cores, about 2 minutes) on the tiny AT configuration with
+    the defender searching MLPs for one DO iteration: the report shows the search."""
+    from project import make_project, run
+
+    raw = at_raw({"do": {"iterations": 1}, "baselines": {"methods": ["erm"]}}, candidates=2,
+                 space={"defender": {"doracle_mlp": {"hidden": [16, 32], "activation": ["relu", "gelu"]}}})
+    proj = make_project(tmp_path / "proj", raw, dvc=False)
+    run(["snakemake", "-c2"], proj)
+    res = proj / "results/tiny"
+    meta = read_json(res / "do/it001/defender.json")
+    assert meta["arch"] == "doracle_mlp" and meta["nas"]["trainings"] == 3 and "nas" in meta["params"]
+    summary = (res / "report/summary.md").read_text()
+    assert "## Architecture search" in summary and summary.count("| 1 | defender | d001 |") == 2
+    assert "| d001 | defender | doracle_mlp (hidden=" in summary
