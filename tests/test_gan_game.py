@@ -155,6 +155,30 @@ def test_each_gan_stage_tracks_only_what_it_reads():
 # ----------------------------------------------------------------------------- jobs on artifacts
 
 
+def run_first_iteration(p) -> dict:
+    """Data, reference classifier, init and one DO iteration (both best responses, payoff, solve,
+    prune) in process, at the pipeline's paths below the working directory; returns the paths."""
+    from doracle.data import prepare
+    from doracle.games import gan
+    from doracle.games.population import prune, solve_meta
+
+    P = {k: v.replace("{exp}", p.experiment) for k, v in pipeline.PATTERNS.items()}
+    f = {"data": P["data"], "ref": P["model"].format(role="reference"), "init": P["init"],
+         "pop0": P["population"].format(it="000"), "disc": P["strategy"].format(it="001", player="discriminator"),
+         "gen": P["strategy"].format(it="001", player="generator"), "pay": P["payoff"].format(it="001"),
+         "meta": P["meta"].format(it="001"), "pop1": P["population"].format(it="001"),
+         "base": P["baseline"].format(method="base_gan")}
+    prepare(p, f["data"])
+    gan.train_reference(p, f["data"], f["ref"])
+    gan.init(p, f["data"], f["init"], f["pop0"])
+    gan.best_response(p, "discriminator", f["data"], f["pop0"], 1, f["disc"])
+    gan.best_response(p, "generator", f["data"], f["pop0"], 1, f["gen"])
+    gan.payoff(p, f["data"], f["pop0"], 1, f["disc"], f["gen"], f["pay"])
+    solve_meta(p, f["pop0"], f["pay"], f["meta"])
+    prune(p, f["pop0"], f["pay"], f["meta"], f["pop1"])
+    return f
+
+
 @pytest.fixture(scope="module")
 def jobs_dir(tmp_path_factory):
     """Data, reference classifier, init, one DO iteration (both best responses, payoff, solve,
@@ -162,30 +186,15 @@ def jobs_dir(tmp_path_factory):
     (metrics add up the compute of the jobs upstream of each model)."""
     import os
 
-    from doracle.data import prepare
     from doracle.games import gan
-    from doracle.games.population import prune, solve_meta
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("ganjobs")
     cwd = os.getcwd()
     os.chdir(d)
     p = config.validate(gan_params(do={"iterations": 1, "tolerance": 0.01}))
-    P = {k: v.replace("{exp}", "tinygan") for k, v in pipeline.PATTERNS.items()}
-    f = {"data": P["data"], "ref": P["model"].format(role="reference"), "init": P["init"],
-         "pop0": P["population"].format(it="000"), "disc": P["strategy"].format(it="001", player="discriminator"),
-         "gen": P["strategy"].format(it="001", player="generator"), "pay": P["payoff"].format(it="001"),
-         "meta": P["meta"].format(it="001"), "pop1": P["population"].format(it="001"),
-         "base": P["baseline"].format(method="base_gan")}
     try:
-        prepare(p, f["data"])
-        gan.train_reference(p, f["data"], f["ref"])
-        gan.init(p, f["data"], f["init"], f["pop0"])
-        gan.best_response(p, "discriminator", f["data"], f["pop0"], 1, f["disc"])
-        gan.best_response(p, "generator", f["data"], f["pop0"], 1, f["gen"])
-        gan.payoff(p, f["data"], f["pop0"], 1, f["disc"], f["gen"], f["pay"])
-        solve_meta(p, f["pop0"], f["pay"], f["meta"])
-        prune(p, f["pop0"], f["pay"], f["meta"], f["pop1"])
+        f = run_first_iteration(p)
         gan.train_base_gan(p, f["data"], f["base"])
         yield p, f, d
     finally:

@@ -37,7 +37,7 @@ def stage_keys(params: Params, *stages: str) -> list[str]:
         else:
             from doracle.games import game_of
 
-            keys += game_of(params).stage_params[s]
+            keys += game_of(params).stage_keys(params, s)
     return list(dict.fromkeys(keys))
 
 

@@ -70,6 +70,16 @@ class Game:
         """Valid but doubtful settings, for ``doracle check-params`` to print."""
         return []
 
+    def stage_keys(self, params, stage: str) -> tuple[str, ...]:
+        """The params ``stage`` reads: :attr:`stage_params`, plus the whole ``nas`` section for the
+        best response of a player that searches architectures (``nas.searches``). A search that is
+        off reads nothing else, so default runs neither track nor record ``nas``."""
+        keys = self.stage_params[stage]
+        player = stage.removeprefix("best_response_")
+        if player != stage and params.nas.searches(player):
+            keys = (*keys, "nas")
+        return keys
+
     def strategy_id(self, player: str, iteration: int) -> str:
         return f"{self.id_prefixes[self.players.index(player)]}{iteration:03d}"
 

@@ -162,15 +162,55 @@ def best_response_defender(params: Params, data_path: str, state_path: str, iter
     strategies = [AttackerStrategy(c, *_load_attacker(doc, c, "cpu"), models) for c in ids]
     opponent = {"ids": ids, "probs": probs, "weight": cfg.opponent_weight, "opponent": Opponent(strategies, probs),
                 "materialized": {s.sid: "cache" if s.cached is not None else "on_the_fly" for s in strategies}}
+    keys = stage_params(params, "best_response_defender")
+    common = dict(defense=cfg.defense, epochs=cfg.epochs or params.training.epochs, seed=seed, device=device,
+                  inputs=[data_path, state_path], stage_keys=keys, desc=f"it{iteration:03d} defender",
+                  role="do_defender", iteration=iteration, opponent=opponent)
+    arch, options, found = params.model.arch, {}, {}
+    if params.nas.searches("defender"):
+        xs = [_load_attacker(doc, c, device)[0]["x_payoff"] for c in ids]
+        arch, options, found = _search_defender(params, ds, opponent, xs, probs, seed, device, iteration)
     warm = {}
     if cfg.warm_start:
         start = best_member(state)
-        warm = {"init": _load_strategy(doc, start, device), "warm_start_from": start}
-    return classifiers.train_and_save(params, ds, out, arch=params.model.arch, defense=cfg.defense, epochs=cfg.epochs or params.training.epochs,
-                           seed=seed, device=device, inputs=[data_path, state_path],
-                           stage_keys=stage_params(params, "best_response_defender"),
-                           desc=f"it{iteration:03d} defender", role="do_defender", iteration=iteration,
-                           opponent=opponent, **warm)
+        member, member_meta = classifiers.load(checked_ref(doc, start)["path"], device)
+        if (member_meta["arch"], member_meta.get("arch_options", {})) == (arch, options):
+            warm = {"init": member, "warm_start_from": start}
+        else:  # DONAS chose another architecture than the best member's: train from scratch
+            found["warm_start_skipped"] = f"{start} is a {member_meta['arch']} {member_meta.get('arch_options', {})}"
+    if found:
+        runtime.setup(seed, params.device, params.threads)  # the full training starts as a plain one would
+    return classifiers.train_and_save(params, ds, out, arch=arch, arch_options=options,
+                                      extra_compute=found.get("compute"), **common, **warm,
+                                      **({"nas": found} if found else {}))
+
+
+def _search_defender(params: Params, ds: Dataset, opponent: dict, xs: list, probs: list[float], seed: int,
+                     device: str, iteration: int) -> tuple[str, dict, dict]:
+    """DONAS for the defender: candidates trained for ``nas.short_epochs`` against the attacker
+    mixture, scored by their expected payoff-split accuracy under it (the payoff job's cells)."""
+    from doracle.games import nas
+
+    cfg = params.nas
+    cand_seed = runtime.derive_seed(seed, "nas")
+
+    def train_and_score(arch, options):
+        runtime.setup(cand_seed, params.device, params.threads)  # every candidate starts alike
+        model, stats = classifiers.fit(params, ds, arch=arch, options=options, defense=params.do.defender.defense,
+                                       epochs=cfg.short_epochs, seed=cand_seed, device=device, opponent=opponent,
+                                       desc=f"it{iteration:03d} defender candidate {arch}")
+        cells = [_cell(model, x, ds.y["payoff"]) for x in xs]
+        score = sum(p * acc for p, (acc, _, _) in zip(probs, cells, strict=True))
+        return score, {"epochs": cfg.short_epochs, "cells": [acc for acc, _, _ in cells],
+                       "train_seconds": stats["train_seconds"],
+                       "compute": compute.add(stats["compute"], *(c for _, _, c in cells))}
+
+    result = nas.search(cfg.space["defender"], candidates=cfg.candidates, seed=cand_seed, direction="maximize",
+                        train_and_score=train_and_score)
+    arch, options = nas.chosen(result)
+    found = nas.record(result, params.do.defender.epochs or params.training.epochs)
+    found["compute"] = compute.add(*(c["compute"] for c in result["candidates"]))
+    return arch, options, found
 
 
 def best_response_attacker(params: Params, data_path: str, state_path: str, iteration: int, out: str) -> dict:

@@ -6,19 +6,47 @@ from pathlib import Path
 
 import torch
 
-from doracle import artifacts, models
+from doracle import artifacts, compute, models
 from doracle.artifacts import sha256_file
 from doracle.data import Dataset
 
 
-def build(arch: str, data_meta: dict):
+def build(arch: str, data_meta: dict, options: dict | None = None):
+    """Classifier ``arch`` with its architecture ``options`` (width, hidden, ...) for the data."""
     c, h, w = data_meta["shape"]
     return models.create(arch, num_classes=int(data_meta["num_classes"]), in_chans=c, img_size=h,
-                         mean=data_meta["mean"], std=data_meta["std"])
+                         mean=data_meta["mean"], std=data_meta["std"], **(options or {}))
 
 
-def new_classifier(arch: str, ds: Dataset, device: str):
-    return build(arch, ds.meta).to(device)
+def new_classifier(arch: str, ds: Dataset, device: str, options: dict | None = None):
+    return build(arch, ds.meta, options).to(device)
+
+
+def arch_record(arch: str, options: dict | None) -> dict:
+    """The sidecar keys naming an architecture: ``arch``, and ``arch_options`` only when there are
+    any (so files of default architectures keep their bytes)."""
+    return {"arch": arch, **({"arch_options": dict(options)} if options else {})}
+
+
+def fit(params, ds: Dataset, *, arch: str, options: dict | None, defense: str, epochs: int, seed: int, device: str,
+        desc: str, opponent: dict | None = None, init=None, checkpoint=None, fingerprint: str = ""):
+    """A fresh classifier ``arch`` (``options``; or ``init``'s weights) trained with ``defense`` (and
+    the DO ``opponent`` term): (model, training stats). Nothing is saved."""
+    from doracle.defenses import make_defense
+    from doracle.defenses.training import accuracy, place_training_split, train
+
+    model = new_classifier(arch, ds, device, options)
+    if init is not None:  # warm start: the architecture is the same, the weights a member's
+        model.load_state_dict(init.state_dict())
+    kwargs = {} if opponent is None else {"opponent": opponent["opponent"], "opponent_weight": opponent["weight"]}
+    x_train, placement = place_training_split(ds.x["train"], device, params.training.data_placement)
+    y_train = ds.y["train"].to(x_train.device)
+    stats = train(model, make_defense(defense, params), x_train, y_train, params.training,
+                  epochs=epochs, seed=seed, desc=desc, checkpoint=checkpoint, fingerprint=fingerprint,
+                  augmentation=params.augmentation, **kwargs)
+    stats["data_placement"] = placement
+    stats["train_accuracy"] = accuracy(model, x_train, y_train)
+    return model, stats
 
 
 def data_ref(ds: Dataset) -> dict:
@@ -27,37 +55,31 @@ def data_ref(ds: Dataset) -> dict:
 
 
 def train_and_save(params, ds: Dataset, out: str, *, arch: str, defense: str, epochs: int, seed: int, device: str,
-                    inputs: list[str], stage_keys: dict, desc: str, **extra) -> dict:
-    """Train a fresh classifier ``arch`` with ``defense`` (``extra`` may carry the DO opponent term
-    and a warm start ``init``), save it with its metadata, return the metadata. The AT game's base
-    model, baselines and defender best responses, and the GAN game's reference classifier."""
-    from doracle.defenses import make_defense, resume
-    from doracle.defenses.training import accuracy, place_training_split, train
+                   inputs: list[str], stage_keys: dict, desc: str, arch_options: dict | None = None,
+                   extra_compute: dict | None = None, **extra) -> dict:
+    """Train a fresh classifier ``arch`` (with ``arch_options``) with ``defense`` (``extra`` may carry
+    the DO opponent term and a warm start ``init``), save it with its metadata, return the metadata.
+    ``extra_compute``: compute the job spent before this training (an architecture search), added
+    to the recorded ``compute``. The AT game's base model, baselines and defender best responses,
+    and the GAN game's reference classifier."""
+    from doracle.defenses import resume
 
     opponent = extra.pop("opponent", None)
-    model = new_classifier(arch, ds, device)
     init = extra.pop("init", None)
-    if init is not None:  # warm start: the architecture is the same, the weights a member's
-        model.load_state_dict(init.state_dict())
-    kwargs = {}
     if opponent is not None:
-        kwargs = {"opponent": opponent["opponent"], "opponent_weight": opponent["weight"]}
         extra["opponent"] = {k: opponent[k] for k in ("ids", "probs", "weight", "materialized")}
     # a resumable state is only resumed by the same job: same params, seed, inputs and opponents
     fingerprint = artifacts.digest({"params": stage_keys, "seed": seed, "defense": defense, "epochs": epochs,
                                     "inputs": {p: sha256_file(p) for p in inputs},
-                                    **{k: v for k, v in extra.items() if k != "init"}})
+                                    **({"arch_options": arch_options} if arch_options else {}), **extra})
     ckpt = resume.checkpoint_path(out)
-    x_train, placement = place_training_split(ds.x["train"], device, params.training.data_placement)
-    y_train = ds.y["train"].to(x_train.device)
-    stats = train(model, make_defense(defense, params), x_train, y_train, params.training,
-                  epochs=epochs, seed=seed, desc=desc, checkpoint=ckpt, fingerprint=fingerprint,
-                  augmentation=params.augmentation, **kwargs)
-    stats["data_placement"] = placement
-    stats["train_accuracy"] = accuracy(model, x_train, y_train)
+    model, stats = fit(params, ds, arch=arch, options=arch_options, defense=defense, epochs=epochs, seed=seed,
+                       device=device, desc=desc, opponent=opponent, init=init, checkpoint=ckpt,
+                       fingerprint=fingerprint)
     meta = artifacts.metadata("classifier", params=stage_keys, seed=seed, inputs=inputs, defense=defense,
-                              arch=arch, data=data_ref(ds), training=stats, device=device,
-                              compute=stats["compute"], **extra)
+                              **arch_record(arch, arch_options), data=data_ref(ds), training=stats, device=device,
+                              compute=compute.add(stats["compute"], extra_compute) if extra_compute
+                              else stats["compute"], **extra)
     save(out, model, meta)
     resume.remove(ckpt)
     return meta
@@ -71,6 +93,6 @@ def load(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the classifier recorded in ``path``'s sidecar and load its (hash-checked) weights."""
     state, meta = artifacts.load_tensors(path, device)
     with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
-        model = build(meta["arch"], meta["data"])
+        model = build(meta["arch"], meta["data"], meta.get("arch_options"))
     model.load_state_dict(state)
     return model.to(device).eval(), meta

@@ -62,21 +62,32 @@ ROLES = ("generator", "discriminator")
 # ----------------------------------------------------------------------------- networks on disk
 
 
-def _net_spec(params: Params, role: str, shape) -> dict:
+def _net_spec(params: Params, role: str, shape, arch: str | None = None, options: dict | None = None) -> dict:
+    """A network's architecture as its sidecar records it (``options`` only when there are any, so
+    files of the default architectures keep their bytes); ``arch`` defaults to params' family."""
     c, h, _ = shape
-    arch = params.gan.generator if role == "generator" else params.gan.discriminator
+    arch = arch or (params.gan.generator if role == "generator" else params.gan.discriminator)
     return {"role": role, "arch": arch, "img_size": int(h), "in_chans": int(c), "latent_dim": params.gan.latent_dim,
-            "spectral_norm": params.gan.spectral_norm}
+            "spectral_norm": params.gan.spectral_norm, **({"options": dict(options)} if options else {})}
 
 
 def _build(spec: dict):
     return models.create_gan(spec["arch"], spec["role"], img_size=spec["img_size"], in_chans=spec["in_chans"],
-                             latent_dim=spec["latent_dim"], spectral_norm=spec["spectral_norm"])
+                             latent_dim=spec["latent_dim"], spectral_norm=spec["spectral_norm"],
+                             **spec.get("options", {}))
 
 
-def new_net(params: Params, role: str, shape, device: str):
+def new_net(params: Params, role: str, shape, device: str, arch: str | None = None, options: dict | None = None):
     """A freshly initialised network (weights from torch's global generator: seed it first)."""
-    return _build(_net_spec(params, role, shape)).to(device)
+    return _build(_net_spec(params, role, shape, arch, options)).to(device)
+
+
+def net_spec_of(path: str, role: str) -> dict:
+    """The architecture the sidecar of ``path`` records for its ``role`` network."""
+    spec = artifacts.read_json(artifacts.sidecar(path)).get("nets", {}).get(role)
+    if spec is None:
+        raise ArtifactError(f"{path}: holds no {role}")
+    return spec
 
 
 def save_nets(path: str, nets: dict, specs: dict, meta: dict) -> None:
@@ -202,24 +213,74 @@ def best_response(params: Params, player: str, data: str, state_path: str, itera
     me, them = ("row", "col") if player == "discriminator" else ("col", "row")
     ids, probs = support(state, them)
     opponents = [_load_strategy(doc, i, device) for i in ids]
-    net = new_net(params, player, ds.shape, device)
+    arch, options, found = None, {}, {}
+    if params.nas.searches(player):
+        arch, options, found = _search(params, player, ds, opponents, probs, seed, device, iteration)
+        runtime.setup(seed, params.device, params.threads)  # the full training starts as a plain one would
+    spec = _net_spec(params, player, ds.shape, arch, options)
+    net = _build(spec).to(device)
     extra = {}
     if params.gan.warm_start:
         start = best_member(state, me)
-        net.load_state_dict(_load_strategy(doc, start, device).state_dict())
-        extra["warm_start_from"] = start
-    optim = _optim(params)
-    if player == "generator":
-        stats = train_generator(net, opponents, probs, optim=optim, seed=seed, desc=f"it{iteration:03d} generator",
-                                steps=params.gan.generator_epochs * _steps_per_epoch(params, len(ds.y["train"])))
-    else:
-        stats = train_discriminator(net, opponents, probs, ds.x["train"], epochs=params.gan.discriminator_epochs,
-                                    optim=optim, seed=seed, desc=f"it{iteration:03d} discriminator")
+        member = checked_ref(doc, start)["path"]
+        if net_spec_of(member, player) == spec:
+            net.load_state_dict(_load_strategy(doc, start, device).state_dict())
+            extra["warm_start_from"] = start
+        else:  # DONAS chose another architecture than the best member's: train from scratch
+            found["warm_start_skipped"] = f"{start} is another architecture"
+    stats = _train_player(params, player, net, opponents, probs, ds, seed, f"it{iteration:03d} {player}")
     meta = artifacts.metadata("gan", params=stage_params(params, stage), seed=seed, inputs=[data, state_path],
                               role=player, iteration=iteration, opponent={"ids": ids, "probs": probs},
-                              training=stats, compute=stats["compute"], device=device, **extra)
-    save_nets(out, {player: net}, {player: _net_spec(params, player, ds.shape)}, meta)
+                              training=stats, compute=compute.add(stats["compute"], found["compute"]) if found
+                              else stats["compute"], device=device, **extra, **({"nas": found} if found else {}))
+    save_nets(out, {player: net}, {player: spec}, meta)
     return meta
+
+
+def _train_player(params: Params, player: str, net, opponents: list, probs: list[float], ds, seed: int, desc: str,
+                  epochs: int | None = None) -> dict:
+    """A best response's training: ``epochs`` (default: the player's ``gan.*_epochs``) against the
+    opponent mixture."""
+    optim = _optim(params)
+    if player == "generator":
+        steps = (epochs or params.gan.generator_epochs) * _steps_per_epoch(params, len(ds.y["train"]))
+        return train_generator(net, opponents, probs, optim=optim, seed=seed, desc=desc, steps=steps)
+    return train_discriminator(net, opponents, probs, ds.x["train"], epochs=epochs or params.gan.discriminator_epochs,
+                               optim=optim, seed=seed, desc=desc)
+
+
+def _search(params: Params, player: str, ds, opponents: list, probs: list[float], seed: int, device: str,
+            iteration: int) -> tuple[str, dict, dict]:
+    """DONAS for a GAN player: candidates trained for ``nas.short_epochs`` (player-epochs) against
+    the opponent mixture, scored by their expected V against it on the payoff split and the fixed
+    payoff latents (the payoff job's cells); the discriminator maximises, the generator minimises."""
+    from doracle.games import nas
+
+    cfg = params.nas
+    cand_seed = runtime.derive_seed(seed, "nas")
+    z = _latents(params)
+
+    def train_and_score(arch, options):
+        runtime.setup(cand_seed, params.device, params.threads)  # every candidate starts alike
+        net = new_net(params, player, ds.shape, device, arch, options)
+        stats = _train_player(params, player, net, opponents, probs, ds, cand_seed,
+                              f"it{iteration:03d} {player} candidate {arch}", epochs=cfg.short_epochs)
+        with compute.PassCounter([net, *opponents]) as counter:
+            cells = [payoff_cell(net, o, ds.x["payoff"], z) if player == "generator" else
+                     payoff_cell(o, net, ds.x["payoff"], z) for o in opponents]
+        score = sum(p * c.value for p, c in zip(probs, cells, strict=True))
+        return score, {"epochs": cfg.short_epochs, "cells": [c.value for c in cells],
+                       "train_seconds": stats["train_seconds"], "compute": compute.add(stats["compute"],
+                                                                                       counter.to_json())}
+
+    result = nas.search(cfg.space[player], candidates=cfg.candidates, seed=cand_seed,
+                        direction="maximize" if player == "discriminator" else "minimize",
+                        train_and_score=train_and_score)
+    arch, options = nas.chosen(result)
+    full = params.gan.generator_epochs if player == "generator" else params.gan.discriminator_epochs
+    found = nas.record(result, full)
+    found["compute"] = compute.add(*(c["compute"] for c in result["candidates"]))
+    return arch, options, found
 
 
 def payoff(params: Params, data: str, state_path: str, iteration: int, row: str, col: str, out: str) -> dict:

@@ -20,6 +20,22 @@ OWN_MODELS = ("doracle_cnn_small", "doracle_mlp", "doracle_preact_resnet18", "do
 GAN_GENERATORS = ("doracle_gen_mlp", "doracle_gen_dcgan")
 GAN_DISCRIMINATORS = ("doracle_disc_mlp", "doracle_disc_dcgan")
 GAN_MODELS = GAN_GENERATORS + GAN_DISCRIMINATORS
+#: the architecture options each of doracle's families takes (``create(name, ..., **options)``,
+#: ``create_gan``; known here so that an architecture search space validates without torch)
+ARCH_OPTIONS = {
+    "doracle_cnn_small": ("width", "hidden", "depth", "activation"),
+    "doracle_mlp": ("hidden", "depth", "activation"),
+    "doracle_preact_resnet18": (),
+    "doracle_wrn28_10": (),
+    "doracle_wrn34_10": (),
+    "doracle_gen_mlp": ("width", "depth", "activation"),
+    "doracle_disc_mlp": ("width", "depth", "activation"),
+    "doracle_gen_dcgan": ("width",),
+    "doracle_disc_dcgan": ("width", "batch_norm"),
+}
+#: values of the ``activation`` option (doracle.models.small.ACTIVATIONS; the MLP GAN models also
+#: take leaky_relu, their default)
+ACTIVATION_NAMES = ("relu", "gelu", "silu", "tanh", "leaky_relu")
 
 
 def check_arch(name: str) -> None:
@@ -35,8 +51,9 @@ def check_arch(name: str) -> None:
                           f"(any timm model name also works)")
 
 
-def create(name: str, *, num_classes: int, in_chans: int, img_size: int, mean, std):
-    """Build a classifier by registered name; ``mean``/``std`` are per-channel input statistics."""
+def create(name: str, *, num_classes: int, in_chans: int, img_size: int, mean, std, **options):
+    """Build a classifier by registered name; ``mean``/``std`` are per-channel input statistics,
+    ``options`` the family's architecture options (:data:`ARCH_OPTIONS`: width, hidden, ...)."""
     import timm
 
     from doracle.models import resnets, small  # noqa: F401 (resnets: registers its models)
@@ -44,7 +61,9 @@ def create(name: str, *, num_classes: int, in_chans: int, img_size: int, mean, s
     check_arch(name)
     if name in OWN_MODELS:
         return timm.create_model(name, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-                                 mean=tuple(mean), std=tuple(std))
+                                 mean=tuple(mean), std=tuple(std), **options)
+    if options:
+        raise ValueError(f"{name}: architecture options {sorted(options)} are for doracle's own models only")
     # Any other timm model: wrap it so that normalisation happens inside.
     inner = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, pretrained=False)
     return small.Normalized(inner, mean, std)

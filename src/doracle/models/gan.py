@@ -11,7 +11,8 @@ Contract (the GAN counterpart of the classifiers' RobustBench contract):
 Models (``timm.create_model(name, latent_dim=100, img_size=28, in_chans=1, spectral_norm=False,
 width=...)``):
 
-- ``doracle_gen_mlp`` / ``doracle_disc_mlp``: fully connected nets with LeakyReLU(0.2), the
+- ``doracle_gen_mlp`` / ``doracle_disc_mlp``: fully connected nets with LeakyReLU(0.2) (option
+  ``activation``), the
   vanilla GAN of Goodfellow et al. 2014 as the DO-GAN authors' MNIST prototype uses it. The
   generator's hidden widths double from ``width`` (128, 256, 512 by default) and it ends in a
   sigmoid; the discriminator's halve down to ``width`` (512, 256).
@@ -40,6 +41,9 @@ import torch
 from timm.models import register_model
 from torch import nn
 from torch.nn.utils import parametrizations
+
+from doracle.models import ARCH_OPTIONS
+from doracle.models.small import make_activation
 
 
 def pyramid(img_size: int) -> tuple[int, int]:
@@ -74,13 +78,13 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 class MLPGenerator(nn.Module):
-    def __init__(self, latent_dim=100, img_size=28, in_chans=1, width=128, depth=3):
+    def __init__(self, latent_dim=100, img_size=28, in_chans=1, width=128, depth=3, activation="leaky_relu"):
         super().__init__()
         self.latent_dim, self.img_shape = latent_dim, (in_chans, img_size, img_size)
         layers: list[nn.Module] = []
         d = latent_dim
         for i in range(depth):
-            layers += [nn.Linear(d, width * 2**i), nn.LeakyReLU(0.2)]
+            layers += [nn.Linear(d, width * 2**i), make_activation(activation)]
             d = width * 2**i
         layers.append(nn.Linear(d, in_chans * img_size * img_size))
         self.net = nn.Sequential(*layers)
@@ -90,13 +94,13 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    def __init__(self, img_size=28, in_chans=1, width=256, depth=2):
+    def __init__(self, img_size=28, in_chans=1, width=256, depth=2, activation="leaky_relu"):
         super().__init__()
         self.img_shape = (in_chans, img_size, img_size)
         layers: list[nn.Module] = [nn.Flatten()]
         d = in_chans * img_size * img_size
         for i in reversed(range(depth)):
-            layers += [nn.Linear(d, width * 2**i), nn.LeakyReLU(0.2)]
+            layers += [nn.Linear(d, width * 2**i), make_activation(activation)]
             d = width * 2**i
         layers.append(nn.Linear(d, 1))
         self.net = nn.Sequential(*layers)
@@ -153,17 +157,17 @@ def _build(name: str, cls, pretrained: bool, spectral_norm: bool, kwargs: dict, 
 
 @register_model
 def doracle_gen_mlp(pretrained=False, latent_dim=100, img_size=28, in_chans=1, spectral_norm=False, **kwargs):
-    """MLP generator (vanilla GAN; the DO-GAN prototype's MNIST net). Options: width, depth."""
+    """MLP generator (vanilla GAN; the DO-GAN prototype's MNIST net). Options: width, depth, activation."""
     return _build("doracle_gen_mlp", MLPGenerator, pretrained, spectral_norm,
                   dict(kwargs, latent_dim=latent_dim, img_size=img_size, in_chans=in_chans),
-                  ("latent_dim", "img_size", "in_chans", "width", "depth"))
+                  ("latent_dim", "img_size", "in_chans", *ARCH_OPTIONS["doracle_gen_mlp"]))
 
 
 @register_model
 def doracle_disc_mlp(pretrained=False, img_size=28, in_chans=1, spectral_norm=False, **kwargs):
-    """MLP discriminator (vanilla GAN). Options: width, depth. ``latent_dim`` is accepted and ignored."""
+    """MLP discriminator (vanilla GAN). Options: width, depth, activation. ``latent_dim`` is accepted and ignored."""
     return _build("doracle_disc_mlp", MLPDiscriminator, pretrained, spectral_norm,
-                  dict(kwargs, img_size=img_size, in_chans=in_chans), ("img_size", "in_chans", "width", "depth"))
+                  dict(kwargs, img_size=img_size, in_chans=in_chans), ("img_size", "in_chans", *ARCH_OPTIONS["doracle_disc_mlp"]))
 
 
 @register_model
@@ -171,7 +175,7 @@ def doracle_gen_dcgan(pretrained=False, latent_dim=100, img_size=32, in_chans=3,
     """DCGAN generator (Radford et al. 2016). Option: width (channels of the last hidden layer)."""
     return _build("doracle_gen_dcgan", DCGANGenerator, pretrained, spectral_norm,
                   dict(kwargs, latent_dim=latent_dim, img_size=img_size, in_chans=in_chans),
-                  ("latent_dim", "img_size", "in_chans", "width"))
+                  ("latent_dim", "img_size", "in_chans", *ARCH_OPTIONS["doracle_gen_dcgan"]))
 
 
 @register_model
@@ -180,4 +184,4 @@ def doracle_disc_dcgan(pretrained=False, img_size=32, in_chans=3, spectral_norm=
     batch_norm = (not spectral_norm) if batch_norm is None else batch_norm
     return _build("doracle_disc_dcgan", DCGANDiscriminator, pretrained, spectral_norm,
                   dict(kwargs, img_size=img_size, in_chans=in_chans, batch_norm=batch_norm),
-                  ("img_size", "in_chans", "width", "batch_norm"))
+                  ("img_size", "in_chans", *ARCH_OPTIONS["doracle_disc_dcgan"]))

@@ -6,6 +6,8 @@ import torch
 from timm.models import register_model
 from torch import nn
 
+from doracle.models import ARCH_OPTIONS as OPTIONS
+
 
 class Normalized(nn.Module):
     """(x - mean) / std inside the model, so attacks work in [0, 1] input space."""
@@ -20,15 +22,31 @@ class Normalized(nn.Module):
         return self.inner((x - self.mean) / self.std)
 
 
+#: the ``activation`` option of the small classifiers (and the MLP GAN models): name -> module
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh,
+               "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+
+
+def make_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
 class SmallCNN(nn.Module):
-    def __init__(self, num_classes=10, in_chans=1, width=32, hidden=128):
+    """``depth`` 3x3 conv layers (``width``, then ``2 * width`` channels) + a one-hidden-layer head.
+    The defaults (depth 2, relu) are the original network, module for module."""
+
+    def __init__(self, num_classes=10, in_chans=1, width=32, hidden=128, depth=2, activation="relu"):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_chans, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4),
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 16, hidden), nn.ReLU(),
+        layers: list[nn.Module] = []
+        c = in_chans
+        for i in range(depth):
+            out = width if i == 0 else 2 * width
+            layers += [nn.Conv2d(c, out, 3, padding=1), make_activation(activation)]
+            c = out
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * 16, hidden), make_activation(activation),
                                   nn.Linear(hidden, num_classes))
 
     def forward(self, x):
@@ -36,12 +54,12 @@ class SmallCNN(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, num_classes=10, in_features=64, hidden=256, depth=2):
+    def __init__(self, num_classes=10, in_features=64, hidden=256, depth=2, activation="relu"):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         d = in_features
         for _ in range(depth):
-            layers += [nn.Linear(d, hidden), nn.ReLU()]
+            layers += [nn.Linear(d, hidden), make_activation(activation)]
             d = hidden
         layers.append(nn.Linear(d, num_classes))
         self.net = nn.Sequential(*layers)
@@ -63,17 +81,17 @@ def _stats(in_chans, mean, std):
 
 @register_model
 def doracle_cnn_small(pretrained=False, num_classes=10, in_chans=1, img_size=8, mean=None, std=None, **kwargs):
-    """Two 3x3 conv layers + MLP head (about 0.3M parameters)."""
+    """Two 3x3 conv layers + MLP head (about 0.3M parameters). Options: width, hidden, depth, activation."""
     if pretrained:
         raise ValueError("doracle_cnn_small has no pretrained weights")
     mean, std = _stats(in_chans, mean, std)
-    return Normalized(SmallCNN(num_classes, in_chans, **_own(kwargs, ("width", "hidden"))), mean, std)
+    return Normalized(SmallCNN(num_classes, in_chans, **_own(kwargs, OPTIONS["doracle_cnn_small"])), mean, std)
 
 
 @register_model
 def doracle_mlp(pretrained=False, num_classes=10, in_chans=1, img_size=8, mean=None, std=None, **kwargs):
-    """A 2-hidden-layer MLP on flattened pixels."""
+    """A 2-hidden-layer MLP on flattened pixels. Options: hidden, depth, activation."""
     if pretrained:
         raise ValueError("doracle_mlp has no pretrained weights")
     mean, std = _stats(in_chans, mean, std)
-    return Normalized(MLP(num_classes, in_chans * img_size * img_size, **_own(kwargs, ("hidden", "depth"))), mean, std)
+    return Normalized(MLP(num_classes, in_chans * img_size * img_size, **_own(kwargs, OPTIONS["doracle_mlp"])), mean, std)

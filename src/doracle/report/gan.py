@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from doracle.artifacts import atomic_dir, atomic_write_bytes, read_json
-from doracle.report.summary import _count, _savefig, do_plots, do_section
+from doracle.report.summary import _count, _savefig, architecture_section, do_plots, do_section
 
 
 def plot_grid(images, path: Path, title: str) -> None:
@@ -162,6 +162,7 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             "- deployed generator mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"],
                                                                                          strict=True)),
             *table,
+            *architecture_section(pop),
         ]
         atomic_write_bytes(d / "summary.md", ("\n".join(lines) + "\n").encode())
     return Path(out) / "summary.md"

@@ -160,6 +160,54 @@ def do_section(do: dict, history: list[dict], players=("defender", "attacker")) 
     return lines, table
 
 
+def _arch_text(arch: str, options: dict | None) -> str:
+    return arch + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
+
+
+def member_architecture(meta: dict, player: str) -> str:
+    """A strategy's architecture from its sidecar: a classifier's ``arch`` (+ ``arch_options``), a
+    GAN network's ``nets[player]``; "–" for strategies that are no network (AT attackers)."""
+    if "nets" in meta:
+        spec = meta["nets"].get(player) or {}
+        return _arch_text(spec.get("arch", "–"), spec.get("options"))
+    return _arch_text(meta["arch"], meta.get("arch_options")) if "arch" in meta else "–"
+
+
+def architecture_section(pop: dict) -> list[str]:
+    """"Architecture search" (DONAS): per iteration and searching player, every candidate's
+    short-run score and the chosen one, then each current member's architecture. Empty when no
+    best response searched. Reads the sidecars of the strategies the population records."""
+    from doracle.artifacts import sidecar
+
+    metas = {sid: read_json(sidecar(ref["path"])) for sid, ref in pop["all_strategies"].items()
+             if sidecar(ref["path"]).is_file()}
+    searched = sorted((m.get("iteration", 0), pop["all_strategies"][sid]["player"], sid) for sid, m in metas.items()
+                      if "nas" in m)
+    if not searched:
+        return []
+    lines = ["", "## Architecture search", "",
+             "Each searching best response trained its candidates for a short budget against the opponent mixture "
+             "and kept the one with the best payoff against that mixture (payoff split), then trained it fully. "
+             "Scores: the payoff against the opponent mixture (the player's side: higher is better for the row "
+             "player, lower for the column player).", "",
+             "| it | player | strategy | candidate | architecture | short epochs | score | chosen |",
+             "|---|---|---|---|---|---|---|---|"]
+    for it, player, sid in searched:
+        nas = metas[sid]["nas"]
+        for k, c in enumerate(nas["candidates"]):
+            lines.append(f"| {it} | {player} | {sid} | {k} | {_arch_text(c['arch'], c['options'])} | {c['epochs']} | "
+                         f"{c['score']:.4f} | {'**yes**' if k == nas['chosen'] else ''} |")
+    state = pop["state"]
+    lines += ["", "Trainings per searching best response: the candidates' short ones + 1 full. Current members:", "",
+              "| member | player | architecture | probability |", "|---|---|---|---|"]
+    for ids, sigma in ((state["row_ids"], state["sigma_row"]), (state["col_ids"], state["sigma_col"])):
+        for sid, p in zip(ids, sigma, strict=True):
+            player = pop["all_strategies"][sid]["player"]
+            arch = member_architecture(metas[sid], player) if sid in metas else "–"
+            lines.append(f"| {sid} | {player} | {arch} | {p:.3f} |")
+    return lines
+
+
 def write_report(metrics_path: str, population_path: str, payoff_path: str, out: str) -> Path:
     """The AT report: ``out`` is the report folder (summary.md and the plots), written whole."""
     with atomic_dir(out) as d:
@@ -243,5 +291,6 @@ def _write_report(metrics_path: str, population_path: str, payoff_path: str, d: 
         "- deployed mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"], strict=True)),
         f"- best single member: {', '.join(m['models']['do_best_member']['members'])}",
         *table,
+        *architecture_section(pop),
     ]
     atomic_write_bytes(d / "summary.md", ("\n".join(lines) + "\n").encode())
