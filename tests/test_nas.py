@@ -295,15 +295,16 @@ def test_bad_nas_params_are_refused_naming_the_key(nas_over, msg):
     assert msg in str(err.value)
 
 
-def test_only_a_searching_best_response_tracks_the_nas_section():
-    off = config.validate(params_with({}))
-    assert all("nas" not in pipeline.stage_keys(off, s) for s in ("best_response_defender", "best_response_attacker"))
-    on = at_params()
-    assert "nas" in pipeline.stage_keys(on, "best_response_defender")
-    assert "nas" not in pipeline.stage_keys(on, "best_response_attacker")
+def test_the_best_responses_that_can_search_track_the_nas_section_searching_or_not():
+    """On or off, so that `dvc exp run -S nas.enabled=true` reruns them and dvc.yaml stays as it is."""
+    off, on = config.validate(params_with({})), at_params()
+    for p in (off, on):
+        assert "nas" in pipeline.stage_keys(p, "best_response_defender")
+        assert "nas" not in pipeline.stage_keys(p, "best_response_attacker")
+        assert all("nas" not in pipeline.stage_keys(p, s) for s in ("init", "payoff", "evaluate", "train"))
     g = config.validate({**gan_params(), "nas": {**GAN_NAS, "players": ["generator"]}})
     assert "nas" in pipeline.stage_keys(g, "best_response_generator")
-    assert "nas" not in pipeline.stage_keys(g, "best_response_discriminator")
+    assert "nas" in pipeline.stage_keys(g, "best_response_discriminator")
 
 
 def test_default_architectures_are_unchanged_by_the_new_options():

@@ -72,11 +72,14 @@ class Game:
 
     def stage_keys(self, params, stage: str) -> tuple[str, ...]:
         """The params ``stage`` reads: :attr:`stage_params`, plus the whole ``nas`` section for the
-        best response of a player that searches architectures (``nas.searches``). A search that is
-        off reads nothing else, so default runs neither track nor record ``nas``."""
+        best response of every player that can search architectures (``config.nas_families``),
+        searching or not: so ``dvc exp run -S nas.enabled=true`` reruns those stages, and turning
+        the search on leaves dvc.yaml as it is."""
+        from doracle.config import nas_families
+
         keys = self.stage_params[stage]
         player = stage.removeprefix("best_response_")
-        if player != stage and params.nas.searches(player):
+        if player != stage and player in nas_families(self.name):
             keys = (*keys, "nas")
         return keys
 
