@@ -3,6 +3,7 @@
 #   snakemake -c2                          # the default experiments: params.yaml (AT) and params-gan.yaml (GAN)
 #   snakemake -c2 --configfile my.yaml     # one other complete params file, alone
 #   snakemake --profile profiles/slurm     # on a SLURM cluster (README: SLURM)
+#   snakemake -c2 results/sweeps/example/report   # an Optuna sweep over the pipeline (docs/sweeps.md)
 #
 # data -> models outside the loop -> DO iterations (best responses, payoff, LP solve, prune) -> evaluate -> report
 # Every rule calls one `doracle` subcommand, which dispatches to the experiment's game (params `game`).
@@ -40,6 +41,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/double_oracle.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/sweep.smk"
 
 
 onsuccess:
