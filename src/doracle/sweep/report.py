@@ -50,6 +50,7 @@ def _plot(study, fn: str, out: Path) -> str | None:
         return "no completed trial"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)  # e.g. PED-ANOVA's "importances will be equal"
         try:
             ax = getattr(ovm, fn)(study)
         except (ValueError, RuntimeError) as exc:
