@@ -236,3 +236,38 @@ def test_metric_auto_per_game(tmp_path, monkeypatch):
                                  {"training.lr": LR}}))
     with pytest.raises(Exception, match="direction"):
         load_space(f, names=False)
+
+
+def test_dead_workers_trials_are_retried_once_on_any_storage(tmp_path, monkeypatch):
+    """The accounting without the pipeline, on an RDB (SQLite) storage: a RUNNING trial whose worker
+    is gone (same host: its pid; another host: no heartbeat for stale_after_s) is marked FAIL once
+    and queued again with its params and experiment; it then takes no place in the study."""
+    from doracle.sweep import load_space
+    from doracle.sweep import runner as r
+
+    monkeypatch.chdir(sweep_project(tmp_path))
+    Path("sweeps/db.yaml").write_text(yaml.safe_dump(space("db", trials=3, storage=f"sqlite:///{tmp_path}/db.sqlite")))
+    spec = load_space("sweeps/db.yaml", names=False)
+    study = r.open_study(spec)
+    dists = r.distributions(spec)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid of this host that no longer runs
+    a, b, c = (study.ask(dists) for _ in range(3))
+    for t, host, pid, beat in ((a, r.HOST, gone.pid, time.time()), (b, "elsewhere", 1, time.time() - 3600),
+                               (c, "elsewhere", 1, time.time())):
+        for k, v in {"host": host, "pid": pid, "heartbeat": beat, "experiment": f"e{t.number}"}.items():
+            t.set_user_attr(k, v)
+    said = []
+    r.recover(study, spec, said.append)
+    r.recover(r.open_study(spec), spec, said.append)  # a second worker finds nothing left to do
+    assert len(said) == 2 and "trial 0000" in said[0] and "trial 0001" in said[1]
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "RUNNING", "WAITING", "WAITING"]
+    assert [(t.user_attrs["retry_of"], t.user_attrs["experiment"]) for t in trials[3:]] == [(0, "e0"), (1, "e1")]
+    assert [t.system_attrs["fixed_params"] for t in trials[3:]] == [a.params, b.params]
+    assert [t.number for t in r.counted(trials)] == [2, 3, 4]
+    # the queued retries are handed out (each once), then the study is full
+    w = r.Worker(spec, say=said.append)
+    got = [w.next_trial(study, dists) for _ in range(3)]
+    assert [t.number for t in got[:2]] == [3, 4] and got[2] is None
+    assert got[0].params == a.params and len(study.get_trials()) == 5

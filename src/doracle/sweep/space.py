@@ -123,12 +123,18 @@ class Space(_Strict):
     pruner: Pruner = Field(default_factory=Pruner)
     intermediate: Literal["game_value", "do_gap"] = "game_value"
     stale_after_s: Annotated[int, Field(ge=60)] = 900   # another host's trial without a heartbeat this long is dead
+    fixed: dict[str, Any] = Field(default_factory=dict)  # dotted keys set in every trial (e.g. baselines.methods: [])
     params: dict[str, Dist]
 
     @model_validator(mode="after")
     def _params(self):
         if not self.params:
             raise ValueError("params is empty: name at least one dotted params key to sweep")
+        for key in self.fixed:
+            if key.split(".")[0] in FIXED_KEYS:
+                raise ValueError(f"fixed.{key}: cannot be set (the sweep sets it per trial)")
+            if key in self.params:
+                raise ValueError(f"{key}: both fixed and swept")
         for key, d in self.params.items():
             if key.split(".")[0] in FIXED_KEYS:
                 raise ValueError(f"{key}: cannot be swept (the sweep sets it per trial)")
@@ -162,7 +168,7 @@ class SweepSpec:
 
     def trial_raw(self, values: dict[str, Any], experiment: str) -> dict:
         raw = self.base_raw
-        for key, v in values.items():
+        for key, v in {**self.space.fixed, **values}.items():
             raw = cfg.set_key(raw, key, v)
         return {**raw, "experiment": experiment}
 
@@ -206,6 +212,11 @@ def load_space(path: str | Path, *, names: bool = True) -> SweepSpec:
         raise ConfigError(f"{p}: metric: no automatic metric for game {base.game!r}; name a dotted path "
                           "into metrics.json and a direction")
     spec = SweepSpec(space, str(p), base_raw, base)
+    if space.fixed:
+        try:
+            cfg.validate(spec.trial_raw({}, spec.experiment(0)), f"{p}: fixed")
+        except ConfigError as exc:
+            raise ConfigError(str(exc)) from None
     if "sweeps" in (base.experiment, spec.experiment(0)):
         raise ConfigError(f"{space.base}: experiment 'sweeps' would share results/sweeps/ with the sweeps")
     for key, d in space.params.items():
