@@ -142,6 +142,31 @@ def test_killed_sweep_resumes_keeping_finished_trials(tmp_path):
     assert "this worker ran no trial" in again.stdout and len(load(proj, "resume").trials) == 3
 
 
+@pytest.mark.slow
+def test_sigterm_hands_the_trial_back(tmp_path):
+    """What `timeout` does to a sweep: SIGTERM stops the trial's Snakemake run, the trial is marked
+    FAIL and queued again at once; the rerun finishes it in the same directory."""
+    proj = sweep_project(tmp_path, space("term", trials=1))
+    exp = f"{EXP}-term-t0000"
+    data = proj / f"results/{exp}/data/dataset.safetensors"
+    with (tmp_path / "first.log").open("w") as out:
+        p = subprocess.Popen(sweep_cmd("term", "--cores", 2), cwd=proj, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while not data.exists():
+            assert p.poll() is None and time.time() < deadline, (tmp_path / "first.log").read_text()
+            time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=120) == 128 + signal.SIGTERM
+    first = (tmp_path / "first.log").read_text()
+    assert "trial 0000: stopped; queued again" in first and "Traceback" not in first
+    assert states(load(proj, "term")) == ["FAIL", "WAITING"]
+    run(sweep_cmd("term", "--cores", 2), proj)
+    study = load(proj, "term")
+    assert states(study) == ["FAIL", "COMPLETE"] and study.trials[1].user_attrs["retry_of"] == 0
+    assert study.trials[1].user_attrs["experiment"] == exp and (proj / f"results/{exp}/metrics.json").is_file()
+    assert "worker stopped" in study.trials[0].user_attrs["fail_reason"]
+
+
 BAD = {
     "unknown_key": ({"params": {"training.lrr": LR}}, "training.lrr"),
     "low_above_high": ({"params": {"training.lr": {**LR, "low": 0.1, "high": 0.01}}}, "training.lr"),

@@ -250,6 +250,8 @@ class Worker:
                # the locks of every other worker's run in this directory
                "--nolock", "--rerun-incomplete",
                *(["--profile", self.profile] if self.profile else []), *targets]
+        if self.stopping:
+            raise Stopped(f"signal {self.stopping}")
         env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
         with log.open("a") as fh:
             fh.write(f"\n$ {' '.join(cmd)}\n")
@@ -350,12 +352,14 @@ class Worker:
                 except (DoracleError, OSError, ValueError, KeyError) as exc:
                     state, note = "FAIL", str(exc).splitlines()[0]
                     trial.set_user_attr("error", str(exc))
-                except (Stopped, KeyboardInterrupt):
+                except (Stopped, KeyboardInterrupt) as exc:
                     stop.set()
                     frozen = study._storage.get_trial(trial._trial_id)
                     retry(study, frozen, f"worker stopped ({HOST}, pid {os.getpid()})")
                     self.say(f"trial {trial.number:04d}: stopped; queued again for the next worker")
-                    raise
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+                    break
                 finally:
                     stop.set()
                 if state == "COMPLETE":
