@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from doracle import config as cfg
@@ -33,36 +32,37 @@ GAME_VALUE_DIRECTION = {"at": "maximize", "gan": "minimize"}
 FIXED_KEYS = ("experiment", "game")  # set per trial / the base experiment's; never sampled
 
 
-class FloatDist(_Strict):
+class _Range(_Strict):
+    """A numeric range: low <= high; log needs low > 0 and no step."""
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) > high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log needs low > 0, got low {self.low}")
+        if self.log and self.step not in (None, 1 if self.type == "int" else None):
+            raise ValueError("log and step cannot be combined")
+        return self
+
+    def values_to_check(self) -> list:
+        return [self.low, self.high]
+
+
+class FloatDist(_Range):
     type: Literal["float"]
     low: float
     high: float
     log: bool = False
     step: Annotated[float, Field(gt=0)] | None = None
 
-    @model_validator(mode="after")
-    def _range(self):
-        _check_range(self)
-        return self
 
-    def values_to_check(self) -> list:
-        return [self.low, self.high]
-
-
-class IntDist(_Strict):
+class IntDist(_Range):
     type: Literal["int"]
     low: int
     high: int
     log: bool = False
     step: Annotated[int, Field(ge=1)] = 1
-
-    @model_validator(mode="after")
-    def _range(self):
-        _check_range(self)
-        return self
-
-    def values_to_check(self) -> list:
-        return [self.low, self.high]
 
 
 class CategoricalDist(_Strict):
@@ -79,17 +79,6 @@ class CategoricalDist(_Strict):
 
     def values_to_check(self) -> list:
         return list(self.choices)
-
-
-def _check_range(d) -> None:
-    if d.low > d.high:
-        raise ValueError(f"low ({d.low}) > high ({d.high})")
-    if d.log and d.low <= 0:
-        raise ValueError(f"log needs low > 0, got low {d.low}")
-    if d.log and d.type == "float" and d.step is not None:
-        raise ValueError("log and step cannot be combined")
-    if d.log and d.type == "int" and d.step != 1:
-        raise ValueError("log and step cannot be combined")
 
 
 Dist = Annotated[FloatDist | IntDist | CategoricalDist, Field(discriminator="type")]
@@ -192,14 +181,7 @@ class SweepSpec:
 def load_space(path: str | Path, *, names: bool = True) -> SweepSpec:
     """Read and check a space file; every error names the offending key (ConfigError)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: space file not found")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
+    raw = cfg.read_raw(p, "space file")
     try:
         space = Space.model_validate(raw)
     except ValidationError as err:
