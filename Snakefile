@@ -4,6 +4,7 @@
 #   snakemake -c2 --configfile my.yaml     # one other params file, alone (a partial one completes from params.yaml)
 #   snakemake -c2 --config seed=1 'do={iterations: 3}'   # overrides, on every experiment of the run
 #   snakemake --profile profiles/slurm     # on a SLURM cluster (README: SLURM)
+#   snakemake -c2 results/sweeps/example/report   # an Optuna sweep over the pipeline (docs/sweeps.md)
 #
 # data -> models outside the loop -> DO iterations (best responses, payoff, LP solve, prune) -> evaluate -> report
 # Every rule calls one `doracle` subcommand, which dispatches to the experiment's game (params `game`).
@@ -42,6 +43,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/double_oracle.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/sweep.smk"
 
 
 onsuccess:

@@ -552,12 +552,12 @@ def validate(raw: Any, source: str = "params") -> Params:
     return params
 
 
-def read_raw(path: str | Path) -> dict:
-    """A params file's YAML as a mapping (not validated); clear errors for a missing file, bad
-    YAML or a non-mapping."""
+def read_raw(path: str | Path, what: str = "params file") -> dict:
+    """A params file's YAML (or another YAML file: ``what``) as a mapping (not validated); clear
+    errors for a missing file, bad YAML or a non-mapping."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: params file not found")
+        raise ConfigError(f"{p}: {what} not found")
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:

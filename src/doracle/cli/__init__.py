@@ -15,7 +15,7 @@ from doracle.errors import EXIT_PREEMPTED, DoracleError, Preempted
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from doracle.cli import game, pipeline
+    from doracle.cli import game, pipeline, sweep
 
     parser = argparse.ArgumentParser(
         prog="doracle",
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     game.register(sub)
     pipeline.register(sub)
+    sweep.register(sub)
 
     return parser
 

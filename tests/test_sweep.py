@@ -1,0 +1,298 @@
+"""Optuna sweeps over the real pipeline (``doracle sweep``, docs/sweeps.md): real Optuna, real
+Snakemake, real journal files, on a configuration smaller than TINY (one trial: ~1-1.5 min on 2
+cores). Checked: a 3-trial sweep through its Snakemake target, a killed sweep resumed, bad space
+files refused before any trial, two workers sharing one study, pruning after a DO iteration, and
+the metric ``auto`` resolves per game."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from project import ROOT, make_project, merge, params_with, run
+
+EXP = "sw"
+FGSM = {"name": "fgsm", "steps": 1, "rel_step_size": 1.0, "restarts": 1, "random_start": False}
+# smaller than TINY: no baselines, one DO iteration, FGSM only, 40 test examples
+SWEEP_TINY = {
+    "experiment": EXP, "data": {"max_train": 120}, "training": {"epochs": 1}, "base": {"epochs": 1},
+    "defenses": {"pgd_at": {"attack": FGSM}},
+    "do": {"iterations": 1, "attacker": {"attack": FGSM}},
+    "baselines": {"methods": [], "epochs": 1},
+    "evaluation": {"attacks": {"fgsm": FGSM}, "per_member": [], "autoattack": None, "eps_curve": None,
+                   "max_examples": 40},
+}
+LR = {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}
+
+
+def space(study: str, **kw) -> dict:
+    """A space over training.lr; no pruning unless asked (the median pruner may prune any third trial)."""
+    return {"study": study, "sampler": "random", "pruner": {"name": "none"}, "params": {"training.lr": LR}, **kw}
+
+
+def sweep_project(path: Path, *spaces: dict, params: dict | None = None) -> Path:
+    proj = make_project(path, params_with(merge(SWEEP_TINY, params or {})), dvc=False)
+    (proj / "sweeps").mkdir()
+    for s in spaces:
+        (proj / "sweeps" / f"{s['study']}.yaml").write_text(yaml.safe_dump(s, sort_keys=False))
+    return proj
+
+
+def sweep_cmd(study: str, *extra) -> list[str]:
+    return [sys.executable, "-m", "doracle", "sweep", f"sweeps/{study}.yaml", *map(str, extra)]
+
+
+def load(proj: Path, study: str):
+    import optuna
+
+    backend = optuna.storages.journal.JournalFileBackend(str(proj / f"results/sweeps/{study}/journal.log"))
+    return optuna.load_study(study_name=study, storage=optuna.storages.JournalStorage(backend))
+
+
+def states(study) -> list[str]:
+    return [t.state.name for t in study.trials]
+
+
+def do_mixture(proj: Path, exp: str) -> dict:
+    return json.loads((proj / f"results/{exp}/metrics.json").read_text())["models"]["do_mixture"]
+
+
+def trial_starts(proj: Path, study: str, exp: str) -> int:
+    """How many times a trial started on this experiment (the header each start writes to its log)."""
+    return (proj / f"results/sweeps/{study}/logs/{exp}.log").read_text().count("=== trial ")
+
+
+@pytest.mark.slow
+def test_three_trial_sweep_through_its_snakemake_target(tmp_path):
+    # clean accuracy: the tiny models' worst-case robust accuracy is often the same for every trial
+    clean = "models.do_mixture.clean_accuracy"
+    proj = sweep_project(tmp_path, space("three", trials=3, metric=clean, direction="maximize"))
+    t0 = time.time()
+    run(["snakemake", "-c2", "results/sweeps/three/report"], proj, timeout=1200)
+    print(f"3-trial sweep: {time.time() - t0:.0f} s")
+    study = load(proj, "three")
+    assert states(study) == ["COMPLETE"] * 3
+    values = {}
+    for t in study.trials:
+        exp = t.user_attrs["experiment"]
+        assert exp == f"{EXP}-three-t{t.number:04d}"
+        values[exp] = do_mixture(proj, exp)["clean_accuracy"]  # each trial its own results directory
+        assert t.value == pytest.approx(values[exp])
+        trial_params = yaml.safe_load((proj / t.user_attrs["params_file"]).read_text())
+        assert trial_params["training"]["lr"] == t.params["training.lr"] and trial_params["experiment"] == exp
+        assert list(t.intermediate_values) == [1]  # one report per DO iteration
+    assert len({t.params["training.lr"] for t in study.trials}) == 3
+    best = json.loads((proj / "results/sweeps/three/best.json").read_text())
+    assert best["value"] == pytest.approx(max(values.values()))
+    assert values[best["experiment"]] == pytest.approx(best["value"])
+    assert best["direction"] == "maximize" and best["metric"] == clean
+    report = proj / "results/sweeps/three/report"
+    for f in ("optimization_history.png", "param_importances.png", "intermediate_values.png"):
+        assert (report / f).stat().st_size > 1000, f
+    summary = (report / "summary.md").read_text()
+    assert f"**Best: trial {best['trial']}**" in summary and "not drawn" not in summary
+    assert summary.count("| COMPLETE |") == 3
+    assert (proj / "logs/sweeps/three.log").read_text().count(" COMPLETE ") == 3
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_keeping_finished_trials(tmp_path):
+    proj = sweep_project(tmp_path, space("resume", trials=2))
+    dead = f"{EXP}-resume-t0001"
+    it0 = proj / f"results/{dead}/do/it000/population.json"
+    with (tmp_path / "first.log").open("w") as out:
+        p = subprocess.Popen(sweep_cmd("resume", "--cores", 2), cwd=proj, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        deadline = time.time() + 600
+        while not it0.exists():  # trial 0 finished, trial 1 has run its first jobs
+            assert p.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.time() < deadline
+            time.sleep(0.5)
+        os.killpg(p.pid, signal.SIGKILL)  # the worker, its Snakemake run and the running jobs
+        p.wait()
+    assert states(load(proj, "resume")) == ["COMPLETE", "RUNNING"]
+    finished = [proj / f"results/{dead}/{f}" for f in ("data/dataset.safetensors", "base/model.safetensors")]
+    mtimes = [f.stat().st_mtime_ns for f in finished]  # done before do_init (which the kill may interrupt)
+    proc = run(sweep_cmd("resume", "--cores", 2), proj, timeout=900)
+    assert "trial 0001: its worker died" in proc.stdout
+    study = load(proj, "resume")
+    assert states(study) == ["COMPLETE", "FAIL", "COMPLETE"]
+    retry = study.trials[2]
+    assert retry.user_attrs["retry_of"] == 1 and retry.user_attrs["experiment"] == dead
+    assert retry.params == study.trials[1].params
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 2 and len({json.dumps(t.params) for t in done}) == 2  # each exactly once
+    # the retry continued in the dead trial's directory: the jobs finished before the kill are kept
+    assert [f.stat().st_mtime_ns for f in finished] == mtimes
+    retry_log = (proj / f"results/sweeps/resume/logs/{dead}.log").read_text().split("=== trial 2 ")[1]
+    assert "Rule: prepare_data" not in retry_log and "Rule: train)" not in retry_log
+    assert "Rule: evaluate_do" in retry_log
+    assert trial_starts(proj, "resume", dead) == 2 and trial_starts(proj, "resume", f"{EXP}-resume-t0000") == 1
+    assert retry.value == pytest.approx(do_mixture(proj, dead)["robust_accuracy"]["worst_case"])  # metric auto
+    # rerunning a finished sweep runs nothing
+    again = run(sweep_cmd("resume"), proj)
+    assert "this worker ran no trial" in again.stdout and len(load(proj, "resume").trials) == 3
+
+
+@pytest.mark.slow
+def test_sigterm_hands_the_trial_back(tmp_path):
+    """What `timeout` does to a sweep: SIGTERM stops the trial's Snakemake run, the trial is marked
+    FAIL and queued again at once; the rerun finishes it in the same directory."""
+    proj = sweep_project(tmp_path, space("term", trials=1))
+    exp = f"{EXP}-term-t0000"
+    data = proj / f"results/{exp}/data/dataset.safetensors"
+    with (tmp_path / "first.log").open("w") as out:
+        p = subprocess.Popen(sweep_cmd("term", "--cores", 2), cwd=proj, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while not data.exists():
+            assert p.poll() is None and time.time() < deadline, (tmp_path / "first.log").read_text()
+            time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=120) == 128 + signal.SIGTERM
+    first = (tmp_path / "first.log").read_text()
+    assert "trial 0000: stopped; queued again" in first and "Traceback" not in first
+    assert states(load(proj, "term")) == ["FAIL", "WAITING"]
+    run(sweep_cmd("term", "--cores", 2), proj)
+    study = load(proj, "term")
+    assert states(study) == ["FAIL", "COMPLETE"] and study.trials[1].user_attrs["retry_of"] == 0
+    assert study.trials[1].user_attrs["experiment"] == exp and (proj / f"results/{exp}/metrics.json").is_file()
+    assert "worker stopped" in study.trials[0].user_attrs["fail_reason"]
+
+
+BAD = {
+    "unknown_key": ({"params": {"training.lrr": LR}}, "training.lrr"),
+    "low_above_high": ({"params": {"training.lr": {**LR, "low": 0.1, "high": 0.01}}}, "training.lr"),
+    "invalid_choice": ({"params": {"threat_model.eps": {"type": "categorical", "choices": ["16/255", 2.0]}}},
+                       "threat_model.eps"),
+    "log_nonpositive": ({"params": {"do.capacity": {"type": "int", "low": 0, "high": 4, "log": True}}},
+                        "do.capacity"),
+    "grid_continuous": ({"sampler": "grid"}, "training.lr"),
+    "unknown_sampler": ({"sampler": "cmaes"}, "sampler"),
+    "unknown_space_key": ({"trails": 3}, "trails"),
+}
+
+
+@pytest.fixture(scope="module")
+def plain_project(tmp_path_factory):
+    return sweep_project(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_space_fails_before_any_trial_naming_the_key(plain_project, case):
+    over, key = BAD[case]
+    (plain_project / "sweeps/bad.yaml").write_text(yaml.safe_dump({**space("bad"), **over}))
+    proc = run(sweep_cmd("bad"), plain_project, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert key in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (plain_project / "results").exists()  # no journal, no trial directory
+
+
+@pytest.mark.slow
+def test_sweep_is_no_part_of_the_default_target(plain_project):
+    (plain_project / "sweeps/bad.yaml").write_text(yaml.safe_dump(space("bad")))
+    out = run(["snakemake", "-n", "--forceall"], plain_project).stdout
+    assert "rule prepare_data" in out and "rule sweep" not in out
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study(tmp_path):
+    proj = sweep_project(tmp_path, space("two", trials=4))
+    logs = [(tmp_path / f"worker{i}.log").open("w") for i in range(2)]
+    procs = [subprocess.Popen(sweep_cmd("two", "--cores", 1, "--worker", i), cwd=proj, stdout=logs[i],
+                              stderr=subprocess.STDOUT) for i in range(2)]
+    rcs = [p.wait(timeout=1500) for p in procs]
+    assert rcs == [0, 0], [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+    study = load(proj, "two")
+    real = [t for t in study.trials if not t.user_attrs.get("surplus")]
+    assert [t.state.name for t in real] == ["COMPLETE"] * 4  # exactly 4 finished, no retry needed
+    exps = [t.user_attrs["experiment"] for t in real]
+    assert len(set(exps)) == 4
+    for exp in exps:  # each experiment directory used by one trial, which ran once
+        assert trial_starts(proj, "two", exp) == 1
+        assert (proj / f"results/{exp}/metrics.json").is_file()
+    assert {t.user_attrs["worker"] for t in real} == {0, 1}  # both workers ran trials
+    assert sorted(p.name for p in (proj / "results/sweeps/two/trials").iterdir()) == sorted(f"{e}.yaml" for e in exps)
+
+
+@pytest.mark.slow
+def test_pruned_after_the_first_do_iteration(tmp_path):
+    # the game value (the mixture's payoff, in [0, 1]) is always below 2: pruned at step 1
+    s = space("prune", trials=1, pruner={"name": "threshold", "lower": 2.0})
+    proj = sweep_project(tmp_path, s, params={"do": {"iterations": 2}})
+    run(sweep_cmd("prune", "--cores", 2), proj)
+    (t,) = load(proj, "prune").trials
+    assert t.state.name == "PRUNED" and list(t.intermediate_values) == [1]
+    exp = proj / f"results/{t.user_attrs['experiment']}"
+    assert (exp / "do/it001/population.json").is_file()
+    assert not (exp / "do/it002").exists() and not (exp / "metrics.json").exists()  # Snakemake stopped there
+    summary = (proj / "results/sweeps/prune/report/summary.md").read_text()
+    assert "No completed trial yet." in summary and not (proj / "results/sweeps/prune/best.json").exists()
+
+
+def test_metric_auto_per_game(tmp_path, monkeypatch):
+    """AT: the DO mixture's worst-case robust accuracy, maximised; GAN: its FID, minimised; the
+    intermediate values signed to agree."""
+    from doracle.sweep import load_space
+    from doracle.sweep.runner import intermediate_value, metric_value
+
+    monkeypatch.chdir(ROOT)
+    f = tmp_path / "s.yaml"
+    pop = {"state": {"value": 0.25, "history": [{"gap": 0.1}]}}
+    f.write_text(yaml.safe_dump({"study": "g", "base": "params-gan.yaml",
+                                 "params": {"gan.lr_generator": {"type": "float", "low": 1e-5, "high": 1e-3}}}))
+    gan = load_space(f, names=False)
+    assert (gan.metric, gan.direction) == ("models.do_mixture.fid", "minimize")
+    # the shape of a GAN metrics.json (games/gan.merge_metrics): models -> target -> fid
+    assert metric_value({"models": {"do_mixture": {"fid": 12.5, "inception_score": 3.0}}}, gan.metric) == 12.5
+    assert intermediate_value(gan, pop) == 0.25  # V(G, D): lower is better for the generator
+    f.write_text(yaml.safe_dump({"study": "a", "intermediate": "do_gap", "params": {"training.lr": LR}}))
+    at = load_space(f, names=False)
+    assert (at.metric, at.direction) == ("models.do_mixture.robust_accuracy.worst_case", "maximize")
+    assert intermediate_value(at, pop) == -0.1  # maximise: the gap is reported negated
+    f.write_text(yaml.safe_dump({"study": "a", "metric": "models.do_mixture.clean_accuracy", "params":
+                                 {"training.lr": LR}}))
+    with pytest.raises(Exception, match="direction"):
+        load_space(f, names=False)
+
+
+def test_dead_workers_trials_are_retried_once_on_any_storage(tmp_path, monkeypatch):
+    """The accounting without the pipeline, on an RDB (SQLite) storage: a RUNNING trial whose worker
+    is gone (same host: its pid; another host: no heartbeat for stale_after_s) is marked FAIL once
+    and queued again with its params and experiment; it then takes no place in the study."""
+    from doracle.sweep import load_space
+    from doracle.sweep import runner as r
+
+    monkeypatch.chdir(sweep_project(tmp_path))
+    Path("sweeps/db.yaml").write_text(yaml.safe_dump(space("db", trials=3, storage=f"sqlite:///{tmp_path}/db.sqlite")))
+    spec = load_space("sweeps/db.yaml", names=False)
+    study = r.open_study(spec)
+    dists = r.distributions(spec)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid of this host that no longer runs
+    a, b, c = (study.ask(dists) for _ in range(3))
+    for t, host, pid, beat in ((a, r.HOST, gone.pid, time.time()), (b, "elsewhere", 1, time.time() - 3600),
+                               (c, "elsewhere", 1, time.time())):
+        for k, v in {"host": host, "pid": pid, "heartbeat": beat, "experiment": f"e{t.number}"}.items():
+            t.set_user_attr(k, v)
+    said = []
+    r.recover(study, spec, said.append)
+    r.recover(r.open_study(spec), spec, said.append)  # a second worker finds nothing left to do
+    assert len(said) == 2 and "trial 0000" in said[0] and "trial 0001" in said[1]
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "RUNNING", "WAITING", "WAITING"]
+    assert [(t.user_attrs["retry_of"], t.user_attrs["experiment"]) for t in trials[3:]] == [(0, "e0"), (1, "e1")]
+    assert [t.system_attrs["fixed_params"] for t in trials[3:]] == [a.params, b.params]
+    assert [t.number for t in r.counted(trials)] == [2, 3, 4]
+    # the queued retries are handed out (each once), then the study is full
+    w = r.Worker(spec, say=said.append)
+    got = [w.next_trial(study, dists) for _ in range(3)]
+    assert [t.number for t in got[:2]] == [3, 4] and got[2] is None
+    assert got[0].params == a.params and len(study.get_trials()) == 5
