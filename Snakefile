@@ -12,12 +12,15 @@
 # (same jobs). Rules are in workflow/rules/.
 
 import re
+import sys
 
 from doracle import pipeline as pl
 
-# No `configfile:` here: the jobs read params files themselves. Partial files and --config overrides
-# are resolved, validated and written to results/<experiment>/params.yaml (pipeline.workflow_experiments).
-WF = pl.Workflow(pl.workflow_experiments(workflow.overwrite_configfiles, workflow.config_settings.config))
+# No `configfile:` here: each experiment's params (partial files and --config overrides resolved) are
+# validated and written to results/<experiment>/params.yaml, which its jobs read (pl.workflow_experiments).
+WF = pl.Workflow(pl.workflow_experiments(workflow.overwrite_configfiles, workflow.config_settings.config,
+                                         dry_run=workflow.output_settings.dryrun,
+                                         say=lambda line: print(line, file=sys.stderr)))
 P = pl.PATTERNS
 
 # Light jobs run on the submitting host, never as cluster jobs (pipeline.RULE_RESOURCES); the others

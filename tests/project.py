@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,3 +74,9 @@ def make_project(path: Path, params: dict, *, dvc: bool = True) -> Path:
         run(["dvc", "config", "core.analytics", "false"], path)
         run([sys.executable, "-m", "doracle", "dvc-yaml"], path)
     return path
+
+
+def as_dvc_cmd(cmd: str, files: dict[str, str]) -> str:
+    """A Snakemake job's command as dvc.yaml has it: Snakemake's jobs read their experiment's params
+    as written to results/<exp>/params.yaml, DVC's the experiment's file (``files``: exp -> file)."""
+    return re.sub(r"--params results/([^/ ]+)/params\.yaml", lambda m: f"--params {files[m.group(1)]}", cmd)

@@ -295,6 +295,13 @@ def test_bad_nas_params_are_refused_naming_the_key(nas_over, msg):
     assert msg in str(err.value)
 
 
+def test_gan_batch_norm_choices_must_be_booleans():
+    """YAML's "no" stays a (truthy) string in a list of choices: refused, not BatchNorm kept on."""
+    space = {"discriminator": {"doracle_disc_dcgan": {"batch_norm": ["no", True]}}}
+    with pytest.raises(ConfigError, match="doracle_disc_dcgan.batch_norm: choices must be true or false"):
+        config.validate({**gan_params(), "nas": {**GAN_NAS, "space": space}})
+
+
 def test_the_best_responses_that_can_search_track_the_nas_section_searching_or_not():
     """On or off, so that `dvc exp run -S nas.enabled=true` reruns them and dvc.yaml stays as it is."""
     off, on = config.validate(params_with({})), at_params()

@@ -97,16 +97,48 @@ def proj(tmp_path_factory):
 
 
 def test_config_overrides_reach_the_jobs_through_the_resolved_file(proj):
+    data = f"results/{EXP}/data/dataset.safetensors"
     out = dry_run(proj, "--config", "do={iterations: 3}", "seed=4").stdout
     assert "best-response --player defender" in out and "it003" in out and "it004" not in out
     assert f"--params results/{EXP}/params.yaml" in out and "--params params.yaml" not in out
     resolved = proj / f"results/{EXP}/params.yaml"
+    assert not resolved.exists()  # a dry run writes nothing
+    run(["snakemake", "-c1", data, "--config", "do={iterations: 3}", "seed=4"], proj)
     raw = yaml.safe_load(resolved.read_text())
     assert raw == config.merge(params_with(), {"do": {"iterations": 3}, "seed": 4})
-    assert "params.yaml + --config do={iterations: 3} seed=4" in resolved.read_text().splitlines()[0]
+    assert "from params.yaml + --config do={iterations: 3} seed=4 " in resolved.read_text().splitlines()[0]
+    assert json.loads((proj / f"results/{EXP}/data/dataset.json").read_text())["seed"] == 4
     mtime = resolved.stat().st_mtime_ns
-    dry_run(proj, "--config", "do={iterations: 3}", "seed=4")
+    proc = run(["snakemake", "-c1", data, "--config", "do={iterations: 3}", "seed=4"], proj)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
     assert resolved.stat().st_mtime_ns == mtime  # unchanged resolution: not rewritten
+    dry_run(proj, "--config", "seed=5")
+    assert resolved.stat().st_mtime_ns == mtime  # a dry run with other params does not touch it
+
+
+def test_the_resolved_file_is_not_changed_under_another_runs_jobs(tmp_path):
+    from doracle import pipeline
+    from doracle.errors import ConfigError
+
+    path, locks = tmp_path / "params.yaml", tmp_path / "locks"
+    pipeline.write_resolved(path, "a: 1\n", lockdir=locks)
+    locks.mkdir()
+    (locks / "0.input.lock").write_text("x")  # another Snakemake run holds the directory
+    pipeline.write_resolved(path, "a: 1\n", lockdir=locks)  # the same content: fine
+    with pytest.raises(ConfigError, match="snakemake --unlock"):
+        pipeline.write_resolved(path, "a: 2\n", lockdir=locks)
+    pipeline.write_resolved(path, "a: 2\n", lockdir=locks, dry_run=True)
+    assert path.read_text() == "a: 1\n"
+
+
+def test_a_duplicate_experiment_name_is_refused_before_anything_is_written(tmp_path):
+    two = make_project(tmp_path, params_with(), dvc=False)
+    (two / "params-b.yaml").write_text(yaml.safe_dump(params_with({"experiment": "b"})))
+    proc = run(["snakemake", "-c1", "--config", "experiment=same"], two, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "both name experiment 'same'" in out, out[-2000:]
+    assert "params.yaml + --config experiment=same" in out and "params-b.yaml + --config" in out
+    assert not (two / "results").exists()
 
 
 def test_bad_overrides_stop_the_workflow_naming_the_key(proj):
@@ -120,8 +152,11 @@ def test_bad_overrides_stop_the_workflow_naming_the_key(proj):
 
 def test_a_partial_configfile_completes_from_params_yaml(proj):
     (proj / "p.yaml").write_text("experiment: other\ndo: {iterations: 1}\n")
-    out = dry_run(proj, "--configfile", "p.yaml").stdout
-    assert "--params results/other/params.yaml" in out and "it002" not in out and f"results/{EXP}/" not in out
+    out = dry_run(proj, "--configfile", "p.yaml")
+    assert "--params results/other/params.yaml" in out.stdout and "it002" not in out.stdout
+    assert f"results/{EXP}/" not in out.stdout
+    assert "p.yaml is partial (it has no game, seed, " in out.stderr and "completed from params.yaml" in out.stderr
+    run(["snakemake", "-c1", "results/other/data/dataset.safetensors", "--configfile", "p.yaml"], proj)
     assert yaml.safe_load((proj / "results/other/params.yaml").read_text()) == \
         config.merge(params_with(), {"experiment": "other", "do": {"iterations": 1}})
 
@@ -130,8 +165,10 @@ def test_a_complete_configfile_without_a_map_entry_is_read_as_it_stands(proj):
     raw = params_with({"experiment": "noarc"})
     del raw["evaluation"]["attacks"]["arc"]
     (proj / "noarc.yaml").write_text(yaml.safe_dump(raw))
-    out = dry_run(proj, "--configfile", "noarc.yaml").stdout
-    assert "--params noarc.yaml" in out and not (proj / "results/noarc").exists()
+    out = dry_run(proj, "--configfile", "noarc.yaml")
+    assert "--params results/noarc/params.yaml" in out.stdout and "is partial" not in out.stderr
+    run(["snakemake", "-c1", "results/noarc/data/dataset.safetensors", "--configfile", "noarc.yaml"], proj)
+    assert "arc" not in yaml.safe_load((proj / "results/noarc/params.yaml").read_text())["evaluation"]["attacks"]
 
 
 # ------------------------------------------------------------------ same artifacts, real runs

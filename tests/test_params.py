@@ -54,7 +54,12 @@ def test_a_complete_configfile_is_what_the_jobs_read(tmp_path):
     proj = make_project(tmp_path, params_with(), dvc=False)
     (proj / "other.yaml").write_text(yaml.safe_dump(params_with({"experiment": "other"})))
     out = run(["snakemake", "-n", "-p", "--configfile", "other.yaml"], proj).stdout
-    assert "--params other.yaml" in out and "results/other/" in out and "results/tiny/" not in out
+    assert "--params results/other/params.yaml" in out and "results/tiny/" not in out
+    assert not (proj / "results").exists()  # a dry run writes nothing
+    run(["snakemake", "-c1", "results/other/data/dataset.safetensors", "--configfile", "other.yaml"], proj)
+    written = (proj / "results/other/params.yaml").read_text()
+    assert written.startswith("# Written by the doracle workflow from other.yaml")
+    assert written.endswith((proj / "other.yaml").read_text())  # the file as it stands, after the header
 
 
 def test_eps_is_kept_as_an_exact_fraction():

@@ -9,7 +9,10 @@ import re
 
 import yaml
 
-from project import ROOT, run
+from project import ROOT, as_dvc_cmd, run
+
+# experiment -> params file of the repository's default experiments
+EXPERIMENTS = {yaml.safe_load((ROOT / f).read_text())["experiment"]: f for f in ("params.yaml", "params-gan.yaml")}
 
 
 def dry_run_jobs(cwd) -> dict[str, dict]:
@@ -23,7 +26,7 @@ def dry_run_jobs(cwd) -> dict[str, dict]:
         fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
         cmd = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
         split = lambda s: {x.strip() for x in s.split(",") if x.strip()}  # noqa: E731
-        jobs[cmd] = {"outs": split(fields.get("output", "")), "deps": split(fields.get("input", ""))}
+        jobs[as_dvc_cmd(cmd, EXPERIMENTS)] = {"outs": split(fields.get("output", "")), "deps": split(fields.get("input", ""))}
     return jobs
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from project import make_project, params_with, run
+from project import as_dvc_cmd, make_project, params_with, run
 
 pytestmark = pytest.mark.slow
 
@@ -134,6 +134,19 @@ def test_second_run_is_a_noop(snake):
     assert before == after
 
 
+def test_an_override_reruns_only_the_jobs_that_read_it(snake):
+    """After a plain run, `--config 'nas={enabled: true}'` (the defender searches architectures)
+    plans the defender best responses and what depends on them, nothing upstream: the jobs read the
+    same params file path either way (results/<exp>/params.yaml), so only `tracked` params decide."""
+    proj, _ = snake
+    out = run(["snakemake", "-n", "--config", "nas={enabled: true}"], proj).stdout
+    table = out[out.index("Job stats:"):]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    assert counts["best_response"] == 3  # the defender's of it001 and it002, it002's attacker (new state)
+    assert not {"prepare_data", "train", "train_baseline", "evaluate_baseline", "do_init"} & set(counts), counts
+    assert counts["evaluate_do"] == 3 and counts["metrics"] == 1
+
+
 def test_dvc_repro_regenerates_the_same_artifacts(snake, dvc_repro):
     """Same params and seed on CPU: identical payoff matrices, weights and perturbations."""
     a, b = snake[0] / "results" / EXP, dvc_repro / "results" / EXP
@@ -215,7 +228,7 @@ def test_snakemake_jobs_and_dvc_stages_never_drift(snake):
     for row in csv.DictReader(io.StringIO(summary), delimiter="\t"):
         if row["rule"] == "all":
             continue
-        job = jobs.setdefault(row["shellcmd"], {"outs": set(), "deps": set()})
+        job = jobs.setdefault(as_dvc_cmd(row["shellcmd"], {EXP: "params.yaml"}), {"outs": set(), "deps": set()})
         job["outs"].add(row["output_file"])
         job["deps"] |= {x for x in row["input-file(s)"].split(",") if x}
     stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]

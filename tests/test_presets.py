@@ -182,9 +182,9 @@ def test_snakemake_plans_the_whole_experiment_of_a_preset(project, name):
     for rule in ("train_baseline", "evaluate_baseline"):
         assert sorted(w["method"] for w in by_rule[rule]) == sorted(methods), rule
     assert sorted(w["target"] for w in by_rule["evaluate_do"]) == sorted(AT.TARGETS)
-    # every job reads the preset and writes under its experiment
+    # every job reads the preset (as the workflow writes it for its jobs) and writes under its experiment
     for job in jobs:
-        assert f"--params configs/{name}.yaml " in job["shell"] and f"results/{name}/" in job["shell"], job
+        assert f"--params results/{name}/params.yaml " in job["shell"] and f"results/{name}/" in job["shell"], job
         assert job["wildcards"]["exp"] == name
     # a dry run never touches data
     for d in ("data", "results", "logs", "benchmarks"):

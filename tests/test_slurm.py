@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from doracle import config, pipeline
 from project import make_project, params_with
@@ -215,3 +216,33 @@ def test_noop_dry_run_with_the_slurm_profile_does_nothing(runs):
         assert "Nothing to be done" in proc.stdout + proc.stderr
     # timed, not asserted (performance targets live in benchmarks/: bench_pipeline.py's no-op rerun)
     print(f"\nno-op `snakemake --profile profiles/slurm -n`: {min(times):.2f} s (best of 2)")
+
+
+def test_a_sweep_runs_its_trials_jobs_through_the_slurm_profile(slurm_cluster, tmp_path):
+    """`doracle sweep --profile`: each trial's heavy jobs are SLURM jobs of the real cluster, the
+    light ones run beside the sweep, and the study gets its trial's metric."""
+    from test_sweep import load, space, sweep_project
+
+    proj = sweep_project(tmp_path, space("cluster", trials=1), params={"resources": RESOURCES})
+    # profiles/slurm plus what this cluster needs (no slurmdbd: status by squeue; see SLURM_RUN)
+    prof = yaml.safe_load((proj / "profiles/slurm/config.yaml").read_text())
+    prof.update({"jobs": 4, "local-cores": 1, "latency-wait": 10, "retries": 0, "slurm-status-command": "squeue",
+                 "slurm-init-seconds-before-status-checks": 2})
+    (proj / "profiles/cluster-test").mkdir()
+    (proj / "profiles/cluster-test/config.yaml").write_text(yaml.safe_dump(prof))
+    env = slurm_cluster.env
+    before = set(scontrol_jobs(env))
+    proc = sh(TIMEOUT + [sys.executable, "-m", "doracle", "sweep", "sweeps/cluster.yaml", "--profile",
+                         "profiles/cluster-test", "--cores", "1"], proj, env, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    study = load(proj, "cluster")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    exp = study.trials[0].user_attrs["experiment"]
+    metrics = json.loads((proj / f"results/{exp}/metrics.json").read_text())
+    assert study.trials[0].value == metrics["models"]["do_mixture"]["robust_accuracy"]["worst_case"]
+    new = {j: rec for j, rec in scontrol_jobs(env).items() if j not in before}
+    comments = sorted(rec["Comment"] for rec in new.values())
+    # base model, init, one iteration's two best responses and payoff, three DO evaluations
+    assert len(comments) == 8 and all(c.startswith("rule_") and f"_wildcards_{exp}" in c for c in comments), comments
+    assert all(rec["JobState"] == "COMPLETED" for rec in new.values())
+    assert not any(re.match(rf"rule_({'|'.join(pipeline.LOCAL_RULES)})_", c) for c in comments)

@@ -177,6 +177,8 @@ BAD = {
     "grid_continuous": ({"sampler": "grid"}, "training.lr"),
     "unknown_sampler": ({"sampler": "cmaes"}, "sampler"),
     "unknown_space_key": ({"trails": 3}, "trails"),
+    "storage_not_a_url": ({"storage": "results/x.log"}, "storage: 'results/x.log' is not a database URL"),
+    "stale_below_three_beats": ({"stale_after_s": 60}, "stale_after_s"),
 }
 
 
@@ -196,6 +198,22 @@ def test_bad_space_fails_before_any_trial_naming_the_key(plain_project, case):
 
 
 @pytest.mark.slow
+def test_a_partial_base_is_completed_as_the_workflow_completes_it(plain_project, monkeypatch):
+    """What is checked, fingerprinted and written as a trial's params is the completed base."""
+    from doracle import config
+    from doracle.sweep import load_space
+
+    monkeypatch.chdir(plain_project)
+    (plain_project / "partial.yaml").write_text("experiment: pb\ntraining: {epochs: 3}\n")
+    (plain_project / "sweeps/pb.yaml").write_text(yaml.safe_dump(space("pb", base="partial.yaml")))
+    spec = load_space("sweeps/pb.yaml")
+    full = config.merge(config.read_raw("params.yaml"), {"experiment": "pb", "training": {"epochs": 3}})
+    assert spec.base_raw == full and spec.base.training.epochs == 3
+    trial = spec.trial_raw({"training.lr": 0.003}, spec.experiment(0))
+    assert set(trial) == set(full) and trial["training"] == {**full["training"], "lr": 0.003}
+    assert trial["experiment"] == spec.experiment(0) == "pb-pb-t0000"
+
+
 def test_sweep_is_no_part_of_the_default_target(plain_project):
     (plain_project / "sweeps/bad.yaml").write_text(yaml.safe_dump(space("bad")))
     out = run(["snakemake", "-n", "--forceall"], plain_project).stdout

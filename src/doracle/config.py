@@ -394,6 +394,8 @@ def check_nas(params: Params) -> list[str]:
                 elif option in _INT_OPTIONS and not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1
                                                          for c in choices):
                     errors.append(f"{okey}: choices must be integers >= 1, got {choices}")
+                elif option == "batch_norm" and not all(isinstance(c, bool) for c in choices):
+                    errors.append(f"{okey}: choices must be true or false, got {choices}")
                 elif option == "activation" and not set(choices) <= set(models.ACTIVATION_NAMES):
                     errors.append(f"{okey}: unknown activation in {choices}; valid: {', '.join(models.ACTIVATION_NAMES)}")
                 elif len(set(map(repr, choices))) != len(choices):

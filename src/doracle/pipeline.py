@@ -380,26 +380,42 @@ def load_experiments(files: list[str] | tuple[str, ...]) -> list[tuple[Params, s
 
 
 def resolved_path(experiment: str) -> str:
-    """Where the workflow writes an experiment's resolved params (partial file or --config)."""
+    """The params file an experiment's Snakemake jobs read (:func:`workflow_experiments`)."""
     return f"{R.format(exp=experiment)}/params.yaml"
 
 
-def write_resolved(params: Params, raw: dict, source: str) -> str:
-    """Write ``raw`` (validated as ``params``) as the experiment's resolved params file, only when
-    its content changed (so a rerun with the same overrides stays a no-op); return its path."""
-    path = Path(resolved_path(params.experiment))
-    text = (f"# Resolved by the doracle workflow from {source}: the params file this experiment's jobs read.\n"
-            f"# Rewritten only when the resolution changes (params digest {params.digest()[:16]}): edit the sources.\n"
-            + yaml.safe_dump(raw, sort_keys=False, width=1000))
-    if not path.is_file() or path.read_text() != text:
-        artifacts.atomic_write_bytes(path, text.encode())
-    return str(path)
+def resolved_text(raw: dict, source: str, original: str | None = None) -> str:
+    """The resolved params file's text: a header naming its sources, then ``original`` (the text of
+    a complete file read as it stands, comments kept) or ``raw`` as YAML."""
+    from doracle import config as cfg
+
+    digest = cfg.validate(raw).digest()[:16]
+    head = (f"# Written by the doracle workflow from {source} (params digest {digest}): the params file\n"
+            "# this experiment's Snakemake jobs read. Rewritten whenever that changes: edit the sources.\n")
+    return head + (original if original is not None else yaml.safe_dump(raw, sort_keys=False, width=1000))
+
+
+def write_resolved(path: str | Path, text: str, *, dry_run: bool = False, lockdir: str | Path = ".snakemake/locks"):
+    """Write ``text`` to ``path`` atomically when it differs from what is there. Not in a dry run
+    (nothing is written, the jobs print what they would read), and never under another run's
+    feet: while another Snakemake run holds this directory its jobs may be reading the file."""
+    from doracle.errors import ConfigError
+
+    path = Path(path)
+    if (path.read_text() if path.is_file() else None) == text or dry_run:
+        return
+    if Path(lockdir).is_dir() and any(Path(lockdir).iterdir()):
+        raise ConfigError(
+            f"{path}: these params differ from those of the Snakemake run that holds this directory "
+            f"({lockdir}), whose jobs read that file. Wait for that run to end, then rerun; if none is "
+            "running (a run killed by SIGKILL leaves its lock), run `snakemake --unlock` first.")
+    artifacts.atomic_write_bytes(path, text.encode())
 
 
 def _from_cli(value):
-    """Snakemake parses ``--config key={a: 1}`` with YAML's base loader: every nested scalar is a
-    string. Read them as YAML scalars (``'3'`` -> 3, ``'null'`` -> None); top-level values Snakemake
-    has typed already."""
+    """Snakemake types a ``--config`` value as int, float or bool where it can and otherwise
+    reads it with YAML's *base* loader, which leaves every scalar a string (``'do={iterations: 3}'``
+    gives ``{'iterations': '3'}``, ``seed=null`` gives ``'null'``). Read strings as YAML scalars."""
     if isinstance(value, dict):
         return {k: _from_cli(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -412,16 +428,18 @@ def _from_cli(value):
     return value
 
 
-def workflow_experiments(cli_configfiles: list | None = None, overrides: dict | None = None,
-                         write: bool = True) -> list[tuple[Params, str]]:
+def workflow_experiments(cli_configfiles: list | None = None, overrides: dict | None = None, *,
+                         dry_run: bool = False, say=None) -> list[tuple[Params, str]]:
     """The experiments a Snakemake run covers, as (params, the params file its jobs read).
 
     Without ``--configfile``: those of :func:`default_experiments`; with one: that file alone. A
-    partial file is completed from its game's default file and ``--config`` overrides
+    partial file is completed from its game's default file, and ``--config`` overrides
     (``--config seed=1 'do={iterations: 3}'``) apply to every experiment of the run
-    (:func:`doracle.config.resolve`); the result is validated and written as
-    ``results/<experiment>/params.yaml``, which the jobs then read. A complete file with no
-    overrides is read as it stands (the commands are then the ones ``dvc.yaml`` has).
+    (:func:`doracle.config.resolve`). Every experiment's params, resolved or as they stand, are
+    validated and written to ``results/<experiment>/params.yaml``, the file its jobs read. The path
+    is the same whatever the overrides, so Snakemake reruns only the jobs whose params changed
+    (``tracked``), and the file is rewritten only when its content changes (a rerun with the same
+    overrides is a no-op). ``dvc.yaml``'s commands read the experiment files themselves.
     """
     from doracle import config as cfg
     from doracle.errors import ConfigError
@@ -429,21 +447,24 @@ def workflow_experiments(cli_configfiles: list | None = None, overrides: dict | 
     files = [_relative(f) for f in (cli_configfiles or [])]
     if len(files) > 1:
         raise ConfigError(f"give at most one --configfile (a params file, complete or partial), got {files}")
-    top = {k: _from_cli(v) if isinstance(v, (dict, list)) else str(v) if k in ("experiment", "game") else v
-           for k, v in dict(overrides or {}).items()}
-    tree = cfg.dotted_tree(top)
-    out = []
+    top = {k: v if k in ("experiment", "game") else _from_cli(v) for k, v in dict(overrides or {}).items()}
+    tree = cfg.dotted_tree({k: str(v) if k in ("experiment", "game") else v for k, v in top.items()})
+    given = " ".join(f"{k}={yaml.safe_dump(v, default_flow_style=True, width=1000).strip().removesuffix('...').strip()}"
+                     for k, v in top.items())
+    resolved = []
     for f in files or default_experiments():
         raw, base = cfg.resolve(f, tree)
-        if base is None and not tree:
-            out.append((cfg.validate(raw, f), f))
-            continue
-        given = " ".join(f"{k}={yaml.safe_dump(v, default_flow_style=True, width=1000).strip().removesuffix('...').strip()}"
-                         for k, v in top.items())
         source = " + ".join([x for x in (base, f, f"--config {given}" if top else "") if x])
         params = cfg.validate(raw, source)
-        out.append((params, write_resolved(params, raw, source) if write else resolved_path(params.experiment)))
-    return checked_experiments(out)
+        if base and say:
+            missing = ", ".join(k for k in cfg.read_raw(base) if k not in cfg.read_raw(f))
+            say(f"doracle: {f} is partial (it has no {missing}): completed from {base}")
+        original = None if base or top else Path(f).read_text()
+        resolved.append((params, resolved_text(raw, source, original), source))
+    out = checked_experiments([(params, source) for params, _, source in resolved])  # before writing anything
+    for params, text, _ in resolved:
+        write_resolved(resolved_path(params.experiment), text, dry_run=dry_run)
+    return [(params, resolved_path(params.experiment)) for params, _ in out]
 
 
 class Workflow:

@@ -18,6 +18,7 @@ rule sweep:
         "benchmarks/sweeps/{study}.tsv"
     wildcard_constraints:
         study=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    threads: workflow.cores
+    # every core of the run (a SLURM profile run gives none: then one, read when the job is planned)
+    threads: lambda wildcards: workflow.resource_settings.cores or 1
     shell:
         "doracle sweep {input} --study {wildcards.study} --cores {threads} > {log} 2>&1"

@@ -27,7 +27,13 @@ def cmd_sweep(args) -> int:
                     say=lambda line: tqdm.write(line, file=sys.stdout), on_trial=lambda: bar.update(1))
     print(f"doracle: sweep {spec.space.study}: {worker.cap} trials, metric {spec.metric} ({spec.direction}), "
           f"storage {spec.journal or spec.space.storage}", flush=True)
-    ran = worker.run()
+    try:
+        ran = worker.run()
+    except KeyboardInterrupt:  # the trial went back to the queue (Worker.run); the report says so
+        bar.close()
+        print(f"doracle: sweep {spec.space.study}: interrupted; report at {write_report(worker.study, spec)}/"
+              "summary.md; rerun to resume", flush=True)
+        return 130
     bar.close()
     out = write_report(worker.study, spec)
     print(f"doracle: sweep {spec.space.study}: this worker ran "

@@ -231,8 +231,8 @@ def best_response(params: Params, player: str, data: str, state_path: str, itera
     stats = _train_player(params, player, net, opponents, probs, ds, seed, f"it{iteration:03d} {player}")
     meta = artifacts.metadata("gan", params=stage_params(params, stage), seed=seed, inputs=[data, state_path],
                               role=player, iteration=iteration, opponent={"ids": ids, "probs": probs},
-                              training=stats, compute=compute.add(stats["compute"], found["compute"]) if found
-                              else stats["compute"], device=device, **extra, **({"nas": found} if found else {}))
+                              training=stats, compute=compute.add(stats["compute"], found["compute"])
+                              if "compute" in found else stats["compute"], device=device, **extra, **({"nas": found} if found else {}))
     save_nets(out, {player: net}, {player: spec}, meta)
     return meta
 

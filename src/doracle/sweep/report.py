@@ -4,6 +4,7 @@ optimisation history, parameter importances, intermediate values), written whole
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -67,6 +68,20 @@ def _cell(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+@contextlib.contextmanager
+def _report_lock(folder: Path):
+    """An exclusive lock (flock) on ``folder``/report.lock while a worker writes the report."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "report.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def write_report(study, spec: SweepSpec) -> Path:
     """Write the report folder and best.json; returns the folder."""
     from collections import Counter
@@ -97,7 +112,7 @@ def write_report(study, spec: SweepSpec) -> Path:
         value = "" if t.value is None else f"{t.value:.4f}"
         lines.append(f"| {t.number} | {t.state.name} | {vals} | {value} | {t.user_attrs.get('experiment', '')} | {note} |")
     lines.append("")
-    with atomic_dir(out) as tmp:
+    with _report_lock(spec.dir), atomic_dir(out) as tmp:  # workers finishing together write one at a time
         notes = []
         for name, fn in PLOTS.items():
             why = _plot(study, fn, tmp / name)

@@ -333,7 +333,7 @@ class Worker:
         """Run trials until the study has its trials; the states of the trials this worker ran."""
         import optuna
 
-        study = open_study(self.spec, worker=self.worker)
+        study = self.study = open_study(self.spec, worker=self.worker)
         dists = distributions(self.spec)
         ran: dict[str, int] = {}
         old = signal.signal(signal.SIGTERM, self._on_signal)

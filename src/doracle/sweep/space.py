@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -111,7 +112,8 @@ class Space(_Strict):
     storage: str | None = None        # null: a journal file results/sweeps/<study>/journal.log; or an RDB URL
     pruner: Pruner = Field(default_factory=Pruner)
     intermediate: Literal["game_value", "do_gap"] = "game_value"
-    stale_after_s: Annotated[int, Field(ge=60)] = 900   # another host's trial without a heartbeat this long is dead
+    # another host's trial without a heartbeat this long is dead (workers beat every 60 s: >= 3 beats)
+    stale_after_s: Annotated[int, Field(ge=180)] = 900
     fixed: dict[str, Any] = Field(default_factory=dict)  # dotted keys set in every trial (e.g. baselines.methods: [])
     params: dict[str, Dist]
 
@@ -129,6 +131,9 @@ class Space(_Strict):
                 raise ValueError(f"{key}: cannot be swept (the sweep sets it per trial)")
             if self.sampler == "grid" and d.type == "float" and d.step is None:
                 raise ValueError(f"{key}: the grid sampler needs a step for a float distribution")
+        if self.storage is not None and not re.match(r"^[a-z][a-z0-9+]*://", self.storage):
+            raise ValueError(f"storage: {self.storage!r} is not a database URL (e.g. sqlite:///sweep.db, "
+                             "postgresql://host/db); null keeps the journal file results/sweeps/<study>/journal.log")
         if self.direction == "auto" and self.metric != "auto":
             raise ValueError(f"metric {self.metric!r}: give direction (maximize | minimize)")
         return self
@@ -186,8 +191,9 @@ def load_space(path: str | Path, *, names: bool = True) -> SweepSpec:
         space = Space.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, str(p)).replace("invalid params", "invalid space file")) from None
-    base_raw = cfg.read_raw(space.base)
-    base = cfg.validate(base_raw, space.base)
+    # a partial base completes as the workflow completes it: the trials' files are then complete
+    base_raw, completed_from = cfg.resolve(space.base)
+    base = cfg.validate(base_raw, f"{completed_from} + {space.base}" if completed_from else space.base)
     if names:
         cfg.check_names(base)
     if space.metric == "auto" and base.game not in AUTO_METRICS:
