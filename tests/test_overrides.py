@@ -120,15 +120,20 @@ def test_the_resolved_file_is_not_changed_under_another_runs_jobs(tmp_path):
     from doracle import pipeline
     from doracle.errors import ConfigError
 
-    path, locks = tmp_path / "params.yaml", tmp_path / "locks"
+    exp, locks = tmp_path / "results/e", tmp_path / "locks"
+    path = exp / "params.yaml"
     pipeline.write_resolved(path, "a: 1\n", lockdir=locks)
     locks.mkdir()
-    (locks / "0.input.lock").write_text("x")  # another Snakemake run holds the directory
-    pipeline.write_resolved(path, "a: 1\n", lockdir=locks)  # the same content: fine
+    # another run's lock on other files (a sweep's outer run, another experiment): no matter
+    (locks / "0.output.lock").write_text(f"{tmp_path / 'results/sweeps/s/report'}\n{tmp_path / 'results/f/x'}\n")
+    pipeline.write_resolved(path, "a: 2\n", lockdir=locks)
+    # a run that holds this experiment's files: its jobs read this file
+    (locks / "1.input.lock").write_text(f"{exp / 'data/dataset.safetensors'}\n")
+    pipeline.write_resolved(path, "a: 2\n", lockdir=locks)  # the same content: fine
     with pytest.raises(ConfigError, match="snakemake --unlock"):
-        pipeline.write_resolved(path, "a: 2\n", lockdir=locks)
-    pipeline.write_resolved(path, "a: 2\n", lockdir=locks, dry_run=True)
-    assert path.read_text() == "a: 1\n"
+        pipeline.write_resolved(path, "a: 3\n", lockdir=locks)
+    pipeline.write_resolved(path, "a: 3\n", lockdir=locks, dry_run=True)
+    assert path.read_text() == "a: 2\n"
 
 
 def test_a_duplicate_experiment_name_is_refused_before_anything_is_written(tmp_path):

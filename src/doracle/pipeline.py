@@ -395,20 +395,36 @@ def resolved_text(raw: dict, source: str, original: str | None = None) -> str:
     return head + (original if original is not None else yaml.safe_dump(raw, sort_keys=False, width=1000))
 
 
+def _locked(folder: Path, lockdir: Path) -> bool:
+    """Whether a Snakemake run's lock (``lockdir``/N.input.lock, N.output.lock: one path a line)
+    holds a file under ``folder``."""
+    if not lockdir.is_dir():
+        return False
+    root = folder.resolve()
+    for lock in lockdir.glob("*.lock"):
+        try:
+            lines = lock.read_text().splitlines()
+        except OSError:
+            continue
+        if any(line.strip() and Path(line.strip()).resolve().is_relative_to(root) for line in lines):
+            return True
+    return False
+
+
 def write_resolved(path: str | Path, text: str, *, dry_run: bool = False, lockdir: str | Path = ".snakemake/locks"):
     """Write ``text`` to ``path`` atomically when it differs from what is there. Not in a dry run
     (nothing is written, the jobs print what they would read), and never under another run's
-    feet: while another Snakemake run holds this directory its jobs may be reading the file."""
+    feet: while another Snakemake run holds files of this experiment its jobs may be reading it."""
     from doracle.errors import ConfigError
 
     path = Path(path)
     if (path.read_text() if path.is_file() else None) == text or dry_run:
         return
-    if Path(lockdir).is_dir() and any(Path(lockdir).iterdir()):
+    if _locked(path.parent, Path(lockdir)):
         raise ConfigError(
-            f"{path}: these params differ from those of the Snakemake run that holds this directory "
-            f"({lockdir}), whose jobs read that file. Wait for that run to end, then rerun; if none is "
-            "running (a run killed by SIGKILL leaves its lock), run `snakemake --unlock` first.")
+            f"{path}: these params differ from those of the Snakemake run that holds this experiment's "
+            f"files ({lockdir}), whose jobs read that file. Wait for that run to end, then rerun; if none "
+            "is running (a run killed by SIGKILL leaves its lock), run `snakemake --unlock` first.")
     artifacts.atomic_write_bytes(path, text.encode())
 
 
