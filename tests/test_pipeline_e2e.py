@@ -119,9 +119,11 @@ def test_artifacts_record_params_seed_and_input_hashes(snake):
         assert sha(proj / ref["path"]) == ref["sha256"], sid
     assert not list(res.rglob("*.tmp")), "temporary files left behind"
     # no pickle anywhere: weights are safetensors, everything else JSON
-    # (Snakemake marks a finished folder output, the report, with its own .snakemake_timestamp)
-    assert {p.suffix for p in res.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"} <= {
-        ".safetensors", ".json", ".md", ".png"}
+    # (Snakemake marks a finished folder output, the report, with its own .snakemake_timestamp;
+    # params.yaml is the params file the jobs read, as the workflow wrote it)
+    assert (res / "params.yaml").is_file()
+    assert {p.suffix for p in res.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"
+            and p != res / "params.yaml"} <= {".safetensors", ".json", ".md", ".png"}
     assert not list(res.rglob("*.state.json")), "evaluation states are removed after success"
 
 
