@@ -658,6 +658,16 @@ def resolve(path: str | Path, overrides: dict | None = None, root: str | Path = 
     return raw, completed_from
 
 
+def load_resolved(path: str | Path, overrides: dict | None = None, given: str = "",
+                  root: str | Path = ".") -> tuple[Params, dict, str | None, str]:
+    """:func:`resolve` then :func:`validate`: (params, the complete raw params, the default file a
+    partial one was completed from or None, the sources as errors and headers name them: ``base +
+    path [+ --config given]``). The workflow, ``check-params`` and sweeps read params files so."""
+    raw, base = resolve(path, overrides, root)
+    source = " + ".join(x for x in (base, str(path), f"--config {given}" if given else "") if x)
+    return validate(raw, source), raw, base, source
+
+
 def check_names(params: Params) -> None:
     """Check every registry name in ``params`` (imports the registries, hence torch)."""
     from doracle.attacks import ATTACKS

@@ -384,13 +384,10 @@ def resolved_path(experiment: str) -> str:
     return f"{R.format(exp=experiment)}/params.yaml"
 
 
-def resolved_text(raw: dict, source: str, original: str | None = None) -> str:
+def resolved_text(params: Params, raw: dict, source: str, original: str | None = None) -> str:
     """The resolved params file's text: a header naming its sources, then ``original`` (the text of
-    a complete file read as it stands, comments kept) or ``raw`` as YAML."""
-    from doracle import config as cfg
-
-    digest = cfg.validate(raw).digest()[:16]
-    head = (f"# Written by the doracle workflow from {source} (params digest {digest}): the params file\n"
+    a complete file read as it stands, comments kept) or ``raw`` (validated as ``params``) as YAML."""
+    head = (f"# Written by the doracle workflow from {source} (params digest {params.digest()[:16]}): the params file\n"
             "# this experiment's Snakemake jobs read. Rewritten whenever that changes: edit the sources.\n")
     return head + (original if original is not None else yaml.safe_dump(raw, sort_keys=False, width=1000))
 
@@ -469,14 +466,12 @@ def workflow_experiments(cli_configfiles: list | None = None, overrides: dict | 
                      for k, v in top.items())
     resolved = []
     for f in files or default_experiments():
-        raw, base = cfg.resolve(f, tree)
-        source = " + ".join([x for x in (base, f, f"--config {given}" if top else "") if x])
-        params = cfg.validate(raw, source)
+        params, raw, base, source = cfg.load_resolved(f, tree, given)
         if base and say:
             missing = ", ".join(k for k in cfg.read_raw(base) if k not in cfg.read_raw(f))
             say(f"doracle: {f} is partial (it has no {missing}): completed from {base}")
         original = None if base or top else Path(f).read_text()
-        resolved.append((params, resolved_text(raw, source, original), source))
+        resolved.append((params, resolved_text(params, raw, source, original), source))
     out = checked_experiments([(params, source) for params, _, source in resolved])  # before writing anything
     for params, text, _ in resolved:
         write_resolved(resolved_path(params.experiment), text, dry_run=dry_run)

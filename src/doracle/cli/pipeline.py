@@ -157,9 +157,7 @@ def cmd_check_params(args):
     from doracle import config
     from doracle.artifacts import atomic_write_bytes
 
-    raw, base = config.resolve(args.params)
-    source = f"{base} + {args.params}" if base else args.params
-    p = config.validate(raw, source)
+    p, raw, base, _ = config.load_resolved(args.params)
     config.check_names(p)
     how = f"partial: completed from {base}, as the workflow completes it" if base else "complete"
     print(f"{args.params}: valid (experiment {p.experiment!r}, game {p.game}, {p.do.iterations} DO iterations; "

@@ -192,8 +192,7 @@ def load_space(path: str | Path, *, names: bool = True) -> SweepSpec:
     except ValidationError as err:
         raise ConfigError(_format_errors(err, str(p)).replace("invalid params", "invalid space file")) from None
     # a partial base completes as the workflow completes it: the trials' files are then complete
-    base_raw, completed_from = cfg.resolve(space.base)
-    base = cfg.validate(base_raw, f"{completed_from} + {space.base}" if completed_from else space.base)
+    base, base_raw, _, _ = cfg.load_resolved(space.base)
     if names:
         cfg.check_names(base)
     if space.metric == "auto" and base.game not in AUTO_METRICS:
