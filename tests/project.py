@@ -50,8 +50,9 @@ def params_with(overrides: dict | None = None) -> dict:
     return merge(merge(base, TINY), overrides or {})
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -67,6 +68,11 @@ def make_project(path: Path, params: dict, *, dvc: bool = True) -> Path:
     shutil.copytree(ROOT / "workflow", path / "workflow", dirs_exist_ok=True)
     shutil.copytree(ROOT / "profiles", path / "profiles", dirs_exist_ok=True)
     shutil.copy(ROOT / ".gitignore", path / ".gitignore")
+    # the DVC stages depend on the code they run (src/doracle/...): a copy of it, Python's caches
+    # ignored as in the repository (.dvcignore)
+    shutil.copytree(ROOT / "src", path / "src", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    shutil.copy(ROOT / ".dvcignore", path / ".dvcignore")
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if dvc:
         run(["git", "init", "-q"], path)

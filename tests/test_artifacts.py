@@ -1,4 +1,3 @@
-import json
 import os
 
 import pytest
@@ -11,7 +10,7 @@ from doracle.errors import ArtifactError
 def test_tensors_round_trip_with_hash_check(tmp_path):
     p = tmp_path / "w.safetensors"
     t = {"a": torch.arange(6.0).view(2, 3), "b": torch.tensor([1, 2])}
-    artifacts.save_tensors(p, t, artifacts.metadata("test", params={"x": 1}, seed=7))
+    artifacts.save_tensors(p, t, artifacts.metadata("test", experiment="t", params={"x": 1}, seed=7))
     back, meta = artifacts.load_tensors(p)
     assert torch.equal(back["a"], t["a"]) and torch.equal(back["b"], t["b"])
     assert meta["seed"] == 7 and meta["params"] == {"x": 1} and meta["kind"] == "test"
@@ -20,7 +19,7 @@ def test_tensors_round_trip_with_hash_check(tmp_path):
 
 def test_a_changed_file_is_refused(tmp_path):
     p = tmp_path / "w.safetensors"
-    artifacts.save_tensors(p, {"a": torch.zeros(4)}, artifacts.metadata("test", params={}, seed=0))
+    artifacts.save_tensors(p, {"a": torch.zeros(4)}, artifacts.metadata("test", experiment="t", params={}, seed=0))
     data = bytearray(p.read_bytes())
     data[-1] ^= 0xFF
     p.write_bytes(bytes(data))
@@ -39,7 +38,7 @@ def test_missing_and_invalid_files(tmp_path):
 def test_inputs_are_hashed(tmp_path):
     f = tmp_path / "in.txt"
     f.write_text("hello")
-    meta = artifacts.metadata("test", params={}, seed=1, inputs=[f])
+    meta = artifacts.metadata("test", experiment="t", params={}, seed=1, inputs=[f])
     assert meta["inputs"][str(f)] == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
 
 
@@ -53,7 +52,7 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         artifacts.write_json(p, {"v": 2})
-    assert json.loads(p.read_text()) == {"v": 1}
+    assert artifacts.read_json(p)["v"] == 1
     assert [q.name for q in tmp_path.iterdir()] == ["x.json"]  # no temp file left
 
 

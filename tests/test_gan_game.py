@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from doracle import config, pipeline
+from doracle.artifacts import write_json
 from doracle.errors import ConfigError
 from doracle.games import GAMES, Game, game_of
 from doracle.games.gan_math import fixed_latents, payoff_cell
@@ -284,7 +285,7 @@ def test_a_converged_population_passes_best_responses_through(jobs, tmp_path):
     pop = json.loads(Path(f["pop1"]).read_text())
     pop["state"]["converged"] = True
     state = tmp_path / "pop.json"
-    state.write_text(json.dumps(pop))
+    write_json(state, pop)  # re-sealed: an edit by a test, not by hand
     assert gan.best_response(p, "generator", f["data"], str(state), 2, str(tmp_path / "g.safetensors")) == {
         "skipped": True}
     assert json.loads((tmp_path / "g.json").read_text())["skipped"] is True

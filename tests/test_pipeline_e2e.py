@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from doracle.artifacts import content, input_digest, timing_of, write_json
 from project import as_dvc_cmd, make_project, params_with, run
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,8 @@ def sha(p: Path) -> str:
 @pytest.fixture(scope="module")
 def snake(tmp_path_factory):
     proj = make_project(tmp_path_factory.mktemp("snake"), params_with())
-    proc = run(["snakemake", "-c2"], proj)
+    # every job appends the doracle modules it loaded (doracle.provenance.log_modules)
+    proc = run(["snakemake", "-c2"], proj, env={"DORACLE_MODULES_LOG": str(proj / "modules.jsonl")})
     return proj, proc
 
 
@@ -57,14 +59,15 @@ def test_main_job_outputs_metrics_and_report(snake):
         assert curve[0]["accuracy"] == pytest.approx(r["clean_accuracy"])
         assert r["checks"]["members"] and r["checks"]["warnings"] == []
     assert m["models"]["do_best_member"]["members"][0] in m["models"]["do_uniform"]["members"]
-    assert m["models"]["erm"]["train_seconds"] > 0
+    assert timing_of(m, "models", "erm", "train_seconds") > 0
     # equal-compute accounting: every job that produced each model, as wall seconds and passes
     c = {k: v["compute"] for k, v in m["models"].items()}
+    walls = {k: timing_of(m, "models", k, "compute", "wall_seconds") for k in c}
     assert c["erm"]["jobs"] == 1 and c["pgd_at"]["jobs"] == 1
     assert c["do_mixture"]["jobs"] == 1 + 1 + 2 * 5  # base, init, 2 iterations of 5 jobs
     assert c["do_mixture"] == c["do_best_member"] == c["do_uniform"]
-    for v in c.values():
-        assert v["wall_seconds"] > 0 and v["forward_passes"] > 0 and v["backward_passes"] > 0
+    for k, v in c.items():
+        assert walls[k] > 0 and v["forward_passes"] > 0 and v["backward_passes"] > 0
     # 1 epoch on 240 examples: ERM is one forward and one backward pass per example
     assert c["erm"]["forward_passes"] == c["erm"]["backward_passes"] == 240
     assert c["pgd_at"]["backward_passes"] > 2 * 240  # 2 PGD steps + the weight update
@@ -112,8 +115,8 @@ def test_artifacts_record_params_seed_and_input_hashes(snake):
         assert isinstance(meta["seed"], int) and meta["params"]
         assert meta["sha256"] == sha(side.with_suffix(".safetensors"))
         for path, digest in meta["inputs"].items():
-            # inputs are upstream artifacts, unchanged since they were read
-            assert sha(proj / path) == digest, path
+            # inputs are upstream artifacts, unchanged since they were read (JSON: their content hash)
+            assert input_digest(proj / path) == digest, path
     pop = json.loads((res / "do/it002/population.json").read_text())
     for sid, ref in pop["all_strategies"].items():
         assert sha(proj / ref["path"]) == ref["sha256"], sid
@@ -149,19 +152,27 @@ def test_an_override_reruns_only_the_jobs_that_read_it(snake):
     assert counts["evaluate_do"] == 3 and counts["metrics"] == 1
 
 
+def same_results(a: Path, b: Path) -> list[str]:
+    """The artifacts of two runs compared: every safetensors file byte for byte; every JSON file
+    byte for byte but for its ``timing`` block (timestamps and durations, written last), which must
+    be all that differs. Returns the files compared."""
+    files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.suffix in (".safetensors", ".json"))
+    assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.suffix in (".safetensors", ".json"))
+    for f in files:
+        x, y = (a / f).read_bytes(), (b / f).read_bytes()
+        if f.endswith(".json"):
+            x, y = (t[:i] if (i := t.find(b'\n "timing": ')) >= 0 else t for t in (x, y))
+            assert content(json.loads((a / f).read_text())) == content(json.loads((b / f).read_text())), f
+        assert x == y, f
+    return files
+
+
 def test_dvc_repro_regenerates_the_same_artifacts(snake, dvc_repro):
-    """Same params and seed on CPU: identical payoff matrices, weights and perturbations."""
+    """Same params and seed on CPU: byte-identical payoff, weights, perturbations, evaluations and
+    metrics (docs/reliability.md), apart from the named ``timing`` blocks."""
     a, b = snake[0] / "results" / EXP, dvc_repro / "results" / EXP
-    for it in ("000", "001", "002"):
-        pa = json.loads((a / f"do/it{it}/population.json").read_text())
-        pb = json.loads((b / f"do/it{it}/population.json").read_text())
-        assert pa["state"]["payoff"] == pb["state"]["payoff"]
-        assert pa["state"]["sigma_row"] == pb["state"]["sigma_row"]
-    for it in ("001", "002"):
-        assert json.loads((a / f"do/it{it}/payoff.json").read_text())["payoff"] == \
-            json.loads((b / f"do/it{it}/payoff.json").read_text())["payoff"]
-        for f in ("defender.safetensors", "attacker.safetensors"):
-            assert sha(a / f"do/it{it}" / f) == sha(b / f"do/it{it}" / f)
+    files = same_results(a, b)
+    assert {"metrics.json", "do/it002/payoff.json", "do/it002/defender.safetensors"} <= set(files)
     ma, mb = (json.loads((x / "metrics.json").read_text())["models"] for x in (a, b))
     assert set(ma) == set(mb) == {"do_mixture", "do_best_member", "do_uniform", "erm", "pgd_at"}
     assert {k: v["robust_accuracy"] for k, v in ma.items()} == {k: v["robust_accuracy"] for k, v in mb.items()}
@@ -201,7 +212,7 @@ def test_converged_state_passes_later_iterations_through(snake, tmp_path):
     pop = json.loads((res / "do/it001/population.json").read_text())
     pop["state"]["converged"] = True
     state = tmp_path / "population.json"
-    state.write_text(json.dumps(pop))
+    write_json(state, pop)  # re-sealed: an edit by a test, not by hand
     data = res / "data/dataset.safetensors"
 
     def cli(*args):
@@ -235,7 +246,9 @@ def test_snakemake_jobs_and_dvc_stages_never_drift(snake):
         job["deps"] |= {x for x in row["input-file(s)"].split(",") if x}
     stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
     stages.pop("check_dag")  # DVC's guard against a stale dvc.yaml: no Snakemake job
-    dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": set(s.get("deps", []))} for s in stages.values()}
+    # the stages' deps on the code they run (src/doracle/...) are Snakemake's `code` params
+    dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": {d for d in s["deps"] if not d.startswith("src/doracle/")}}
+           for s in stages.values()}
     # data, base, baselines, init, 5/it, 3 + 2 evaluations, metrics, report
     assert len(dvc) == len(stages) == 1 + 1 + 2 + 1 + 5 * 2 + 3 + 2 + 1 + 1
     assert jobs == dvc
@@ -335,3 +348,127 @@ def test_a_preempted_defender_best_response_resumes_to_the_same_weights(snake, t
     assert "resuming training from" in again.stdout + again.stderr
     assert sha(out) == sha(ref)
     assert json.loads(out.with_suffix(".json").read_text())["opponent"]["ids"]
+
+
+# ----------------------------------------------------------------------------- reliability (docs/reliability.md)
+
+
+def test_killed_main_job_resumes_after_unlock_to_identical_results(snake, tmp_path):
+    """SIGKILL (a node crash, an OOM kill: no chance to save anything) of Snakemake and every job
+    it runs in the middle of a DO iteration. The rerun stops on Snakemake's lock, as the README
+    says; after `snakemake --unlock` it completes, and every payoff matrix, weight file and the
+    metrics are those of the uninterrupted run (byte for byte but the timing blocks)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proj = make_project(tmp_path / "killed", params_with(), dvc=False)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(["snakemake", "-c2"], cwd=proj, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+    it1 = proj / "results" / EXP / "do" / "it001"
+    deadline = time.time() + 600
+    # wait for a best response of iteration 1 to be running (its log exists, its output does not)
+    while not (proj / "logs" / EXP / "do" / "it001").is_dir() or (it1 / "payoff.json").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and its running jobs
+    proc.wait()
+    assert not (it1 / "payoff.json").exists(), "killed too late: iteration 1 had finished"
+    locked = run(["snakemake", "-c2"], proj, check=False)
+    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+    run(["snakemake", "--unlock"], proj)
+    run(["snakemake", "-c2"], proj)
+    assert not list((proj / "results").rglob("*.tmp"))
+    same_results(snake[0] / "results" / EXP, proj / "results" / EXP)
+
+
+def test_jobs_ran_only_the_code_their_rule_declares(snake):
+    """Every module a job loaded (DORACLE_MODULES_LOG) is among the package paths its rule runs
+    (provenance.RULE_CODE): the code a Snakemake param and the DVC deps cover."""
+    from doracle import provenance
+
+    proj, _ = snake
+    rule_of = {("data",): "prepare_data", ("train",): "train", ("do", "init"): "do_init",
+               ("do", "best-response"): "best_response", ("do", "payoff"): "payoff", ("do", "solve"): "solve",
+               ("do", "prune"): "prune", ("evaluate",): "evaluate_do", ("metrics",): "metrics",
+               ("report",): "report"}
+    seen = set()
+    for line in (proj / "modules.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        argv = rec["argv"]
+        rule = rule_of.get(tuple(argv[:2])) or rule_of[tuple(argv[:1])]
+        seen.add(rule)
+        declared = provenance.rule_paths(rule)
+        stray = [m for m in rec["modules"]
+                 if not any(m == d or m.startswith(d.rstrip("/") + "/") for d in declared)]
+        assert not stray, f"{rule} ran {stray}, which RULE_CODE[{rule!r}] does not declare"
+    assert seen == set(rule_of.values())
+
+
+def test_a_code_change_reruns_the_jobs_that_run_it(snake):
+    """Editing the report's code (the project's copy of the package, which the jobs then run):
+    Snakemake plans the report job only (the `code` param; rerun trigger `params`), and `dvc status`
+    names the report stage only (its deps on src/doracle/report)."""
+    proj, _ = snake
+    env = {"PYTHONPATH": str(proj / "src")}
+    assert "Nothing to be done" in run(["snakemake", "-n"], proj, env=env).stdout  # the same code, copied
+    run(["dvc", "commit", "-f", "-q"], proj)
+    summary = proj / "src/doracle/report/summary.py"
+    original = summary.read_text()
+    try:
+        summary.write_text(original + "\n# an edit\n")
+        out = run(["snakemake", "-n"], proj, env=env).stdout
+        table = out[out.index("Job stats:"):]
+        counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+        assert counts == {"report": 1, "all": 1, "total": 2}, counts
+        status = json.loads(run(["dvc", "status", "--json"], proj).stdout)
+        assert set(status) == {"report"}, status
+    finally:
+        summary.write_text(original)
+    assert "up to date" in run(["dvc", "status"], proj).stdout
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip", "edit_payoff", "other_experiment"])
+def test_damaged_artifacts_are_refused_naming_the_file_and_what_to_rerun(snake, tmp_path, damage):
+    """A truncated or bit-flipped checkpoint, a payoff file edited by hand, a checkpoint copied from
+    another experiment: the job that reads it exits 2 naming the file and the command to rerun."""
+    proj = snake[0]
+    res = tmp_path / "results" / EXP
+    shutil.copytree(proj / "results" / EXP, res)
+    pf = res / "params.yaml"
+    if damage in ("truncate", "bitflip", "other_experiment"):
+        bad = res / "baselines/erm/model.safetensors"
+        if damage == "truncate":
+            bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+        elif damage == "bitflip":
+            data = bytearray(bad.read_bytes())
+            data[len(data) // 2] ^= 0x10
+            bad.write_bytes(bytes(data))
+        else:  # the same file under another experiment's name: its sidecar says so
+            meta = json.loads(bad.with_suffix(".json").read_text())
+            meta["experiment"] = "other"
+            from doracle.artifacts import write_json
+
+            write_json(bad.with_suffix(".json"), meta)
+        cmd = ["evaluate", "--params", pf, "--data", res / "data/dataset.safetensors", "--model", "erm",
+               "--checkpoint", bad, "--out", tmp_path / "erm.json"]
+        out = tmp_path / "erm.json"
+    else:
+        bad = res / "do/it002/payoff.json"
+        doc = json.loads(bad.read_text())
+        doc["payoff"][0][0] = 1.0 - doc["payoff"][0][0]
+        bad.write_text(json.dumps(doc, indent=1))
+        cmd = ["do", "solve", "--params", pf, "--state", res / "do/it001/population.json", "--payoff", bad,
+               "--out", tmp_path / "meta.json"]
+        out = tmp_path / "meta.json"
+    proc = run([sys.executable, "-m", "doracle", *map(str, cmd)], tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert str(bad.with_suffix("")) in proc.stderr and "--forcerun" in proc.stderr, proc.stderr  # .json: its sidecar
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+    expected = {"truncate": "does not match", "bitflip": "does not match", "edit_payoff": "edited by hand",
+                "other_experiment": "written by experiment 'other'"}[damage]
+    assert expected in proc.stderr, proc.stderr

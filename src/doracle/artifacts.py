@@ -3,6 +3,18 @@
 Every artifact ``X.safetensors`` (weights, tensors) has a sidecar ``X.json`` holding its metadata:
 the resolved params it came from, the seed, package versions, the sha256 of its inputs and of the
 tensor file itself. :func:`load_tensors` refuses a tensor file whose hash differs from its sidecar.
+
+Reproducible bytes: timestamps and durations (keys ending in ``_seconds`` or ``_unix``) are never
+part of an artifact's content. :func:`write_json` moves them into one top-level ``timing`` block
+that mirrors where they were (``meta["training"]["train_seconds"]`` is written as
+``meta["timing"]["training"]["train_seconds"]``; read it back with :func:`timing_of`), so two runs
+with the same params and seed on CPU write the same bytes but for that block (docs/reliability.md).
+
+Tamper and mix-up evidence: a JSON artifact carries ``content_sha256``, the hash of its content, which
+:func:`read_json` checks (a payoff file edited by hand is refused, naming the file and what to
+rerun); an input is recorded by that content hash (:func:`input_digest`), so the records do not
+change with the timing blocks. Every artifact records its experiment; a job process that called
+:func:`expect_experiment` refuses artifacts of another experiment.
 Artifact I/O knows no game.
 """
 
@@ -23,6 +35,29 @@ from typing import Any
 from doracle.errors import ArtifactError
 
 SCHEMA_VERSION = 1
+
+
+#: the experiment whose artifacts this process may read (set by a pipeline job; None: unchecked)
+_EXPECTED_EXPERIMENT: str | None = None
+
+
+def expect_experiment(name: str | None) -> None:
+    """From now on, refuse artifacts recorded by an experiment other than ``name`` (None: no check)."""
+    global _EXPECTED_EXPERIMENT
+    _EXPECTED_EXPERIMENT = name
+
+
+def rerun_hint(path: str | Path) -> str:
+    """What to run to get a good ``path`` again (the job that writes it, and what follows it)."""
+    return (f"rerun the job that writes it: `snakemake -c2 --forcerun {path}` (the jobs after it rerun too), "
+            f"or `dvc checkout {path}` when DVC has a good copy cached")
+
+
+def _check_experiment(path: str | Path, doc: Any) -> None:
+    got = doc.get("experiment") if isinstance(doc, dict) else None
+    if _EXPECTED_EXPERIMENT is not None and got is not None and got != _EXPECTED_EXPERIMENT:
+        raise ArtifactError(f"{path}: written by experiment {got!r}, not {_EXPECTED_EXPERIMENT!r} (a file copied "
+                            f"from another experiment's results?); {rerun_hint(path)}")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -52,6 +87,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # e.g. a full disk: name the file, not the temp file
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -78,18 +116,111 @@ def atomic_dir(path: str | Path):
         raise
 
 
+#: keys whose values are timestamps or durations: kept in the ``timing`` block, apart from the content
+TIMING_SUFFIXES = ("_seconds", "_unix")
+
+
+def split_timing(obj: Any) -> tuple[Any, Any]:
+    """``obj`` without its timing keys, and those keys in a mirror of ``obj``'s nesting (None when
+    there are none; lists mirror element by element, ``{}`` where an element has none)."""
+    if isinstance(obj, dict):
+        keep, timing = {}, {}
+        for k, v in obj.items():
+            if isinstance(k, str) and k.endswith(TIMING_SUFFIXES):
+                timing[k] = v
+            else:
+                keep[k], t = split_timing(v)
+                if t is not None:
+                    timing[k] = t
+        return keep, timing or None
+    if isinstance(obj, list):
+        pairs = [split_timing(v) for v in obj]
+        timing = [t or {} for _, t in pairs] if any(t is not None for _, t in pairs) else None
+        return [v for v, _ in pairs], timing
+    return obj, None
+
+
+def _merge_timing(a: Any, b: Any) -> Any:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {**a, **{k: _merge_timing(a.get(k), v) for k, v in b.items()}}
+    return b if b is not None else a
+
+
+SEAL = "content_sha256"
+
+
+def _content_sha256(doc: dict) -> str:
+    """sha256 of a JSON document's content: canonical JSON without its seal and timing block."""
+    body = {k: v for k, v in doc.items() if k not in (SEAL, "timing")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
+
 def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as JSON, atomically. A dict gets the writer's ``provenance`` (doracle's version
+    and source hash); its timing keys go to its top-level ``timing`` block (written last), so
+    everything before it is reproducible content, sealed by ``content_sha256``."""
+    if isinstance(obj, dict):
+        body, timing = split_timing({k: v for k, v in obj.items() if k not in ("timing", SEAL)})
+        timing = _merge_timing(obj.get("timing"), timing)
+        if "provenance" not in body:
+            from doracle import provenance
+
+            body["provenance"] = provenance.record()
+        body = json.loads(json.dumps(body, allow_nan=False))  # the content as it will be read back
+        obj = {**body, SEAL: _content_sha256(body), **({"timing": timing} if timing else {})}
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n").encode())
 
 
-def read_json(path: str | Path) -> Any:
+def timing_of(doc: dict, *keys: str) -> Any:
+    """A timing value of a JSON artifact read back (``timing_of(meta, "training", "train_seconds")``);
+    None when it was not recorded."""
+    node = doc.get("timing")
+    for k in keys:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(k)
+    return node
+
+
+def content(doc: dict) -> dict:
+    """A JSON artifact's reproducible content: everything but its ``timing`` block."""
+    return {k: v for k, v in doc.items() if k != "timing"}
+
+
+def _parse_json(path: str | Path) -> Any:
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: missing artifact") from None
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc}; truncated or corrupted?); {rerun_hint(path)}") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON artifact, its seal checked (refused when edited after it was written) and, in a job
+    process, its experiment (:func:`expect_experiment`)."""
+    doc = _parse_json(path)
+    if isinstance(doc, dict) and SEAL in doc and doc[SEAL] != _content_sha256(doc):
+        raise ArtifactError(f"{path}: its content does not match its {SEAL} (edited by hand or corrupted "
+                            f"after it was written); {rerun_hint(path)}")
+    _check_experiment(path, doc)
+    return doc
+
+
+def input_digest(path: str | Path) -> str:
+    """How an input is recorded: a sealed JSON artifact by its content hash (the same in every
+    run, whatever its timing block says), any other file by its sha256."""
+    if str(path).endswith(".json"):
+        doc = _parse_json(path)
+        if isinstance(doc, dict) and SEAL in doc:
+            return doc[SEAL]
+    return sha256_file(path)
+
+
+def inputs_record(paths: Iterable[str | Path]) -> dict[str, str]:
+    """The ``inputs`` block of an artifact: each input path and its :func:`input_digest`."""
+    return {str(p): input_digest(p) for p in paths}
 
 
 def versions() -> dict[str, str]:
@@ -104,14 +235,16 @@ def versions() -> dict[str, str]:
     return out
 
 
-def metadata(kind: str, *, params: dict, seed: int | None, inputs: Iterable[str | Path] = (), **extra) -> dict:
-    """The common metadata block every artifact records."""
+def metadata(kind: str, *, experiment: str | None, params: dict, seed: int | None,
+             inputs: Iterable[str | Path] = (), **extra) -> dict:
+    """The common metadata block every artifact records (its timestamp goes to the timing block)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
+        "experiment": experiment,
         "seed": seed,
         "params": params,
-        "inputs": {str(p): sha256_file(p) for p in inputs},
+        "inputs": inputs_record(inputs),
         "versions": versions(),
         "created_unix": round(time.time(), 3),
         **extra,
@@ -131,7 +264,8 @@ def save_tensors(path: str | Path, tensors: dict, meta: dict) -> None:
 def check_sha256(path: str | Path, expected: str, since: str) -> None:
     """Raise ArtifactError when ``path``'s sha256 is not ``expected`` (``since``: when it was recorded)."""
     if sha256_file(path) != expected:
-        raise ArtifactError(f"{path}: changed {since}")
+        raise ArtifactError(f"{path}: changed {since} (corrupted, or replaced by another run's file); "
+                            f"{rerun_hint(path)}")
 
 
 def sidecar(path: str | Path) -> Path:
@@ -152,7 +286,8 @@ def load_tensors(path: str | Path, device: str = "cpu") -> tuple[dict, dict]:
     digest = hashlib.sha256(data).hexdigest()
     if meta.get("sha256") != digest:
         raise ArtifactError(f"{path}: sha256 {digest[:12]}... does not match the recorded "
-                            f"{str(meta.get('sha256'))[:12]}... (corrupt or replaced file)")
+                            f"{str(meta.get('sha256'))[:12]}... (truncated, corrupted or replaced file); "
+                            f"{rerun_hint(path)}")
     try:
         tensors = load(data)
     except (SafetensorError, Exception) as exc:  # noqa: BLE001 - any decode failure is an artifact error

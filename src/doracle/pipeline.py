@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import yaml
 
-from doracle import artifacts
+from doracle import artifacts, provenance
 from doracle.config import DEFAULT_PARAMS as PARAMS_FILE
 from doracle.config import Params, default_experiments  # noqa: F401 (re-exported for the workflow and CLI)
 
@@ -332,8 +332,7 @@ def dvc_stages(experiments: list[tuple[Params, str]], out: str = "dvc.yaml") -> 
         for job in jobs(params, params_file):
             keys = stage_keys(params, *job["stages"])
             stage = {"cmd": job["cmd"]}
-            if job["inputs"]:
-                stage["deps"] = list(job["inputs"].values())
+            stage["deps"] = [*job["inputs"].values(), *provenance.code_deps(job["rule"])]
             stage["params"] = [{params_file: keys}] if params_file != PARAMS_FILE else keys
             stage["outs"] = list(job["outputs"].values())
             stages[job["name"] if k == 0 else f"{params.experiment}-{job['name']}"] = stage
@@ -519,6 +518,8 @@ class Workflow:
         names = {k for j in self._jobs.values() if j["rule"] == rule for k in j["params"]}
         out = {k: (lambda w, k=k: self.job(rule, w)["params"][k]) for k in sorted(names)}
         out["tracked"] = lambda w: tracked(self.params_of(w), rule, {k: v for k, v in w.items() if k != "exp"})
+        # the code the job runs: a change to it reruns the job (Snakemake's params rerun trigger)
+        out["code"] = provenance.code_digest(rule)
         return out
 
     def threads(self, rule: str):

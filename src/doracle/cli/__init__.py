@@ -8,6 +8,7 @@ pruning jobs) start fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from doracle import __version__
@@ -44,4 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("doracle: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        # a full disk or a read-only results folder: writes are atomic (a temp file renamed into
+        # place), so the files already there are intact and the temp file is gone
+        where = exc.filename or "a results file"
+        print(f"doracle: error: cannot write {where}: {exc.strerror} (full disk, quota, or a read-only "
+              "results folder?); nothing was half-written: free space or fix the permissions, then rerun",
+              file=sys.stderr)
+        return 2
+    finally:
+        from doracle import provenance
+
+        provenance.log_modules(argv if argv is not None else sys.argv[1:])
     return int(rc or 0)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}

@@ -33,11 +33,12 @@ def _logged(path: str | None, what: str):
 
 
 def _params(args, *, names: bool = True):
-    from doracle import config
+    from doracle import artifacts, config
 
     p = config.load(args.params)
     if names:
         config.check_names(p)
+    artifacts.expect_experiment(p.experiment)  # refuse artifacts another experiment wrote
     return p
 
 

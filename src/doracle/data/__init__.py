@@ -18,7 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from doracle.artifacts import atomic_write_bytes, read_json, sha256_file, sidecar, write_json
+from doracle.artifacts import (
+    atomic_write_bytes,
+    read_json,
+    rerun_hint,
+    sha256_file,
+    sidecar,
+    write_json,
+)
 from doracle.errors import ArtifactError
 
 SPLITS = ("train", "payoff", "test")
@@ -84,7 +91,7 @@ def prepare(params, out: str | Path) -> dict:
     for s in SPLITS:
         h.update(idx[s].tobytes())
     meta = {
-        "kind": "dataset", "dataset": cfg.dataset, "source": raw.source, "seed": params.seed,
+        "kind": "dataset", "experiment": params.experiment, "dataset": cfg.dataset, "source": raw.source, "seed": params.seed,
         "params": params.stage("seed", "data"),
         "splits": {s: int(len(idx[s])) for s in SPLITS}, "fractions": dict(cfg.splits),
         "split_indices_sha256": h.hexdigest(),
@@ -118,7 +125,8 @@ def load(path: str | Path, device: str = "cpu", train_device: str | None = None)
 
     meta = read_json(sidecar(path))
     if sha256_file(path) != meta.get("sha256"):
-        raise ArtifactError(f"{path}: sha256 does not match its sidecar (corrupt or replaced)")
+        raise ArtifactError(f"{path}: sha256 does not match its sidecar (truncated, corrupted or replaced); "
+                            f"{rerun_hint(path)}")
     t = st_load(Path(path).read_bytes())
     scale = float(meta["scale"])
     where = {s: device for s in SPLITS}

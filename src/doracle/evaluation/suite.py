@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from doracle import runtime
-from doracle.artifacts import read_json, sha256_file, write_json
+from doracle import artifacts, runtime
+from doracle.artifacts import read_json, timing_of, write_json
 from doracle.attacks import run_attack
 from doracle.config import Params, parse_fraction
 from doracle.data import load as load_dataset
@@ -84,7 +84,7 @@ def do_target(label: str, population_path: str, device: str) -> Target:
 
 def checkpoint_target(label: str, path: str, device: str) -> Target:
     model, meta = classifiers.load(path, device)
-    info = {"defense": meta.get("defense"), "train_seconds": meta.get("training", {}).get("train_seconds")}
+    info = {"defense": meta.get("defense"), "train_seconds": timing_of(meta, "training", "train_seconds")}
     return Target(label, Mixture([model]), [label], [meta["sha256"]], info)
 
 
@@ -277,7 +277,7 @@ def evaluate(params: Params, data_path: str, label: str, out: str, *, population
                                                             "robust_accuracy_curve")},
         "members": target.ids, "probs": target.probs, **target.info,
         "checks": suite["checks"], "eval_seconds": round(time.perf_counter() - t0, 3),
-        "inputs": {p: sha256_file(p) for p in (data_path, source)},
+        "inputs": artifacts.inputs_record((data_path, source)),
     }
     write_json(out, result)
     state.done()
@@ -295,7 +295,9 @@ def merge_metrics(params: Params, population_path: str, evaluations: list[str], 
         if e.get("kind") != "evaluation":
             raise ValueError(f"{path}: not an evaluation file")
         tms.append(e["threat_model"])
-        models[e["label"]] = {k: v for k, v in e.items() if k not in ("kind", "label", "threat_model", "params", "inputs")}
+        models[e["label"]] = {**{k: v for k, v in e.items()
+                                 if k not in ("kind", "label", "threat_model", "params", "inputs", "timing")},
+                              **(e.get("timing") or {})}  # durations: back into metrics.json's timing block
     if any(t != tms[0] for t in tms):
         raise ValueError("the evaluations were run under different threat models")
     # every model's total compute: all the jobs that produced it (the whole DO run for DO targets)
@@ -313,7 +315,7 @@ def merge_metrics(params: Params, population_path: str, evaluations: list[str], 
         "models": models,
         "double_oracle": double_oracle_summary(state, params.do.tolerance),
         "warnings": [f"{label}: {w}" for label, m in models.items() for w in m["checks"]["warnings"]],
-        "inputs": {p: sha256_file(p) for p in [population_path, *evaluations]},
+        "inputs": artifacts.inputs_record([population_path, *evaluations]),
     }
     write_json(out, metrics)
     return metrics

@@ -126,7 +126,7 @@ def init(params: Params, data_path: str, base_path: str, attacker_out: str, out:
     target = {"ids": ["d000"], "probs": [1.0], "refs": {"d000": base_ref}}
     tensors, info = _craft_attacker(params, ds, Mixture([base]), target, seed)
     artifacts.save_tensors(attacker_out, tensors, artifacts.metadata(
-        "attacker", params=stage_params(params, "init"), seed=seed, inputs=[data_path, base_path], **info))
+        "attacker", experiment=params.experiment, params=stage_params(params, "init"), seed=seed, inputs=[data_path, base_path], **info))
     u, se, cost = _cell(base, tensors["x_payoff"], ds.y["payoff"])
     state = DOState(["d000"], ["a000"], np.array([[u]]), np.ones(1), np.ones(1), u)
     doc = _population_doc(params, state, np.array([[se]]), len(ds.y["payoff"]), {
@@ -223,7 +223,7 @@ def best_response_attacker(params: Params, data_path: str, state_path: str, iter
     target = {"ids": ids, "probs": mixture.probs, "refs": target_refs(doc, ids)}
     tensors, info = _craft_attacker(params, ds, mixture, target, seed)
     info["attack_seconds"] = time.perf_counter() - t0
-    meta = artifacts.metadata("attacker", params=stage_params(params, "best_response_attacker"), seed=seed,
+    meta = artifacts.metadata("attacker", experiment=params.experiment, params=stage_params(params, "best_response_attacker"), seed=seed,
                               inputs=[data_path, state_path], iteration=iteration, **info)
     artifacts.save_tensors(out, tensors, meta)
     return meta

@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 
 from doracle import artifacts, compute, models
-from doracle.artifacts import sha256_file
 from doracle.data import Dataset
 
 
@@ -70,13 +69,13 @@ def train_and_save(params, ds: Dataset, out: str, *, arch: str, defense: str, ep
         extra["opponent"] = {k: opponent[k] for k in ("ids", "probs", "weight", "materialized")}
     # a resumable state is only resumed by the same job: same params, seed, inputs and opponents
     fingerprint = artifacts.digest({"params": stage_keys, "seed": seed, "defense": defense, "epochs": epochs,
-                                    "inputs": {p: sha256_file(p) for p in inputs},
+                                    "inputs": artifacts.inputs_record(inputs),
                                     **({"arch_options": arch_options} if arch_options else {}), **extra})
     ckpt = resume.checkpoint_path(out)
     model, stats = fit(params, ds, arch=arch, options=arch_options, defense=defense, epochs=epochs, seed=seed,
                        device=device, desc=desc, opponent=opponent, init=init, checkpoint=ckpt,
                        fingerprint=fingerprint)
-    meta = artifacts.metadata("classifier", params=stage_keys, seed=seed, inputs=inputs, defense=defense,
+    meta = artifacts.metadata("classifier", experiment=params.experiment, params=stage_keys, seed=seed, inputs=inputs, defense=defense,
                               **arch_record(arch, arch_options), data=data_ref(ds), training=stats, device=device,
                               compute=compute.add(stats["compute"], extra_compute) if extra_compute
                               else stats["compute"], **extra)

@@ -175,7 +175,7 @@ def train_base_gan(params: Params, data: str, out: str) -> dict:
     seed = runtime.derive_seed(params.seed, "baseline", "base_gan")
     budget = player_epochs(params)
     _, device, nets, specs, stats = _ordinary_gan(params, data, seed, budget["base_gan_epochs"], "base GAN")
-    meta = artifacts.metadata("gan", params=stage_params(params, "train", "baseline"), seed=seed, inputs=[data],
+    meta = artifacts.metadata("gan", experiment=params.experiment, params=stage_params(params, "train", "baseline"), seed=seed, inputs=[data],
                               role="baseline", method="base_gan", budget=budget, training=stats,
                               compute=stats["compute"], device=device)
     save_nets(out, nets, specs, meta)
@@ -188,7 +188,7 @@ def init(params: Params, data: str, init_out: str, out: str) -> dict:
     seed = runtime.derive_seed(params.seed, "init")
     ds, device, nets, specs, stats = _ordinary_gan(params, data, seed, params.gan.warmup_epochs, "warm-up")
     save_nets(init_out, nets, specs, artifacts.metadata(
-        "gan", params=stage_params(params, "init"), seed=seed, inputs=[data], role="warmup", training=stats,
+        "gan", experiment=params.experiment, params=stage_params(params, "init"), seed=seed, inputs=[data], role="warmup", training=stats,
         compute=stats["compute"], device=device))
     with compute.PassCounter(list(nets.values())) as counter:
         cell = payoff_cell(nets["generator"], nets["discriminator"], ds.x["payoff"], _latents(params))
@@ -229,7 +229,7 @@ def best_response(params: Params, player: str, data: str, state_path: str, itera
         else:  # DONAS chose another architecture than the best member's: train from scratch
             found["warm_start_skipped"] = f"{start} is another architecture"
     stats = _train_player(params, player, net, opponents, probs, ds, seed, f"it{iteration:03d} {player}")
-    meta = artifacts.metadata("gan", params=stage_params(params, stage), seed=seed, inputs=[data, state_path],
+    meta = artifacts.metadata("gan", experiment=params.experiment, params=stage_params(params, stage), seed=seed, inputs=[data, state_path],
                               role=player, iteration=iteration, opponent={"ids": ids, "probs": probs},
                               training=stats, compute=compute.add(stats["compute"], found["compute"])
                               if "compute" in found else stats["compute"], device=device, **extra, **({"nas": found} if found else {}))
@@ -356,7 +356,7 @@ def evaluate(params: Params, data: str, label: str, out: str, *, population: str
                       "train_accuracy": ref_meta["training"]["train_accuracy"],
                       "test_accuracy": _accuracy(classifier, ds.x["test"], ds.y["test"])},
         "eval_seconds": round(time.perf_counter() - t0, 3),
-        "inputs": {p: sha256_file(p) for p in (data, population or checkpoint, reference)},
+        "inputs": artifacts.inputs_record((data, population or checkpoint, reference)),
     }
     write_json(out, result)
     return result
@@ -387,7 +387,7 @@ def merge_metrics(params: Params, population: str, evaluations: list[str], out: 
         "params": stage_params(params, "metrics"), "reference": refs[0] if refs else None,
         "fid_real_vs_real": floors[0] if floors else None, "budget": player_epochs(params), "data_path": data,
         "models": models_, "double_oracle": double_oracle_summary(state, params.do.tolerance),
-        "inputs": {p: sha256_file(p) for p in [population, *evaluations]},
+        "inputs": artifacts.inputs_record([population, *evaluations]),
     }
     write_json(out, metrics)
     return metrics

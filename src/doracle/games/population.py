@@ -69,7 +69,7 @@ def skip_artifact(out: str, reason: str, params: Params, stage: str) -> None:
     """The pass-through artifact a best response writes once DO has converged."""
     from doracle.pipeline import stage_params as sp
 
-    artifacts.save_tensors(out, {}, artifacts.metadata("skipped", params=sp(params, stage), seed=None,
+    artifacts.save_tensors(out, {}, artifacts.metadata("skipped", experiment=params.experiment, params=sp(params, stage), seed=None,
                                                        skipped=True, reason=reason))
 
 
@@ -81,7 +81,7 @@ def payoff_job(params: Params, game, state_path: str, iteration: int, row: str, 
     by cell, the examples behind each cell, the compute record."""
     state, doc = read_population(state_path)
     new_row, new_col = game.strategy_id(game.players[0], iteration), game.strategy_id(game.players[1], iteration)
-    base = {"kind": "payoff", "iteration": iteration, "params": stage_params(params, "payoff")}
+    base = {"kind": "payoff", "experiment": params.experiment, "iteration": iteration, "params": stage_params(params, "payoff")}
     if state.converged:
         result = {**base, "skipped": True, "row_ids": state.row_ids, "col_ids": state.col_ids,
                   "payoff": state.payoff.tolist(), "stderr": doc["payoff_stderr"], "n": doc["payoff_n"],
@@ -100,7 +100,7 @@ def payoff_job(params: Params, game, state_path: str, iteration: int, row: str, 
     result = {**base, "skipped": False, "row_ids": rows, "col_ids": cols, "payoff": a.tolist(),
               "stderr": se.tolist(), "n": int(n), "cells_evaluated": len(todo),
               "new_row": new_row, "new_col": new_col, "strategies": strategies, "compute": cost,
-              "inputs": {p: sha256_file(p) for p in (*inputs, state_path, row, col)}}
+              "inputs": artifacts.inputs_record((*inputs, state_path, row, col))}
     write_json(out, result)
     return result
 
@@ -134,7 +134,7 @@ def _population_doc(params, state: DOState, stderr, n, strategies: dict, seed) -
 def solve_meta(params: Params, state_path: str, payoff_path: str, out: str) -> dict:
     state, _ = read_population(state_path)
     pay = read_json(payoff_path)
-    base = {"kind": "meta", "iteration": pay["iteration"], "params": stage_params(params, "solve")}
+    base = {"kind": "meta", "experiment": params.experiment, "iteration": pay["iteration"], "params": stage_params(params, "solve")}
     if pay.get("skipped"):
         doc = {**base, "skipped": True, "solution": {"row": state.sigma_row.tolist(), "col": state.sigma_col.tolist(),
                                                      "value": state.value, "solver": params.do.meta_solver}}
@@ -145,7 +145,7 @@ def solve_meta(params: Params, state_path: str, payoff_path: str, out: str) -> d
     gap = gap_record(state, pay["row_ids"], pay["col_ids"], a, pay["new_row"], pay["new_col"],
                      tolerance=params.do.tolerance, stderr=np.asarray(pay["stderr"], dtype=float))
     doc = {**base, "skipped": False, "row_ids": pay["row_ids"], "col_ids": pay["col_ids"], "solution": sol.to_json(),
-           **gap, "inputs": {p: sha256_file(p) for p in (state_path, payoff_path)}}
+           **gap, "inputs": artifacts.inputs_record((state_path, payoff_path))}
     write_json(out, doc)
     return doc
 
@@ -175,6 +175,6 @@ def prune(params: Params, state_path: str, payoff_path: str, meta_path: str, out
     ci = [pay["col_ids"].index(c) for c in new.col_ids]
     newdoc = _population_doc(params, new, se[np.ix_(ri, ci)], pay["n"], pay["strategies"],
                              runtime.derive_seed(params.seed, "prune", iteration))
-    newdoc["inputs"] = {p: sha256_file(p) for p in (state_path, payoff_path, meta_path)}
+    newdoc["inputs"] = artifacts.inputs_record((state_path, payoff_path, meta_path))
     write_json(out, newdoc)
     return newdoc

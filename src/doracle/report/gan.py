@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doracle.artifacts import atomic_dir, atomic_write_bytes, read_json
+from doracle.artifacts import atomic_dir, atomic_write_bytes, read_json, timing_of
 from doracle.report.summary import _count, _savefig, architecture_section, do_plots, do_section
 
 
@@ -122,7 +122,8 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             lines[-1] += "---|---|"
         for name, r in m["models"].items():
             c = r.get("compute") or {}
-            wall = "–" if c.get("wall_seconds") is None else f"{c['wall_seconds']:.1f}"
+            wall = timing_of(m, "models", name, "compute", "wall_seconds")
+            wall = "–" if wall is None else f"{wall:.1f}"
             extra = (f"{r['inception_fid']:.2f} | {r['inception_is_mean']:.2f} | " if inception else "")
             lines.append(f"| {name} | {r['fid']:.3f} | {r['inception_score']:.2f} ± {r['is_std']:.2f} | "
                          f"{r['classes_covered']}/{r['num_classes']} | {r['precision']:.3f} | {r['recall']:.3f} | "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doracle.artifacts import atomic_dir, atomic_write_bytes, read_json
+from doracle.artifacts import atomic_dir, atomic_write_bytes, read_json, timing_of
 
 
 def _savefig(fig, path: Path) -> None:
@@ -260,7 +260,8 @@ def _write_report(metrics_path: str, population_path: str, payoff_path: str, d: 
     ]
     for name, r in m["models"].items():
         ra, c = r["robust_accuracy"], r.get("compute") or {}
-        wall = "–" if c.get("wall_seconds") is None else f"{c['wall_seconds']:.1f}"
+        wall = timing_of(m, "models", name, "compute", "wall_seconds")
+        wall = "–" if wall is None else f"{wall:.1f}"
         lines.append(f"| {name} | {_pct(r['clean_accuracy'])} | {_pct(ra.get('fgsm'))} | {_pct(ra.get('pgd'))} | "
                      f"{_pct(ra.get('arc'))} | {_pct(ra.get('autoattack'))} | {_pct(ra.get('worst_case'))} | "
                      f"{c.get('jobs', '–')} | {wall} | {_count(c.get('passes'))} |")

@@ -1,0 +1,123 @@
+"""Which code made an artifact, and which code each pipeline job runs.
+
+* :func:`record`: the block every JSON artifact (and every safetensors sidecar) carries: doracle's
+  version and the sha256 of the whole package source that wrote it.
+* :data:`RULE_CODE`: per workflow rule, the package paths its job runs. Snakemake gets their
+  digest as a rule param (:func:`code_digest`; the ``params`` rerun trigger, on by default, reruns
+  a job whose code changed); DVC gets them as stage ``deps`` (:func:`code_deps`), so ``dvc
+  status`` / ``dvc repro`` rerun the same jobs. With ``DORACLE_MODULES_LOG=FILE`` in the
+  environment every doracle command appends the modules it loaded to FILE (:func:`log_modules`):
+  tests/test_pipeline_e2e.py checks that every module a job loaded is among its rule's paths.
+
+Torch-free; imports nothing of doracle.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sys
+from pathlib import Path
+
+#: the installed package's folder (what actually runs, editable install or not)
+PACKAGE = Path(__file__).resolve().parent
+#: where dvc.yaml's stages find the package source: the project layout of this repository
+SOURCE_DIR = "src/doracle"
+
+#: what every job runs: the command line, params, artifact I/O, the job layer, the engine, the game
+#: registry and the population file
+CORE = ("__init__.py", "__main__.py", "artifacts.py", "compute.py", "config.py", "errors.py", "pipeline.py",
+        "provenance.py", "registry.py", "runtime.py", "cli", "engine",
+        "games/__init__.py", "games/population.py", "models/__init__.py")
+#: the torch side a network job runs
+_NETS = ("data", "models", "attacks", "defenses", "games")
+#: per Snakemake rule (DVC stage family), the package paths (files or folders) it runs besides CORE
+RULE_CODE = {
+    "prepare_data": ("data",),
+    "train": _NETS,
+    "train_baseline": _NETS,
+    "do_init": _NETS,
+    "best_response": _NETS,
+    "payoff": _NETS,
+    "solve": (),
+    "prune": (),
+    "evaluate_do": (*_NETS, "evaluation"),
+    "evaluate_baseline": (*_NETS, "evaluation"),
+    "metrics": (*_NETS, "evaluation"),
+    "report": (*_NETS, "evaluation", "report"),
+}
+
+
+def rule_paths(rule: str) -> tuple[str, ...]:
+    """The package paths (relative to the package folder) a rule's job runs."""
+    return (*CORE, *RULE_CODE[rule])
+
+
+def _files(paths: tuple[str, ...]) -> list[Path]:
+    out = set()
+    for rel in paths:
+        p = PACKAGE / rel
+        out.update(p.rglob("*.py") if p.is_dir() else [p])
+    return sorted(out)
+
+
+@functools.cache
+def _digest(paths: tuple[str, ...]) -> str:
+    h = hashlib.sha256()
+    for f in _files(paths):
+        h.update(f.relative_to(PACKAGE).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def source_sha256() -> str:
+    """sha256 of every ``.py`` file of the installed package (paths and contents)."""
+    return _digest((".",))
+
+
+def code_digest(rule: str) -> str:
+    """sha256 of the code a rule's job runs (a Snakemake param: changed code reruns the job)."""
+    return _digest(rule_paths(rule))
+
+
+def code_deps(rule: str) -> list[str]:
+    """The rule's code as DVC ``deps`` (paths in the project: src/doracle/...)."""
+    return [f"{SOURCE_DIR}/{p}" for p in rule_paths(rule)]
+
+
+def version() -> str:
+    import importlib.metadata as md
+
+    try:
+        return md.version("doracle")
+    except md.PackageNotFoundError:
+        return "unknown"
+
+
+def loaded_modules() -> list[str]:
+    """The doracle modules this process has loaded, as package paths (``games/gan.py``)."""
+    out = set()
+    for name, mod in list(sys.modules.items()):
+        if name == "doracle" or name.startswith("doracle."):
+            f = getattr(mod, "__file__", None)
+            if f:
+                try:
+                    out.add(Path(f).resolve().relative_to(PACKAGE).as_posix())
+                except ValueError:  # another copy of the package: not this one's code
+                    continue
+    return sorted(out)
+
+
+def record() -> dict:
+    """The provenance block of an artifact written by this process."""
+    return {"version": version(), "source_sha256": source_sha256()}
+
+
+def log_modules(argv: list[str]) -> None:
+    """With ``DORACLE_MODULES_LOG`` set: append ``{"argv", "modules"}`` (a JSON line) to that file."""
+    import json
+    import os
+
+    path = os.environ.get("DORACLE_MODULES_LOG")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"argv": argv, "modules": loaded_modules()}) + "\n")
