@@ -337,7 +337,7 @@ class AdversarialTraining(Game):
     def report(self, params, metrics, population, payoff, out):
         from doracle.report.summary import write_report
 
-        return write_report(metrics, population, payoff, out)
+        return write_report(params, metrics, population, payoff, out)
 
 
 AT = GAMES.register("at")(AdversarialTraining())
