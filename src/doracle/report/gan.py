@@ -193,20 +193,18 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
 def _write_html(params, m: dict, pop: dict, history: list[dict], lines: list[str], grids: list[str], d: Path,
                 out: Path) -> None:
     """index.html of the GAN report: the models table (FID / IS, total compute), samples, DO story."""
-    from doracle.report.html import markdown_blocks
+    from doracle.report.html import markdown_blocks, markdown_table
 
     page = html_page(params, m, d, out, title=f"doracle report: {m['experiment']} (GAN)")
     page.h2("Models compared")
     table_at = next(k for k, line in enumerate(lines) if line.startswith("| model |"))
     page.p(lines[2])
     # the models table as summary.md has it (one row per model), then the budget and verdict lines
-    rows = []
     k = table_at
     while k < len(lines) and lines[k].startswith("|"):
-        rows.append(lines[k])
         k += 1
-    markdown_blocks(page, rows)
-    page.parts[-1] = page.parts[-1].replace("<table>", '<table id="methods">', 1)
+    rows = markdown_table(lines[table_at:k])
+    page.table(rows[0], rows[1:], id="methods", row_class=lambda row: "do" if row[0].startswith("do_") else None)
     for line in lines[k:]:
         if line.startswith("Budget:") or line.startswith("On this run"):
             page.p(line)

@@ -49,6 +49,7 @@ class Page:
         self.title, self.folder, self.location = title, Path(folder), Path(location)
         self.parts: list[str] = []
         self.toc: list[tuple[str, str]] = []
+        self.tables: dict[str, tuple[list[str], list[list]]] = {}  # the tables with an id, by id
 
     def h2(self, text: str) -> None:
         anchor = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
@@ -66,6 +67,8 @@ class Page:
 
     def table(self, head: list[str], rows: list[list], *, id: str | None = None,
               row_class=lambda row: None) -> None:
+        if id:
+            self.tables[id] = (head, rows)
         out = [f"<table{f' id={id!r}' if id else ''}>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
                + "</tr></thead><tbody>"]
         for row in rows:
@@ -99,6 +102,12 @@ class Page:
                 + "\n".join(self.parts) + "\n</body></html>\n")
 
 
+def markdown_table(lines: list[str]) -> list[list[str]]:
+    """The rows (header first) of a Markdown pipe table, without its separator line."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    return [r for r in rows if not all(set(c) <= set("-: ") for c in r)]
+
+
 def markdown_blocks(page: Page, lines: list[str]) -> None:
     """The Markdown subset the reports write (headings, paragraphs, bullets, pipe tables, images of
     files in the page's folder) as blocks of ``page``."""
@@ -114,12 +123,10 @@ def markdown_blocks(page: Page, lines: list[str]) -> None:
             page.h3(line.lstrip("#").strip())
             i += 1
         elif line.startswith("|"):
-            rows = []
+            start = i
             while i < len(lines) and lines[i].startswith("|"):
-                cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
-                if not all(set(c) <= set("-: ") for c in cells):
-                    rows.append(cells)
                 i += 1
+            rows = markdown_table(lines[start:i])
             page.table(rows[0], rows[1:])
         elif m := re.fullmatch(r"(?:- \w[^:]*: )?!\[(.*)\]\((.+\.png)\)", line):
             page.img(m.group(2), m.group(1))

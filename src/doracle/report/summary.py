@@ -441,8 +441,18 @@ def finish_html(page, pop: dict, out: Path, d: Path) -> None:
         markdown_blocks(page, arch)
     page.h2("Artifacts")
     page.p("Relative links: they work wherever this experiment's results folder is copied.")
-    page.raw("<ul><li>" + ", ".join(page.link(out / n, n) for n in ("summary.md",) if (d / n).is_file())
+    page.raw("<ul><li>" + ", ".join(page.link(out / n, n) for n in ("summary.md", "methods.csv"))
              + ", " + ", ".join(page.link(out / "plots" / f.name, f"plots/{f.name}")
                                 for f in sorted((d / "plots").glob("*.json"))) + "</li></ul>")
     artifact_links(page, out.parent, skip=out)
     atomic_write_bytes(d / "index.html", page.text().encode())
+    if "methods" in page.tables:  # the methods table as CSV: Snakemake's report shows it as a table
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        head, rows = page.tables["methods"]
+        writer.writerow(head)
+        writer.writerows(rows)
+        atomic_write_bytes(d / "methods.csv", buf.getvalue().encode())
