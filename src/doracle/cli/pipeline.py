@@ -155,7 +155,7 @@ def cmd_report(args):
     p = _params(args, names=False)
     with _logged(args.log, "report"):
         path = _game(p).report(p, args.metrics, args.population, args.payoff, args.out)
-    print(f"doracle: report written to {path}")
+    print(f"doracle: report written to {path} and {path.with_name('index.html')}")
 
 
 def cmd_check_params(args):

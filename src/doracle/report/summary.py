@@ -1,4 +1,4 @@
-"""The report folder (``summary.md`` and its plots) from metrics.json and the DO artifacts; the DO
+"""The report folder (``index.html``, ``summary.md``, its plots) from metrics.json and the DO artifacts; the DO
 story (heatmap, meta-strategies, gap, per-iteration table) is shared by every game."""
 
 from __future__ import annotations
