@@ -386,12 +386,13 @@ def test_html_report_renders_offline_from_a_copied_folder(snake, chromium, tmp_p
     assert (ARTIFACTS / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _embedded(html: str) -> list[bytes]:
-    """Every base64 data URI of a page, decoded."""
+def _snakemake_report_files(page: str) -> dict[str, bytes]:
+    """The files Snakemake's report embeds (its ``var results = {...}`` table), decoded, by path."""
     import base64
 
-    return [base64.b64decode(m.group(1)) for m in re.finditer(r"data:[\w/+.-]+(?:;[\w=-]+)*;base64,([A-Za-z0-9+/=]+)",
-                                                               html)]
+    start = page.index("var results = {") + len("var results = ")
+    table = json.loads(page[start:page.index("</script>", start)].strip().rstrip(";"))
+    return {path: base64.b64decode(r["data_uri"].split("base64,", 1)[1]) for path, r in table.items()}
 
 
 def test_snakemake_report_holds_the_methods_table_and_every_plot(snake):
@@ -400,12 +401,14 @@ def test_snakemake_report_holds_the_methods_table_and_every_plot(snake):
     proj, _ = snake
     run(["snakemake", "--report", "report.html"], proj)
     page = (proj / "report.html").read_text()
-    blobs = _embedded(page)
+    embedded = _snakemake_report_files(page)
     rep = proj / "results" / EXP / "report"
     pngs = sorted(rep.glob("*.png"))
     assert len(pngs) >= 5
-    for f in [*pngs, rep / "methods.csv", rep / "index.html"]:
-        assert f.read_bytes() in blobs, f.name
+    marked = [*pngs, rep / "methods.csv", rep / "index.html"]
+    assert set(embedded) == {str(f.relative_to(proj)) for f in marked}
+    for f in marked:
+        assert embedded[str(f.relative_to(proj))] == f.read_bytes(), f.name
     table = (rep / "methods.csv").read_text().splitlines()
     assert table[0].startswith("model,clean,FGSM,PGD,ARC,AutoAttack,worst case")
     assert [r.split(",")[0] for r in table[1:]] == list(json.loads((rep.parent / "metrics.json").read_text())["models"])
@@ -430,5 +433,6 @@ def test_dvc_metrics_and_plots_show_the_headline_numbers(snake, tmp_path):
     plots = run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], proj)
     assert "No plots were loaded" not in plots.stdout + plots.stderr
     html = (tmp_path / "plots" / "index.html").read_text()
-    for name in ("robust accuracy vs eps", "DO gap", "game value", "payoff_heatmap.png"):
-        assert name in html, name
+    for title in (f"{EXP}: accuracy under PGD vs eps", f"{EXP}: DO gap", f"{EXP}: restricted game value",
+                  "payoff_heatmap.png", "robustness_curve.png"):
+        assert title in html, title

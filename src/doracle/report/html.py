@@ -144,10 +144,14 @@ def markdown_blocks(page: Page, lines: list[str]) -> None:
 
 def artifact_links(page: Page, exp_dir: Path, skip: Path) -> None:
     """Relative links to every file of the experiment's results folder but ``skip`` (the report
-    folder itself), grouped by folder."""
+    folder itself, a child of ``exp_dir``), grouped by folder."""
     exp_dir = Path(exp_dir)
-    files = sorted(p for p in exp_dir.rglob("*") if p.is_file() and not p.name.startswith(".")
-                   and skip.resolve() not in p.resolve().parents and not p.name.endswith(".state.json"))
+    def shown(p: Path) -> bool:  # hidden files and folders (the report's own temporary folder) left out
+        rel = p.relative_to(exp_dir).parts
+        return (p.is_file() and not any(part.startswith(".") for part in rel) and rel[0] != skip.name
+                and not p.name.endswith(".state.json"))
+
+    files = sorted(p for p in exp_dir.rglob("*") if shown(p))
     groups: dict[str, list[Path]] = {}
     for f in files:
         groups.setdefault(f.parent.relative_to(exp_dir).as_posix(), []).append(f)
