@@ -23,6 +23,10 @@ WF = pl.Workflow(pl.workflow_experiments(workflow.overwrite_configfiles, workflo
                                          say=lambda line: print(line, file=sys.stderr)))
 P = pl.PATTERNS
 
+# `snakemake --report report.html`: each experiment's plots, methods table and index.html (the rule
+# report marks them; captions in workflow/report/)
+report: "workflow/report/workflow.rst"
+
 # Light jobs run on the submitting host, never as cluster jobs (pipeline.RULE_RESOURCES); the others
 # ask for their experiment's `resources` (used by profiles/slurm; a local run uses only `threads`).
 workflow.localrules("all", *pl.LOCAL_RULES)
@@ -51,4 +55,5 @@ include: "workflow/rules/sweep.smk"
 
 onsuccess:
     for exp, (params, _) in WF.experiments.items():
-        print(f"doracle: {exp}: report at {pl.summary_path(params)} (metrics: {P['metrics'].format(exp=exp)})")
+        print(f"doracle: {exp}: report at {pl.summary_path(params)}, in a browser {pl.html_path(params)} "
+              f"(metrics: {P['metrics'].format(exp=exp)}, headline: {P['headline'].format(exp=exp)})")

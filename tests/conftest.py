@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -80,3 +81,40 @@ def slurm_cluster(tmp_path_factory):
                               env={**os.environ, "SLURM_CONF": str(state / "slurm.conf")})
     finally:
         stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium (Debian's package, installed by apt-get when missing and running as root)
+    driven by Playwright (the test extra) through its executable: no browser download. In CI
+    (CI=true) a browser that cannot start fails the tests; elsewhere they are skipped with the reason."""
+
+    def unavailable(reason: str):
+        if in_ci():
+            pytest.fail(f"headless Chromium: {reason}", pytrace=False)
+        pytest.skip(f"headless Chromium: {reason}")
+
+    exe = shutil.which("chromium")
+    if exe is None:
+        if os.geteuid() != 0:
+            unavailable("not installed (apt-get install chromium chromium-driver), and installing it needs root")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
+        proc = subprocess.run(install, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=900)
+        if proc.returncode != 0:  # a fresh machine has no package lists yet
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
+            proc = subprocess.run(install, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+                                  timeout=900)
+        exe = shutil.which("chromium")
+        if exe is None:
+            unavailable(f"apt-get install chromium failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is missing (pip install -e '.[test]')")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()

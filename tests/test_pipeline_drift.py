@@ -6,6 +6,7 @@ The end-to-end test (test_pipeline_e2e.py) repeats the comparison on the jobs Sn
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import yaml
 
@@ -90,3 +91,21 @@ def test_stale_dvc_yaml_is_detected(cli, tmp_path):
     (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text().replace("it005", "it004"))
     proc = cli("dvc-yaml", "--check", cwd=tmp_path)
     assert proc.returncode == 2 and "out of date" in proc.stderr
+
+
+def test_dvc_metrics_and_plots_name_outputs_of_the_pipeline():
+    """dvc.yaml's `metrics:` are each experiment's headline.json (an output of its metrics stage),
+    and every file its `plots:` read lies in an experiment's report folder (a report stage's output)."""
+    doc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    outs = {o for s in doc["stages"].values() for o in s.get("outs", [])}
+    assert doc["metrics"] == [f"results/{e}/headline.json" for e in EXPERIMENTS]
+    assert set(doc["metrics"]) <= outs
+    files = set()
+    for entry in doc["plots"]:
+        (key, props), = entry.items()
+        files |= set(props["y"]) if isinstance(props.get("y"), dict) else {key}
+    reports = {f"results/{e}/report" for e in EXPERIMENTS}
+    assert reports <= outs
+    assert all(str(Path(f).parent).removesuffix("/plots") in reports for f in files), files
+    assert {f.rsplit("/", 1)[1] for f in files} >= {"robustness_curve.json", "do_gap.json", "scores.json",
+                                                    "payoff_heatmap.png", "samples_do_mixture.png"}

@@ -92,8 +92,12 @@ def test_main_job_outputs_metrics_and_report(snake):
     assert f"status: **{do['status']}**" in text
     assert "| jobs | wall s | passes |" in text
     assert re.search(r"^\| erm \|.*\| 1 \| [\d.]+ \| 480 \|$", text, re.M), "ERM: 1 job, 240 + 240 passes"
-    for png in ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png", "robustness_curve.png"):
+    for png in ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png", "do_value.png", "robustness_curve.png"):
         assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    headline = json.loads((proj / f"results/{EXP}/headline.json").read_text())
+    assert headline["do_mixture_worst_case"] == m["models"]["do_mixture"]["robust_accuracy"]["worst_case"]
+    assert headline["do_gap"] == do["final_gap"] and headline["erm_clean_accuracy"] == m["models"]["erm"]["clean_accuracy"]
+    assert all(isinstance(v, int | float) and "second" not in k for k, v in headline.items())
 
 
 def test_every_job_has_a_log_and_a_benchmark(snake):
@@ -126,7 +130,7 @@ def test_artifacts_record_params_seed_and_input_hashes(snake):
     # params.yaml is the params file the jobs read, as the workflow wrote it)
     assert (res / "params.yaml").is_file()
     assert {p.suffix for p in res.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"
-            and p != res / "params.yaml"} <= {".safetensors", ".json", ".md", ".png"}
+            and p != res / "params.yaml"} <= {".safetensors", ".json", ".md", ".png", ".html", ".csv"}
     assert not list(res.rglob("*.state.json")), "evaluation states are removed after success"
 
 
@@ -472,3 +476,100 @@ def test_damaged_artifacts_are_refused_naming_the_file_and_what_to_rerun(snake, 
     expected = {"truncate": "does not match", "bitflip": "does not match", "edit_payoff": "edited by hand",
                 "other_experiment": "written by experiment 'other'"}[damage]
     assert expected in proc.stderr, proc.stderr
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def test_html_report_renders_offline_from_a_copied_folder(snake, chromium, tmp_path):
+    """index.html of the tiny run, opened by headless Chromium from a copy of results/tiny/ with
+    every non-file request refused: every image loads, the methods table has a row per model, every
+    link is relative and resolves inside the copy. The screenshot is kept at test-artifacts/report.png
+    (repository root, ignored by git; CI keeps the folder)."""
+    proj, _ = snake
+    copy = tmp_path / "elsewhere" / EXP
+    shutil.copytree(proj / "results" / EXP, copy)
+    models = list(json.loads((copy / "metrics.json").read_text())["models"])
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    outside = []
+
+    def route(r):
+        if r.request.url.startswith(("file:", "data:")):
+            return r.continue_()
+        outside.append(r.request.url)
+        return r.abort()
+
+    page.route("**/*", route)
+    page.goto((copy / "report" / "index.html").as_uri())
+    page.wait_for_load_state("load")
+    images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, "
+                           "i.getAttribute('src').slice(0, 22)])")
+    assert len(images) >= 5, images
+    assert all(done and width > 0 and src == "data:image/png;base64," for _, done, width, src in images), images
+    rows = page.locator("#methods tbody tr").all()
+    assert [r.locator("td").first.inner_text() for r in rows] == models
+    assert outside == [], "the report fetched from the network"
+    hrefs = page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))")
+    files = [h for h in hrefs if not h.startswith("#")]
+    assert "../metrics.json" in files and "../do/it002/payoff.json" in files and "../headline.json" in files
+    for h in files:
+        assert ":" not in h and not h.startswith("/"), h
+        assert (copy / "report" / h).resolve().is_file(), h
+    body = page.inner_text("body")
+    assert "resolved params" in body and "Pruning" in body and "Double oracle" in body
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    page.close()
+    assert (ARTIFACTS / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _snakemake_report_files(page: str) -> dict[str, bytes]:
+    """The files Snakemake's report embeds (its ``var results = {...}`` table), decoded, by path."""
+    import base64
+
+    start = page.index("var results = {") + len("var results = ")
+    table = json.loads(page[start:page.index("</script>", start)].strip().rstrip(";"))
+    return {path: base64.b64decode(r["data_uri"].split("base64,", 1)[1]) for path, r in table.items()}
+
+
+def test_snakemake_report_holds_the_methods_table_and_every_plot(snake):
+    """`snakemake --report`: the outputs the report rule marks (workflow/report/ captions) are in
+    Snakemake's page: every PNG of the report folder, the methods table (methods.csv), index.html."""
+    proj, _ = snake
+    run(["snakemake", "--report", "report.html"], proj)
+    page = (proj / "report.html").read_text()
+    embedded = _snakemake_report_files(page)
+    rep = proj / "results" / EXP / "report"
+    pngs = sorted(rep.glob("*.png"))
+    assert len(pngs) >= 5
+    marked = [*pngs, rep / "methods.csv", rep / "index.html"]
+    assert set(embedded) == {str(f.relative_to(proj)) for f in marked}
+    for f in marked:
+        assert embedded[str(f.relative_to(proj))] == f.read_bytes(), f.name
+    table = (rep / "methods.csv").read_text().splitlines()
+    assert table[0].startswith("model,clean,FGSM,PGD,ARC,AutoAttack,worst case")
+    assert [r.split(",")[0] for r in table[1:]] == list(json.loads((rep.parent / "metrics.json").read_text())["models"])
+    assert "Payoff matrix of the final populations" in page  # a caption
+
+
+def test_dvc_metrics_and_plots_show_the_headline_numbers(snake, tmp_path):
+    proj, _ = snake
+    headline = json.loads((proj / f"results/{EXP}/headline.json").read_text())
+    shown = run(["dvc", "metrics", "show", "--json"], proj).stdout
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "do_mixture_worst_case" in node:
+                found.append(node)
+            for v in node.values():
+                walk(v)
+
+    walk(json.loads(shown))
+    assert found == [headline]
+    plots = run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], proj)
+    assert "No plots were loaded" not in plots.stdout + plots.stderr
+    html = (tmp_path / "plots" / "index.html").read_text()
+    for title in (f"{EXP}: accuracy under PGD vs eps", f"{EXP}: DO gap", f"{EXP}: restricted game value",
+                  "payoff_heatmap.png", "robustness_curve.png"):
+        assert title in html, title

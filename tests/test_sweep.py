@@ -100,6 +100,9 @@ def test_three_trial_sweep_through_its_snakemake_target(tmp_path):
     summary = (report / "summary.md").read_text()
     assert f"**Best: trial {best['trial']}**" in summary and "not drawn" not in summary
     assert summary.count("| COMPLETE |") == 3
+    page = (report / "index.html").read_text()  # the same, self-contained, for a browser
+    assert page.count('src="data:image/png;base64,') == 3 and "http" not in page
+    assert f'href="../../../{best["experiment"]}/report/index.html"' in page and 'href="../best.json"' in page
     assert (proj / "logs/sweeps/three.log").read_text().count(" COMPLETE ") == 3
 
 

@@ -155,11 +155,12 @@ def _content_sha256(doc: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
 
 
-def write_json(path: str | Path, obj: Any) -> None:
+def write_json(path: str | Path, obj: Any, *, sealed: bool = True) -> None:
     """Write ``obj`` as JSON, atomically. A dict gets the writer's ``provenance`` (doracle's version
     and source hash); its timing keys go to its top-level ``timing`` block (written last), so
-    everything before it is reproducible content, sealed by ``content_sha256``."""
-    if isinstance(obj, dict):
+    everything before it is reproducible content, sealed by ``content_sha256``. ``sealed=False``:
+    as it is (a file for other tools, e.g. DVC's flat metrics file, derived from sealed ones)."""
+    if isinstance(obj, dict) and sealed:
         body, timing = split_timing({k: v for k, v in obj.items() if k not in ("timing", SEAL)})
         timing = _merge_timing(obj.get("timing"), timing)
         if "provenance" not in body:

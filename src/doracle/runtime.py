@@ -80,3 +80,12 @@ def to_device(t, device):
     if device.type == "cuda" and t.device.type == "cpu":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
+
+
+def progress(iterable=None, desc: str | None = None, **kwargs):
+    """A tqdm progress bar over ``iterable`` on stderr when stderr is a terminal, silent otherwise
+    (Snakemake and SLURM logs, pipes): the one place every long loop gets its bar from."""
+    from tqdm import tqdm
+
+    kwargs.setdefault("mininterval", 1.0)
+    return tqdm(iterable, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty(), **kwargs)

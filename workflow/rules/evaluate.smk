@@ -1,6 +1,7 @@
 # Evaluation: one job per DO target (AT: the DO mixture, its best member, the uniform mixture; GAN:
 # the generator mixture, the final generators) and per baseline, merged into metrics.json; then
-# the report (a folder: summary.md and the game's plots).
+# the report (a folder: index.html, summary.md, methods.csv and the game's plots), marked for
+# `snakemake --report`: its plots, the methods table and index.html, captioned by workflow/report/.
 
 
 rule evaluate_do:
@@ -46,6 +47,7 @@ rule metrics:
         unpack(WF.inputs("metrics")),
     output:
         metrics=P["metrics"],
+        headline=P["headline"],
     log:
         pl.log_path(P["metrics"]),
     benchmark:
@@ -63,7 +65,14 @@ rule report:
     input:
         unpack(WF.inputs("report")),
     output:
-        report=directory(P["report"]),
+        report=report(
+            directory(P["report"]),
+            patterns=["{name}.png", "{name}.csv", "{name}.html"],
+            caption="../report/report.rst",
+            category="{exp}",
+            subcategory="report",
+            labels={"experiment": "{exp}", "item": "{name}"},
+        ),
     log:
         pl.log_path(P["report"]),
     benchmark:

@@ -144,14 +144,19 @@ def cmd_evaluate(args):
 def cmd_metrics(args):
     p = _params(args, names=False)
     with _logged(args.log, "metrics"):
-        print(_game(p).metrics(p, args.population, args.evaluation, args.out))
+        game = _game(p)
+        print(game.metrics(p, args.population, args.evaluation, args.out))
+        if args.headline:
+            from doracle.artifacts import read_json, write_json
+
+            write_json(args.headline, game.headline_metrics(read_json(args.out)), sealed=False)
 
 
 def cmd_report(args):
     p = _params(args, names=False)
     with _logged(args.log, "report"):
         path = _game(p).report(p, args.metrics, args.population, args.payoff, args.out)
-    print(f"doracle: report written to {path}")
+    print(f"doracle: report written to {path} and {path.with_name('index.html')}")
 
 
 def cmd_check_params(args):
@@ -287,9 +292,10 @@ def register(sub) -> None:
     p.add_argument("--population", required=True, help="final population.json")
     p.add_argument("--evaluation", nargs="+", required=True, help="evaluation JSON files")
     p.add_argument("--out", required=True, help="metrics.json")
+    p.add_argument("--headline", help="headline.json: the headline numbers, flat (DVC's metrics file)")
     p.set_defaults(handler=cmd_metrics)
 
-    p = sub.add_parser("report", help="write the report folder: summary.md and its plots")
+    p = sub.add_parser("report", help="write the report folder: index.html (self-contained), summary.md, the plots")
     common(p)
     for a in ("--metrics", "--population", "--payoff"):
         p.add_argument(a, required=True)

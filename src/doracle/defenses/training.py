@@ -9,14 +9,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from doracle.compute import PassCounter
 from doracle.config import Training
 from doracle.defenses import resume
 from doracle.defenses.base import Defense
 from doracle.errors import ConfigError, TrainingDiverged
-from doracle.runtime import module_device, to_device
+from doracle.runtime import module_device, progress, to_device
 
 
 def make_optimizer(model, cfg: Training):
@@ -136,8 +135,7 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
 
     # signals are only taken over when there is a state to save (else they keep their default)
     with counter, (resume.Preemption() if ckpt is not None else contextlib.nullcontext()) as signals:
-        bar = tqdm(range(loop["epoch"], epochs), desc=desc, unit="epoch", mininterval=1.0,
-                   initial=loop["epoch"], total=epochs)
+        bar = progress(range(loop["epoch"], epochs), desc, unit="epoch", initial=loop["epoch"], total=epochs)
         for epoch in bar:
             if loop["perm"] is None:  # a new epoch (a resumed one keeps its order and position)
                 loop.update(epoch=epoch, batch=0, perm=torch.randperm(n, generator=gen), total=0.0, batches=0)

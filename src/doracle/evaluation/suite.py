@@ -226,7 +226,7 @@ def run_suite(params: Params, target: Target, x: torch.Tensor, y: torch.Tensor, 
     per_example = {}
     units = [u for name in EVALUATORS.names() for u in EVALUATORS.get(name)(ctx, target)]
     units += list(eps_curve(ctx, target))
-    for key, compute in units:
+    for key, compute in runtime.progress(units, f"evaluate {target.label}", unit="attack"):
         got = state.get(key)
         if got is None:
             t1 = time.perf_counter()

@@ -109,6 +109,29 @@ class Game:
     def report(self, params, metrics: str, population: str, payoff: str, out: str) -> Path:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ DVC: metrics and plots
+    def headline_metrics(self, metrics: dict) -> dict:
+        """headline.json (``dvc metrics show/diff``, ``dvc exp show``): flat keys, numbers only, from
+        metrics.json; deterministic (no durations, no timestamps). The DO summary; games add theirs."""
+        do = metrics["double_oracle"]
+        return {"do_gap": do["final_gap"], "do_gap_upper": do.get("final_gap_upper", do["final_gap"]),
+                "do_value": do["value"], "do_iterations_run": do["iterations_run"],
+                "do_support_size": do["support_size"]}
+
+    def dvc_plots(self, params, report: str) -> list[dict]:
+        """dvc.yaml's ``plots:`` of one experiment (``report``: its report folder): the DO gap and
+        the game value from ``plots/do_gap.json``, and the DO story's images. Games add theirs."""
+        exp = params.experiment
+        data = f"{report}/plots/do_gap.json"
+        return [
+            {f"{exp}: DO gap": {"x": "iteration", "y": {data: ["gap", "gap_upper"]}, "title": f"{exp}: DO gap "
+                                "(and its 95% upper bound)", "x_label": "DO iteration", "y_label": "gap"}},
+            {f"{exp}: game value": {"x": "iteration", "y": {data: "value"}, "title": f"{exp}: restricted game value",
+                                    "x_label": "DO iteration", "y_label": "value"}},
+            *({f"{report}/{png}": {}} for png in ("payoff_heatmap.png", "meta_strategy.png", "do_gap.png",
+                                                   "do_value.png")),
+        ]
+
 
 def game_of(params) -> Game:
     """The :class:`Game` that ``params.game`` names."""

@@ -337,7 +337,23 @@ class AdversarialTraining(Game):
     def report(self, params, metrics, population, payoff, out):
         from doracle.report.summary import write_report
 
-        return write_report(metrics, population, payoff, out)
+        return write_report(params, metrics, population, payoff, out)
+
+    def headline_metrics(self, metrics):
+        out = {}
+        for name, r in metrics["models"].items():
+            out[f"{name}_clean_accuracy"] = r["clean_accuracy"]
+            out[f"{name}_worst_case"] = r["robust_accuracy"]["worst_case"]
+        return {**out, **super().headline_metrics(metrics)}
+
+    def dvc_plots(self, params, report):
+        exp, models = params.experiment, [*self.targets(params), *self.baselines(params)]
+        curve = [] if params.evaluation.eps_curve is None else [
+            {f"{exp}: robust accuracy vs eps": {"x": "eps", "y": {f"{report}/plots/robustness_curve.json": models},
+                                                "title": f"{exp}: accuracy under PGD vs eps",
+                                                "x_label": "eps (x 1/255)", "y_label": "robust accuracy"}},
+            {f"{report}/robustness_curve.png": {}}]
+        return [*curve, *super().dvc_plots(params, report)]
 
 
 AT = GAMES.register("at")(AdversarialTraining())

@@ -478,5 +478,21 @@ class GanGame(Game):
 
         return write_report(params, metrics, population, payoff, out)
 
+    def headline_metrics(self, metrics):
+        out = {}
+        for name, r in metrics["models"].items():
+            out[f"{name}_fid"] = r["fid"]
+            out[f"{name}_inception_score"] = r["inception_score"]
+            out[f"{name}_classes_covered"] = r["classes_covered"]
+        return {**out, "fid_real_vs_real": metrics["fid_real_vs_real"], **super().headline_metrics(metrics)}
+
+    def dvc_plots(self, params, report):
+        exp = params.experiment
+        return [{f"{exp}: FID": {"x": "fid", "y": {f"{report}/plots/scores.json": "model"},
+                                 "template": "bar_horizontal", "title": f"{exp}: FID per model (lower is better)"}},
+                *({f"{report}/samples_{name}.png": {}} for name in ("do_mixture", *self.baselines(params), "real")),
+                {f"{report}/scores.png": {}},
+                *super().dvc_plots(params, report)]
+
 
 GAN = GAMES.register("gan")(GanGame())

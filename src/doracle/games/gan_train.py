@@ -60,13 +60,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from doracle.compute import PassCounter
 from doracle.errors import TrainingDiverged
 from doracle.games.gan_math import _logits, validate_probs
 from doracle.models.mixture import eval_mode
-from doracle.runtime import module_device, to_device
+from doracle.runtime import module_device, progress, to_device
 
 #: members of a mixture with at most this probability are skipped (not run at all)
 MIN_PROB = 1e-12
@@ -212,7 +211,7 @@ def train_gan(generator: nn.Module, discriminator: nn.Module, x_train: torch.Ten
     generator.train()
     discriminator.train()
     with PassCounter([generator, discriminator]) as counter:
-        bar = tqdm(range(epochs), desc=desc, unit="epoch", mininterval=1.0)
+        bar = progress(range(epochs), desc, unit="epoch")
         for epoch in bar:
             for real, z in _epoch(x_train, spans, gen, latent_dim, device):
                 fake = generator(z)
@@ -260,7 +259,7 @@ def train_generator(generator: nn.Module, discriminators: Sequence[nn.Module], p
     generator.train()
     opponents = _unique(discriminators)
     with PassCounter([generator, *opponents]) as counter, frozen(opponents):
-        bar = tqdm(range(steps), desc=desc, unit="step", mininterval=1.0)
+        bar = progress(range(steps), desc, unit="step")
         for step in bar:
             k = step % loss_every
             if k == 0:  # the chunk's latents, drawn and copied at once
@@ -301,7 +300,7 @@ def train_discriminator(discriminator: nn.Module, generators: Sequence[nn.Module
     discriminator.train()
     opponents = _unique(generators)
     with PassCounter([discriminator, *opponents]) as counter, frozen(opponents):
-        bar = tqdm(range(epochs), desc=desc, unit="epoch", mininterval=1.0)
+        bar = progress(range(epochs), desc, unit="epoch")
         for epoch in bar:
             for real, z in _epoch(x_train, spans, gen, latent_dim, device):
                 with torch.no_grad():

@@ -1,1 +1,2 @@
-"""The experiment report: summary.md with the metrics table and PNG plots."""
+"""The experiment report: index.html (self-contained, for browsers), summary.md (terminals), PNG plots,
+methods.csv and plots/*.json (Snakemake's and DVC's reports)."""

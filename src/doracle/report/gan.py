@@ -7,8 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-from doracle.artifacts import atomic_dir, atomic_write_bytes, read_json, timing_of
-from doracle.report.summary import _count, _savefig, architecture_section, do_plots, do_section
+from doracle.artifacts import atomic_dir, atomic_write_bytes, read_json
+from doracle.report.summary import (
+    _count,
+    _savefig,
+    _wall,
+    architecture_section,
+    do_html,
+    do_plots,
+    do_section,
+    finish_html,
+    html_page,
+    write_plot_data,
+)
 
 
 def plot_grid(images, path: Path, title: str) -> None:
@@ -88,6 +99,14 @@ def _samples(params, metrics: dict, population: str, d: Path) -> list[str]:
     return lines
 
 
+def write_fid_data(d: Path, m: dict) -> None:
+    """FID and classes covered per model as a JSON table (``plots/scores.json``) for ``dvc plots``."""
+    from doracle.artifacts import write_json
+
+    write_json(d / "plots" / "scores.json", [{"model": n, "fid": r["fid"], "inception_score": r["inception_score"],
+                                               "classes_covered": r["classes_covered"]} for n, r in m["models"].items()])
+
+
 def write_report(params, metrics_path: str, population_path: str, payoff_path: str, out: str) -> Path:
     """The GAN report: ``out`` is the report folder, written whole."""
     import matplotlib
@@ -122,8 +141,7 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             lines[-1] += "---|---|"
         for name, r in m["models"].items():
             c = r.get("compute") or {}
-            wall = timing_of(m, "models", name, "compute", "wall_seconds")
-            wall = "–" if wall is None else f"{wall:.1f}"
+            wall = _wall(m, name)
             extra = (f"{r['inception_fid']:.2f} | {r['inception_is_mean']:.2f} | " if inception else "")
             lines.append(f"| {name} | {r['fid']:.3f} | {r['inception_score']:.2f} ± {r['is_std']:.2f} | "
                          f"{r['classes_covered']}/{r['num_classes']} | {r['precision']:.3f} | {r['recall']:.3f} | "
@@ -166,4 +184,40 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             *architecture_section(pop),
         ]
         atomic_write_bytes(d / "summary.md", ("\n".join(lines) + "\n").encode())
+        write_plot_data(d, m, history)
+        write_fid_data(d, m)
+        _write_html(params, m, pop, history, lines, grids, d, Path(out))
     return Path(out) / "summary.md"
+
+
+def _write_html(params, m: dict, pop: dict, history: list[dict], lines: list[str], grids: list[str], d: Path,
+                out: Path) -> None:
+    """index.html of the GAN report: the models table (FID / IS, total compute), samples, DO story."""
+    from doracle.report.html import markdown_blocks, markdown_table
+
+    page = html_page(params, m, d, out, title=f"doracle report: {m['experiment']} (GAN)")
+    page.h2("Models compared")
+    table_at = next(k for k, line in enumerate(lines) if line.startswith("| model |"))
+    page.p(lines[2])
+    # the models table as summary.md has it (one row per model), then the budget and verdict lines
+    k = table_at
+    while k < len(lines) and lines[k].startswith("|"):
+        k += 1
+    rows = markdown_table(lines[table_at:k])
+    page.table(rows[0], rows[1:], id="methods", row_class=lambda row: "do" if row[0].startswith("do_") else None)
+    for line in lines[k:]:
+        if line.startswith("Budget:") or line.startswith("On this run"):
+            page.p(line)
+    page.img("scores.png", "FID (lower is better) and classes covered per model")
+    page.h2("Samples")
+    page.p("Each image of the DO mixture draws its generator from sigma_G (seeded); the same latents for every "
+           "single generator.")
+    markdown_blocks(page, grids)
+    do_html(page, m["double_oracle"], history, pop, players=("discriminator", "generator"),
+            intro="Payoff: V(G, D) = E log D(x) + E log(1 - D(G(z))) on the payoff split and fixed latents; the "
+                  "discriminator (rows) maximises it, the generator (columns) minimises it (-log 4 = -1.386 at the "
+                  "ideal equilibrium).",
+            extra=["deployed generator mixture: " + ", ".join(
+                f"{i} ({p:.3f})" for i, p in zip(m["models"]["do_mixture"]["members"],
+                                                   m["models"]["do_mixture"]["probs"], strict=True))])
+    finish_html(page, pop, out, d)

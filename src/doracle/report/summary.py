@@ -1,4 +1,4 @@
-"""The report folder (``summary.md`` and its plots) from metrics.json and the DO artifacts; the DO
+"""The report folder (``index.html``, ``summary.md``, its plots) from metrics.json and the DO artifacts; the DO
 story (heatmap, meta-strategies, gap, per-iteration table) is shared by every game."""
 
 from __future__ import annotations
@@ -23,18 +23,21 @@ def plot_heatmap(payoff: dict, path: Path, *, players=("defender", "attacker"), 
     import matplotlib.pyplot as plt
 
     a = np.asarray(payoff["payoff"])
+    se = np.asarray(payoff["stderr"]) if payoff.get("stderr") is not None else None
     lo, hi = vrange if vrange is not None else (float(a.min()), float(a.max()))
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * a.shape[1], 1.0 + 0.45 * a.shape[0]))
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * a.shape[1], 1.0 + 0.5 * a.shape[0]))
     im = ax.imshow(a, cmap="viridis", vmin=lo, vmax=hi)
     ax.set_xticks(range(a.shape[1]), payoff["col_ids"], rotation=45)
     ax.set_yticks(range(a.shape[0]), payoff["row_ids"])
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
-            ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{a[i, j]:.2f}" + (f"\n±{se[i, j]:.2f}" if se is not None else ""), ha="center",
+                    va="center", fontsize=6 if se is not None else 7,
                     color="white" if a[i, j] < lo + 0.6 * (hi - lo) else "black")
     ax.set_xlabel(f"{players[1]} strategy")
     ax.set_ylabel(f"{players[0]} strategy")
-    ax.set_title(f"payoff ({value}), iteration {payoff['iteration']}")
+    ax.set_title(f"payoff ({value}" + (" ± standard error" if se is not None else "") +
+                 f"), iteration {payoff['iteration']}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     _savefig(fig, path)
     plt.close(fig)
@@ -106,6 +109,28 @@ def plot_gap(history: list[dict], tolerance: float, path: Path, *, players=("def
     plt.close(fig)
 
 
+def plot_value_support(history: list[dict], path: Path, *, players=("defender", "attacker")) -> None:
+    """The restricted game's value per iteration, and the support and population sizes."""
+    import matplotlib.pyplot as plt
+
+    its = [h["iteration"] for h in history]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax.plot(its, [h["value"] for h in history], marker="o", color="tab:purple")
+    ax.set_title("game value (restricted game, payoff split)", fontsize=9)
+    ax.set_xlabel("DO iteration")
+    ax.set_xticks(its)
+    for k, key, p in ((0, "row", players[0]), (1, "col", players[1])):
+        color = f"C{k}"
+        bx.plot(its, [h[f"support_{key}"] for h in history], marker="o", color=color, label=f"{p} support")
+        bx.plot(its, [h[f"population_{key}"] for h in history], ls=":", color=color, label=f"{p} population")
+    bx.set_title("support and population sizes", fontsize=9)
+    bx.set_xlabel("DO iteration")
+    bx.set_xticks(its)
+    bx.legend(fontsize=7)
+    _savefig(fig, path)
+    plt.close(fig)
+
+
 def _count(n) -> str:
     """240 | 31.2k | 1.25M: a pass count that stays readable from tiny runs to clusters."""
     if n is None:
@@ -114,6 +139,17 @@ def _count(n) -> str:
         if n >= div:
             return f"{n / div:.3g}{unit}"
     return str(int(n))
+
+
+def wall_seconds(metrics: dict, model: str) -> float | None:
+    """The wall seconds of every job that produced ``model``, None when unknown (a DVC run). The
+    reports' one reader of timings (they are kept out of headline.json)."""
+    return timing_of(metrics, "models", model, "compute", "wall_seconds")
+
+
+def _wall(metrics: dict, model: str) -> str:
+    w = wall_seconds(metrics, model)
+    return "–" if w is None else f"{w:.1f}"
 
 
 def _pct(v) -> str:
@@ -126,6 +162,7 @@ def do_plots(pay: dict, history: list[dict], tolerance: float, d: Path, players=
     plot_heatmap(pay, d / "payoff_heatmap.png", players=players, value=value, vrange=vrange)
     plot_meta(history, d / "meta_strategy.png", players=players)
     plot_gap(history, tolerance, d / "do_gap.png", players=players)
+    plot_value_support(history, d / "do_value.png", players=players)
 
 
 def do_section(do: dict, history: list[dict], players=("defender", "attacker")) -> tuple[list[str], list[str]]:
@@ -146,6 +183,8 @@ def do_section(do: dict, history: list[dict], players=("defender", "attacker")) 
         "![meta-strategy evolution](meta_strategy.png)",
         "",
         "![DO gap](do_gap.png)",
+        "",
+        "![game value, support and population sizes](do_value.png)",
         "",
         f"| it | value | gap ± se | upper bound | status | {row} gain | {col} gain | support | population "
         "| pruned |",
@@ -208,14 +247,15 @@ def architecture_section(pop: dict) -> list[str]:
     return lines
 
 
-def write_report(metrics_path: str, population_path: str, payoff_path: str, out: str) -> Path:
-    """The AT report: ``out`` is the report folder (summary.md and the plots), written whole."""
+def write_report(params, metrics_path: str, population_path: str, payoff_path: str, out: str) -> Path:
+    """The AT report: ``out`` is the report folder (index.html, summary.md, the plots and their
+    data for DVC), written whole."""
     with atomic_dir(out) as d:
-        _write_report(metrics_path, population_path, payoff_path, d)
+        _write_report(params, metrics_path, population_path, payoff_path, d, Path(out))
     return Path(out) / "summary.md"
 
 
-def _write_report(metrics_path: str, population_path: str, payoff_path: str, d: Path) -> None:
+def _write_report(params, metrics_path: str, population_path: str, payoff_path: str, d: Path, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,8 +300,7 @@ def _write_report(metrics_path: str, population_path: str, payoff_path: str, d: 
     ]
     for name, r in m["models"].items():
         ra, c = r["robust_accuracy"], r.get("compute") or {}
-        wall = timing_of(m, "models", name, "compute", "wall_seconds")
-        wall = "–" if wall is None else f"{wall:.1f}"
+        wall = _wall(m, name)
         lines.append(f"| {name} | {_pct(r['clean_accuracy'])} | {_pct(ra.get('fgsm'))} | {_pct(ra.get('pgd'))} | "
                      f"{_pct(ra.get('arc'))} | {_pct(ra.get('autoattack'))} | {_pct(ra.get('worst_case'))} | "
                      f"{c.get('jobs', '–')} | {wall} | {_count(c.get('passes'))} |")
@@ -295,3 +334,125 @@ def _write_report(metrics_path: str, population_path: str, payoff_path: str, d: 
         *architecture_section(pop),
     ]
     atomic_write_bytes(d / "summary.md", ("\n".join(lines) + "\n").encode())
+    write_plot_data(d, m, history)
+
+    page = html_page(params, m, d, out, title=f"doracle report: {m['experiment']} (adversarial training)")
+    page.h2("Methods compared")
+    page.p(lines[2])
+    page.p(lines[4])
+    page.table(["model", "clean", "FGSM", "PGD", "ARC", "AutoAttack", "worst case", "jobs", "wall s", "passes"],
+               [[name, _pct(r["clean_accuracy"]), *(_pct(r["robust_accuracy"].get(k)) for k in
+                 ("fgsm", "pgd", "arc", "autoattack", "worst_case")), (r.get("compute") or {}).get("jobs", "–"),
+                 _wall(m, name), _count((r.get("compute") or {}).get("passes"))] for name, r in m["models"].items()],
+               id="methods", row_class=lambda row: "do" if row[0].startswith("do_") else None)
+    page.p("Accuracies in %; total compute: every job upstream of the model (wall seconds from Snakemake's "
+           "benchmark files, – when run by DVC; passes = per-example forward + backward passes through networks).")
+    page.h3("Every attack")
+    page.table(["model", "clean", *attacks], [[name, _pct(r["clean_accuracy"]),
+                                               *(_pct(r["robust_accuracy"].get(k)) for k in attacks)]
+                                              for name, r in m["models"].items()])
+    page.p("`worst_case` is the per-example minimum over every attack run; `*_per_member` attacks each member "
+           "and keeps, per example, the perturbation worst for the mixture; `autoattack` on a mixture attacks the "
+           "logit-averaged ensemble.")
+    page.h2("Robust accuracy vs eps")
+    page.img("robustness_curve.png", "accuracy under PGD as a function of eps")
+    page.h3("Gradient-masking checks")
+    page.bullets([f"WARNING {w}" for w in m.get("warnings", [])] or
+                 ["all models: logits out, non-zero input gradients, deterministic forward"])
+    do_html(page, m["double_oracle"], history, pop, players=("defender", "attacker"), extra=[
+        "deployed mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"], strict=True)),
+        f"best single member: {', '.join(m['models']['do_best_member']['members'])}"])
+    finish_html(page, pop, out, d)
+
+
+def write_plot_data(d: Path, m: dict, history: list[dict]) -> None:
+    """The plots' numbers as JSON tables (``plots/``) for ``dvc plots show/diff``: the DO gap and the
+    game value per iteration, and (AT) robust accuracy per eps, one column per model."""
+    from doracle.artifacts import write_json
+
+    write_json(d / "plots" / "do_gap.json", [
+        {"iteration": h["iteration"], "gap": h["gap"], "gap_upper": h.get("gap_upper", h["gap"]), "value": h["value"],
+         "support_row": h["support_row"], "support_col": h["support_col"]} for h in history])
+    curves = {name: r["robust_accuracy_curve"]["points"] for name, r in m["models"].items()
+              if r.get("robust_accuracy_curve")}
+    if curves:
+        eps = [p["eps_value"] for p in next(iter(curves.values()))]
+        write_json(d / "plots" / "robustness_curve.json", [
+            {"eps": round(e * 255, 6), **{name: pts[k]["accuracy"] for name, pts in curves.items()}}
+            for k, e in enumerate(eps)])
+
+
+def html_page(params, m: dict, d: Path, out: Path, title: str):
+    """A report page, opening with the experiment's resolved params (folded)."""
+    import yaml
+
+    from doracle.report.html import Page
+
+    page = Page(title, d, out)
+    page.p(f"Experiment `{m['experiment']}`, game `{params.game}`, seed {m['seed']}. Written by `doracle report` "
+           "beside summary.md (the same numbers for terminals); the links below are relative to this folder.")
+    page.pre(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, width=100),
+             summary=f"resolved params (digest {params.digest()[:16]})")
+    return page
+
+
+def do_html(page, do: dict, history: list[dict], pop: dict, players=("defender", "attacker"),
+            extra: tuple[str, ...] | list[str] = (), intro: str | None = None) -> None:
+    """The DO story, per iteration: payoff heatmap with standard errors, meta-strategy evolution,
+    DO gap with its confidence band, game value and support sizes, what pruning removed and why."""
+    from doracle.report.html import inline
+
+    row, col = players
+    page.h2("Double oracle")
+    if intro:
+        page.p(intro)
+    head, _ = do_section(do, history, players)
+    page.bullets([h.removeprefix("- ") for h in head] + list(extra))
+    page.img("payoff_heatmap.png", "payoff matrix of the final populations (± standard error on the payoff split)")
+    page.img("meta_strategy.png", "meta-strategy evolution (stacked probabilities per strategy)")
+    page.img("do_gap.png", "DO gap and gains per iteration; the band reaches the gap's 95% upper bound")
+    page.img("do_value.png", "game value, support and population sizes per iteration")
+    page.h3("Per iteration")
+    page.table(["it", "new", "value", "gap ± se", "upper bound", "status", f"{row} gain ± se", f"{col} gain ± se",
+                "support", "population", "pruned"],
+               [[h["iteration"], f"{h.get('new_row') or '–'}, {h.get('new_col') or '–'}", f"{h['value']:.4f}",
+                 f"{h['gap']:.4f} ± {h.get('gap_stderr', 0):.3f}", f"{h.get('gap_upper', h['gap']):.4f}",
+                 h.get("status", "–"), f"{h['row_gain']:.4f} ± {h.get('row_gain_stderr', 0):.3f}",
+                 f"{h['col_gain']:.4f} ± {h.get('col_gain_stderr', 0):.3f}", f"{h['support_row']}×{h['support_col']}",
+                 f"{h['population_row']}×{h['population_col']}",
+                 ", ".join(p["id"] for p in h["pruned"] if p["id"]) or "–"] for h in history], id="iterations")
+    page.h3("Pruning")
+    records = [[h["iteration"], p["player"], p["id"] or "(none)", p["rule"], p["reason"]]
+               for h in history for p in h["pruned"]]
+    if records:
+        page.table(["it", "player", "strategy", "rule", "why"], records, id="pruning")
+    else:
+        page.p(f"Nothing was pruned (pruners: the populations stayed within capacity). Final populations: "
+               f"{inline(', '.join(pop['state']['row_ids']))} / {inline(', '.join(pop['state']['col_ids']))}.")
+
+
+def finish_html(page, pop: dict, out: Path, d: Path) -> None:
+    """The architecture search (when a best response searched), links to the artifacts, then
+    index.html into the report folder ``d`` (to be moved to ``out``)."""
+    from doracle.report.html import artifact_links, markdown_blocks
+
+    arch = architecture_section(pop)
+    if arch:
+        markdown_blocks(page, arch)
+    page.h2("Artifacts")
+    page.p("Relative links: they work wherever this experiment's results folder is copied.")
+    page.raw("<ul><li>" + ", ".join(page.link(out / n, n) for n in ("summary.md", "methods.csv"))
+             + ", " + ", ".join(page.link(out / "plots" / f.name, f"plots/{f.name}")
+                                for f in sorted((d / "plots").glob("*.json"))) + "</li></ul>")
+    artifact_links(page, out.parent, skip=out)
+    atomic_write_bytes(d / "index.html", page.text().encode())
+    if "methods" in page.tables:  # the methods table as CSV: Snakemake's report shows it as a table
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        head, rows = page.tables["methods"]
+        writer.writerow(head)
+        writer.writerows(rows)
+        atomic_write_bytes(d / "methods.csv", buf.getvalue().encode())

@@ -82,6 +82,19 @@ def _report_lock(folder: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _write_html(lines: list[str], tmp: Path, out: Path, spec: SweepSpec, best) -> None:
+    """index.html of the sweep (the same content as summary.md, plots embedded), with relative links
+    to best.json and to the best trial's own report (results/<experiment>/report/index.html)."""
+    from doracle.report.html import Page, markdown_blocks
+
+    page = Page(f"Sweep {spec.space.study}", tmp, out)
+    markdown_blocks(page, lines)
+    if best is not None and best.user_attrs.get("experiment"):
+        trial = Path("results") / best.user_attrs["experiment"] / "report" / "index.html"
+        page.raw(f"<p>Best trial's report: {page.link(trial)}; the sweep's best: {page.link(spec.dir / 'best.json')}</p>")
+    (tmp / "index.html").write_text(page.text())
+
+
 def write_report(study, spec: SweepSpec) -> Path:
     """Write the report folder and best.json; returns the folder."""
     from collections import Counter
@@ -118,6 +131,7 @@ def write_report(study, spec: SweepSpec) -> Path:
             why = _plot(study, fn, tmp / name)
             notes.append(f"- {name}: " + (f"not drawn: {why}" if why else f"![{name}]({name})"))
         (tmp / "summary.md").write_text("\n".join(lines + ["## Plots", "", *notes, ""]))
+        _write_html(lines[2:] + ["## Plots", "", *notes], tmp, out, spec, best)
     if best is not None:
         write_json(spec.dir / "best.json", {
             "study": spec.space.study, "trial": best.number, "value": best.value, "metric": spec.metric,
