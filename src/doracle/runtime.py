@@ -48,15 +48,24 @@ def derive_seed(seed: int, *tags: object) -> int:
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
+#: cuBLAS's deterministic workspace (PyTorch's reproducibility notes): read when cuBLAS starts, so
+#: it is set before any CUDA work; a value the user exported is kept
+CUBLAS_WORKSPACE = ":4096:8"
+
+
 def setup(seed: int, device: str = "auto", threads: int = 1) -> str:
-    """Seed every RNG, fix the thread count (CPU results depend on it), return the device."""
+    """Seed every RNG, fix the thread count (CPU results depend on it), ask for deterministic
+    kernels (CUDA: cuBLAS's workspace, cuDNN without autotuning), return the device."""
     import torch
 
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
     resolved = resolve_device(device)
     line = slurm_report(resolved, device)
     if line:

@@ -1,0 +1,256 @@
+"""Reliability guarantees that need no pipeline run (docs/reliability.md): the timing block, sealed
+JSON artifacts, another experiment's files refused, writes that a crash, a full disk or a read-only
+folder cannot half-do, no pickle in the package, deterministic settings. The pipeline-level ones
+(SIGKILL and resume, byte-identical reruns, code changes rerunning jobs, damaged checkpoints) are
+in tests/test_pipeline_e2e.py."""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import in_ci
+from doracle import artifacts, provenance
+from doracle.errors import ArtifactError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_timing_keys_go_to_one_block_written_last(tmp_path):
+    doc = {"kind": "x", "training": {"train_seconds": 1.5, "loss": [0.5]}, "created_unix": 12.0,
+           "candidates": [{"arch": "a", "train_seconds": 2.0}, {"arch": "b"}]}
+    p = tmp_path / "a.json"
+    artifacts.write_json(p, doc)
+    back = artifacts.read_json(p)
+    assert back["training"] == {"loss": [0.5]} and "created_unix" not in back
+    assert back["candidates"] == [{"arch": "a"}, {"arch": "b"}]
+    assert artifacts.timing_of(back, "training", "train_seconds") == 1.5
+    assert back["timing"] == {"training": {"train_seconds": 1.5}, "created_unix": 12.0,
+                              "candidates": [{"train_seconds": 2.0}, {}]}
+    assert list(back)[-1] == "timing"
+    # the same content written with other durations: the same bytes up to the timing block, the
+    # same content hash, so a consumer records the same input digest
+    q = tmp_path / "b.json"
+    artifacts.write_json(q, {**doc, "created_unix": 99.0, "training": {"train_seconds": 7.0, "loss": [0.5]}})
+    cut = [f.read_bytes().split(b'\n "timing": ')[0] for f in (p, q)]
+    assert cut[0] == cut[1] and p.read_bytes() != q.read_bytes()
+    assert artifacts.input_digest(p) == artifacts.input_digest(q) != artifacts.sha256_file(p)
+
+
+def test_every_json_artifact_records_the_code_that_wrote_it(tmp_path):
+    p = tmp_path / "a.json"
+    artifacts.write_json(p, {"kind": "x"})
+    rec = artifacts.read_json(p)["provenance"]
+    assert rec == {"version": provenance.version(), "source_sha256": provenance.source_sha256()}
+    assert len(rec["source_sha256"]) == 64 and rec["version"] != "unknown"
+
+
+def test_source_hash_and_rule_digests_follow_the_code(tmp_path, monkeypatch):
+    """A copy of the package: editing the report's code changes the source hash and the report
+    rule's code digest, not the solve rule's."""
+    pkg = tmp_path / "doracle"
+    import shutil
+
+    shutil.copytree(provenance.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "PACKAGE", pkg)
+
+    def digests():
+        provenance._digest.cache_clear()
+        return provenance.source_sha256(), provenance.code_digest("report"), provenance.code_digest("solve")
+
+    before = digests()
+    (pkg / "report" / "summary.py").write_text((pkg / "report" / "summary.py").read_text() + "\n# edit\n")
+    after = digests()
+    provenance._digest.cache_clear()
+    assert after[0] != before[0] and after[1] != before[1] and after[2] == before[2]
+
+
+def test_a_hand_edited_json_artifact_is_refused_naming_file_and_rerun(tmp_path):
+    p = tmp_path / "payoff.json"
+    artifacts.write_json(p, {"kind": "payoff", "payoff": [[0.5]]})
+    p.write_text(p.read_text().replace("0.5", "0.9"))
+    with pytest.raises(ArtifactError) as e:
+        artifacts.read_json(p)
+    assert str(p) in str(e.value) and "edited by hand" in str(e.value) and f"--forcerun {p}" in str(e.value)
+    p.write_text(p.read_text()[:20])  # truncated
+    with pytest.raises(ArtifactError, match="not valid JSON.*truncated"):
+        artifacts.read_json(p)
+
+
+def test_artifacts_of_another_experiment_are_refused_in_a_job(tmp_path):
+    p = tmp_path / "population.json"
+    artifacts.write_json(p, {"kind": "population", "experiment": "other"})
+    assert artifacts.read_json(p)["experiment"] == "other"  # no job: no expectation
+    artifacts.expect_experiment("mine")
+    try:
+        with pytest.raises(ArtifactError, match=r"written by experiment 'other', not 'mine'"):
+            artifacts.read_json(p)
+    finally:
+        artifacts.expect_experiment(None)
+
+
+WRITER = """
+import os, sys, time
+from doracle import artifacts
+path = sys.argv[1]
+artifacts.atomic_write_bytes(path, b"old")
+def stall(src, dst):
+    print("writing", flush=True)
+    time.sleep(600)
+os.replace = stall
+artifacts.atomic_write_bytes(path, b"new" * 1000)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_old_file(tmp_path):
+    """SIGKILL between writing the temp file and renaming it: the old bytes stay; the next write to
+    the path removes the temp file the killed writer left."""
+    path = tmp_path / "x.safetensors"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert path.read_bytes() == b"old"
+    assert len(list(tmp_path.glob(".x.safetensors.*.tmp"))) == 1
+    artifacts.atomic_write_bytes(path, b"again")
+    assert path.read_bytes() == b"again" and sorted(p.name for p in tmp_path.iterdir()) == ["x.safetensors"]
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """A real small tmpfs (full disk) or a read-only one: needs root and mount(2)."""
+    mounted = []
+
+    def make(options: str) -> Path:
+        d = tmp_path / f"m{len(mounted)}"
+        d.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(d)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            if in_ci():
+                pytest.fail(f"mount -t tmpfs failed: {proc.stderr}")
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        mounted.append(d)
+        return d
+
+    yield make
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def _prepare(out: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "doracle", "data", "--params", str(ROOT / "params.yaml"),
+                           "--out", str(out)], cwd=cwd, capture_output=True, text=True)
+
+
+def test_a_full_disk_is_a_clear_error_and_corrupts_nothing(mount, tmp_path):
+    disk = mount("size=64k")
+    keep = disk / "data" / "dataset.json"
+    keep.parent.mkdir()
+    keep.write_text('{"kept": true}')
+    out = disk / "data" / "dataset.safetensors"  # the digits splits: ~460 kB, more than the disk
+    proc = _prepare(out, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot write {out}: No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() and keep.read_text() == '{"kept": true}'
+    assert sorted(p.name for p in keep.parent.iterdir()) == ["dataset.json"]  # no temp file left
+
+
+def test_a_read_only_results_folder_is_a_clear_error(mount, tmp_path):
+    ro = mount("ro,size=64k")
+    proc = _prepare(ro / "data" / "dataset.safetensors", tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Read-only file system" in proc.stderr and str(ro / "data") in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- no pickle
+
+
+def pickle_uses(source: str) -> list[str]:
+    """Every way to unpickle in ``source``: pickle-family imports, ``torch.load`` without
+    ``weights_only=True``, ``np.load`` / ``numpy.load`` with ``allow_pickle=True``."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            bad += [f"line {node.lineno}: import {n}" for n in names
+                    if n.split(".")[0] in ("pickle", "cPickle", "_pickle", "joblib", "cloudpickle", "dill", "shelve")]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
+            owner = ast.unparse(node.func.value)
+            kw = {k.arg: k.value for k in node.keywords}
+            if owner == "torch" and not (isinstance(kw.get("weights_only"), ast.Constant)
+                                         and kw["weights_only"].value is True):
+                bad.append(f"line {node.lineno}: torch.load without weights_only=True")
+            if owner in ("np", "numpy") and isinstance(kw.get("allow_pickle"), ast.Constant) \
+                    and kw["allow_pickle"].value is True:
+                bad.append(f"line {node.lineno}: {owner}.load(allow_pickle=True)")
+    return bad
+
+
+def test_the_pickle_scanner_finds_each_kind():
+    src = ("import pickle\nfrom joblib import dump\nimport torch, numpy as np\n"
+           "torch.load('x')\ntorch.load('x', weights_only=False)\ntorch.load('x', weights_only=True)\n"
+           "np.load('x', allow_pickle=True)\nnp.load('x')\n")
+    assert pickle_uses(src) == ["line 1: import pickle", "line 2: import joblib",
+                                "line 4: torch.load without weights_only=True",
+                                "line 5: torch.load without weights_only=True",
+                                "line 7: np.load(allow_pickle=True)"]
+
+
+def test_no_pickle_in_the_package_benchmarks_or_workflow():
+    files = [*(ROOT / "src").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+    found = {str(f.relative_to(ROOT)): pickle_uses(f.read_text()) for f in files}
+    assert len(files) > 50
+    assert {f: b for f, b in found.items() if b} == {}
+
+
+# ----------------------------------------------------------------------------- determinism settings
+
+
+def test_setup_asks_for_deterministic_kernels(monkeypatch):
+    import torch
+
+    from doracle import runtime
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    runtime.setup(0, "cpu", 1)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == runtime.CUBLAS_WORKSPACE
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's choice is kept
+    runtime.setup(0, "cpu", 1)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+@pytest.mark.gpu
+def test_cuda_training_is_repeatable_bit_for_bit():
+    """Two trainings with the same seed on CUDA give the same weights (deterministic kernels)."""
+    import torch
+
+    from doracle import runtime
+    from doracle.games.classifiers import build
+
+    def train():
+        runtime.setup(3, "cuda", 1)
+        model = build("doracle_cnn_small", {"shape": [1, 8, 8], "num_classes": 10,
+                                            "mean": [0.3], "std": [0.3]}).to("cuda")
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        g = torch.Generator(device="cuda").manual_seed(0)
+        for _ in range(20):
+            x = torch.rand(64, 1, 8, 8, device="cuda", generator=g)
+            y = torch.randint(0, 10, (64,), device="cuda", generator=g)
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+    t0 = time.perf_counter()
+    a, b = train(), train()
+    assert all(torch.equal(a[k], b[k]) for k in a), f"differs after {time.perf_counter() - t0:.1f} s"
