@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     except DoracleError as exc:
         print(f"doracle: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file named on the command line that cannot be read or written
+        if exc.filename is None:
+            raise
+        print(f"doracle: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("doracle: interrupted", file=sys.stderr)
         return 130
