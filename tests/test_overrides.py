@@ -48,8 +48,9 @@ def test_a_partial_file_completes_from_its_games_default_file(tmp_path):
     raw, base = config.resolve(tmp_path / "g.yaml", root=tmp_path)
     assert base == "params-gan.yaml" and raw["experiment"] == "digits-gan" and raw["gan"]["warmup_epochs"] == 1
     assert raw["gan"]["generator_epochs"] == config.read_raw(ROOT / "params-gan.yaml")["gan"]["generator_epochs"]
-    (tmp_path / "e.yaml").write_text("")  # an empty file: params.yaml, not the schema's defaults
-    assert config.resolve(tmp_path / "e.yaml", root=tmp_path) == (full, "params.yaml")
+    (tmp_path / "e.yaml").write_text("")  # an empty file is an error (Snakemake refuses it too), not params.yaml
+    with pytest.raises(config.ConfigError, match="e.yaml: the params file is empty"):
+        config.resolve(tmp_path / "e.yaml", root=tmp_path)
 
 
 def test_dotted_overrides_nest_and_conflicts_are_named():
@@ -62,8 +63,8 @@ def test_dotted_overrides_nest_and_conflicts_are_named():
 def test_check_params_resolves_a_partial_file_like_the_workflow(cli, tmp_path):
     for f in ("params.yaml", "params-gan.yaml"):
         (tmp_path / f).write_text((ROOT / f).read_text())
-    (tmp_path / "empty.yaml").write_text("")
-    proc = cli("check-params", "--params", "empty.yaml", "--resolved", "full.yaml", cwd=tmp_path)
+    (tmp_path / "seed.yaml").write_text("seed: 0\n")
+    proc = cli("check-params", "--params", "seed.yaml", "--resolved", "full.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "partial: completed from params.yaml" in proc.stdout
     assert yaml.safe_load((tmp_path / "full.yaml").read_text()) == config.read_raw(ROOT / "params.yaml")

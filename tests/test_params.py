@@ -71,9 +71,14 @@ def test_eps_is_kept_as_an_exact_fraction():
 def test_yaml_errors_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         config.load(tmp_path / "none.yaml")
-    (tmp_path / "p.yaml").write_text("a: [1, 2\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    (tmp_path / "p.yaml").write_text("seed: 1\na: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"p.yaml:3:1: not valid YAML \(line 3\)") as err:
         config.load(tmp_path / "p.yaml")
+    assert "<unicode string>" not in str(err.value)
+    for text in ("", "# nothing\n", "{}\n"):
+        (tmp_path / "e.yaml").write_text(text)
+        with pytest.raises(ConfigError, match="e.yaml: the params file is empty"):
+            config.load(tmp_path / "e.yaml")
     (tmp_path / "q.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         config.load(tmp_path / "q.yaml")

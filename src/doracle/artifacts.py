@@ -285,6 +285,8 @@ def load_tensors(path: str | Path, device: str = "cpu") -> tuple[dict, dict]:
     from safetensors.torch import load
 
     path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing artifact")
     meta = read_json(sidecar(path))
     try:
         data = path.read_bytes()

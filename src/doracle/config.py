@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from doracle.errors import ConfigError
+from doracle.errors import ConfigError, did_you_mean, unknown_name
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -359,8 +359,6 @@ _INT_OPTIONS = ("width", "hidden", "depth")
 
 def check_nas(params: Params) -> list[str]:
     """The problems of ``params.nas`` (an empty list when it is fine), each naming its key."""
-    import difflib
-
     from doracle import models
 
     nas, errors = params.nas, []
@@ -379,8 +377,7 @@ def check_nas(params: Params) -> list[str]:
             errors.append(f"{key}: no architecture family to search")
         for family, options in families.items():
             if family not in players[player]:
-                close = difflib.get_close_matches(family, players[player], n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(family, players[player])
                 errors.append(f"{key}.{family}: unknown {player} family; {hint}valid: {', '.join(players[player])}")
                 continue
             accepted = models.ARCH_OPTIONS.get(family, ())
@@ -446,7 +443,7 @@ class Params(_Strict):
         from doracle.games import GAMES
 
         if v not in GAMES:
-            raise ValueError(f"unknown game {v!r}; valid names: {', '.join(GAMES.names())}")
+            raise ValueError(unknown_name("game", v, GAMES.names()))
         return v
 
     @model_validator(mode="after")
@@ -520,17 +517,61 @@ def warnings(params: Params) -> list[str]:
     return out
 
 
-def _format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
+def _field_model(tp: Any) -> tuple[Any, bool]:
+    """(the pydantic model a field's type holds or None, whether a mapping / list lies between)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp, False
+    if origin is Annotated:
+        return _field_model(args[0])
+    if origin in (dict, list) and args:
+        return _field_model(args[-1])[0], True
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            m, container = _field_model(a)
+            if m is not None:
+                return m, container
+    return None, False
+
+
+def _node_model(model: Any, loc: tuple) -> Any:
+    """The pydantic model class at ``loc`` below ``model`` (through optional fields, mappings and
+    lists), or None: where an unknown key's valid siblings are listed."""
+    node, entry = model, False
+    for part in loc:
+        if entry:  # a mapping's key or a list's index: its entries have the model already found
+            entry = False
+            continue
+        if node is None or part not in node.model_fields:
+            return None
+        node, entry = _field_model(node.model_fields[part].annotation)
+    return node
+
+
+def _format_errors(err: ValidationError, source: str, prefix: str = "", model: Any = None) -> str:
+    """pydantic's errors as ``  key: message (got value)``: the value once (a message that already
+    shows it is left as it is), unknown keys with the closest valid key ("did you mean"), wrong
+    choices with the closest valid choice. ``model``: the model validated (default Params)."""
     lines = []
     for e in err.errors():
+        after = ""
         loc = prefix + (".".join(str(p) for p in e["loc"]) or "<top level>")
         msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
         got = e.get("input")
-        shown = e["type"] == "extra_forbidden" or isinstance(got, dict) or "got " in msg
+        if e["type"] == "extra_forbidden":
+            parent = _node_model(model or Params, tuple(e["loc"][:-1]))
+            valid = list(parent.model_fields) if parent is not None else []
+            hint = did_you_mean(e["loc"][-1], valid)
+            msg = f"unknown key; {hint}valid keys: {', '.join(valid)}" if valid else "unknown key"
+        elif e["type"] == "literal_error":
+            choices = re.findall(r"'([^']*)'", msg.removeprefix("Input should be "))
+            after = did_you_mean(got, choices).strip() if isinstance(got, str) else ""
+        shown = e["type"] == "extra_forbidden" or isinstance(got, dict) or repr(got) in msg or f"got {got}" in msg
         suffix = "" if shown else f" (got {got!r})"
-        lines.append(f"  {loc}: {msg}{suffix}")
+        lines.append(f"  {loc}: {msg}{suffix}" + (f"; {after}" if after else ""))
     return f"{source}: invalid params:\n" + "\n".join(lines)
 
 
@@ -554,18 +595,33 @@ def validate(raw: Any, source: str = "params") -> Params:
     return params
 
 
+def yaml_error(path: str | Path, exc: yaml.YAMLError) -> str:
+    """A YAML syntax error as ``path:line:column: not valid YAML: problem`` (PyYAML's own text
+    names ``"<unicode string>"``, not the file)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    what = ": ".join(x for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x) or str(exc)
+    return f"{where}: not valid YAML (line {mark.line + 1}): {what}" if mark is not None else \
+        f"{where}: not valid YAML: {what}"
+
+
 def read_raw(path: str | Path, what: str = "params file") -> dict:
     """A params file's YAML (or another YAML file: ``what``) as a mapping (not validated); clear
-    errors for a missing file, bad YAML or a non-mapping."""
+    errors for a missing file, bad YAML (file and line), an empty file or a non-mapping."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: {what} not found")
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    if raw is None:
-        return {}
+        raise ConfigError(yaml_error(p, exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the {what} ({type(exc).__name__}: {exc})") from None
+    if raw is None or raw == {}:
+        hint = (" A params file holds at least the keys it changes (a partial file is completed from its game's "
+                "default file); `doracle check-params --params params.yaml --resolved OUT` writes a complete one"
+                if what == "params file" else "")
+        raise ConfigError(f"{p}: the {what} is empty (no keys).{hint}")
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
     return raw
@@ -637,6 +693,30 @@ def base_of(raw: dict, root: str | Path = ".") -> str | None:
     return DEFAULT_PARAMS if DEFAULT_PARAMS in files else None
 
 
+def missing_keys(path: str | Path, raw: dict, root: str | Path = ".") -> tuple[str | None, list[str]]:
+    """(the default file that completes ``path`` (:func:`base_of`), the top-level keys of it that
+    ``raw``, ``path``'s params, lacks): no keys for a complete file, or when there is no default
+    file, or ``path`` is it."""
+    base = base_of(raw, root)
+    if base is None or Path(root, base).resolve() == Path(path).resolve():
+        return base, []
+    return base, [k for k in read_raw(Path(root, base)) if k not in raw]
+
+
+def load_complete(path: str | Path, root: str | Path = ".") -> Params:
+    """A params file a job reads: complete (:func:`missing_keys`), validated. A partial file is
+    refused, naming the keys it lacks: a job called by hand would otherwise fill them with the
+    schema's defaults, not the default file's (the workflow completes partial files itself and
+    gives its jobs results/<exp>/params.yaml, DVC and sweeps complete files)."""
+    raw = read_raw(path)
+    base, missing = missing_keys(path, raw, root)
+    if missing:
+        raise ConfigError(f"{path} is a partial params file (it has no {', '.join(missing)}): a job reads a complete "
+                          f"one. Write it with `doracle check-params --params {path} --resolved complete.yaml` "
+                          f"(completed from {base}, as the workflow completes it) and pass that")
+    return validate(raw, str(path))
+
+
 def resolve(path: str | Path, overrides: dict | None = None, root: str | Path = ".") -> tuple[dict, str | None]:
     """A params file as the workflow reads it: (the complete raw params, the default file it was
     completed from or None).
@@ -647,12 +727,10 @@ def resolve(path: str | Path, overrides: dict | None = None, root: str | Path = 
     key by key (:func:`merge`), as Snakemake merges a ``--configfile``. ``overrides`` (dotted keys or
     nested mappings, ``--config``'s) are merged last. Not validated: :func:`validate` the result."""
     raw = read_raw(path)
-    base = base_of(raw, root)
     completed_from = None
-    if base is not None and Path(root, base).resolve() != Path(path).resolve():
-        base_raw = read_raw(Path(root, base))
-        if any(k not in raw for k in base_raw):
-            raw, completed_from = merge(base_raw, raw), base
+    base, missing = missing_keys(path, raw, root)
+    if missing:
+        raw, completed_from = merge(read_raw(Path(root, base)), raw), base
     if overrides:
         raw = merge(raw, dotted_tree(overrides))
     return raw, completed_from
@@ -668,8 +746,9 @@ def load_resolved(path: str | Path, overrides: dict | None = None, given: str = 
     return validate(raw, source), raw, base, source
 
 
-def check_names(params: Params) -> None:
-    """Check every registry name in ``params`` (imports the registries, hence torch)."""
+def check_names(params: Params, source: str = "params") -> None:
+    """Check every registry name in ``params`` (imports the registries, hence torch); ``source``
+    names the params' file(s) in the errors."""
     from doracle.attacks import ATTACKS
     from doracle.defenses import DEFENSES
     from doracle.engine import META_SOLVERS, PRUNERS
@@ -677,11 +756,11 @@ def check_names(params: Params) -> None:
 
     def attack(spec: AttackSpec, key: str):
         if spec.name not in ATTACKS:
-            raise ConfigError(f"{key}.name: unknown attack {spec.name!r}; valid names: {', '.join(ATTACKS.names())}")
+            raise ConfigError(f"{key}.name: {unknown_name('attack', spec.name, ATTACKS.names())}")
 
     def defense(name: str, key: str):
         if name not in DEFENSES:
-            raise ConfigError(f"{key}: unknown defense {name!r}; valid names: {', '.join(DEFENSES.names())}")
+            raise ConfigError(f"{key}: {unknown_name('defense', name, DEFENSES.names())}")
 
     check_arch(params.model.arch)
     defense(params.base.defense, "base.defense")
@@ -697,7 +776,8 @@ def check_names(params: Params) -> None:
         try:
             OPTIONS[name].model_validate(spec.options)
         except ValidationError as err:
-            raise ConfigError(_format_errors(err, "params", prefix=f"defenses.{name}.options.")) from None
+            raise ConfigError(_format_errors(err, source, prefix=f"defenses.{name}.options.",
+                                             model=OPTIONS[name])) from None
     attack(params.do.attacker.attack, "do.attacker.attack")
     for name, spec in params.evaluation.attacks.items():
         attack(spec, f"evaluation.attacks.{name}")
@@ -707,8 +787,7 @@ def check_names(params: Params) -> None:
 
     game_of(params).check_names(params)
     if params.do.meta_solver not in META_SOLVERS:
-        raise ConfigError(f"do.meta_solver: unknown meta-solver {params.do.meta_solver!r}; "
-                          f"valid names: {', '.join(META_SOLVERS.names())}")
+        raise ConfigError(f"do.meta_solver: {unknown_name('meta-solver', params.do.meta_solver, META_SOLVERS.names())}")
     for i, p in enumerate(params.do.pruners):
         if p not in PRUNERS:
-            raise ConfigError(f"do.pruners[{i}]: unknown pruner {p!r}; valid names: {', '.join(PRUNERS.names())}")
+            raise ConfigError(f"do.pruners[{i}]: {unknown_name('pruner', p, PRUNERS.names())}")

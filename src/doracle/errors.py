@@ -27,3 +27,18 @@ EXIT_PREEMPTED = 75
 
 class Preempted(DoracleError):
     """A job stopped on a signal after saving its state; rerunning it resumes where it stopped."""
+
+
+def did_you_mean(name: object, valid) -> str:
+    """``"did you mean 'x'? "`` for the valid name closest to ``name`` (difflib), or ``""``: the one
+    hint every "unknown name" message shares (registry names, params keys, choices)."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def unknown_name(kind: str, name: object, valid) -> str:
+    """``unknown <kind> 'name'; did you mean 'x'? valid names: a, b``"""
+    valid = list(valid)
+    return f"unknown {kind} {name!r}; {did_you_mean(name, valid)}valid names: {', '.join(map(str, valid))}"

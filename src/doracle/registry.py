@@ -1,7 +1,8 @@
 """Register-by-name, create-by-factory (the timm / OpenSpiel habit).
 
 Every family (meta-solvers, pruners, attacks, defenses, evaluators) is a :class:`Registry`.
-An unknown name raises a :class:`~doracle.errors.ConfigError` that lists the valid names;
+An unknown name raises a :class:`~doracle.errors.ConfigError` that lists the valid names (and the
+closest one: "did you mean");
 registering a name twice warns and keeps the newer entry.
 
 Built-in entries of the torch families are declared *lazily* (name -> module that registers it),
@@ -16,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from doracle.errors import ConfigError
+from doracle.errors import ConfigError, unknown_name
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise ConfigError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}") from None
+            raise ConfigError(unknown_name(self.kind, name, self.names())) from None
 
     def names(self) -> list[str]:
         return sorted(set(self._entries) | set(self._lazy))

@@ -46,14 +46,18 @@ def main(argv: list[str] | None = None) -> int:
         print("doracle: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
-        if exc.errno not in _WRITE_ERRNOS:
+        if exc.errno in _WRITE_ERRNOS:
+            # a full disk or a read-only results folder: writes are atomic (a temp file renamed into
+            # place), so the files already there are intact and the temp file is gone
+            where = exc.filename or "a results file"
+            print(f"doracle: error: cannot write {where}: {exc.strerror} (full disk, quota, or a read-only "
+                  "results folder?); nothing was half-written: free space or fix the permissions, then rerun",
+                  file=sys.stderr)
+            return 2
+        if exc.filename is None:
             raise
-        # a full disk or a read-only results folder: writes are atomic (a temp file renamed into
-        # place), so the files already there are intact and the temp file is gone
-        where = exc.filename or "a results file"
-        print(f"doracle: error: cannot write {where}: {exc.strerror} (full disk, quota, or a read-only "
-              "results folder?); nothing was half-written: free space or fix the permissions, then rerun",
-              file=sys.stderr)
+        # a file named on the command line that cannot be read
+        print(f"doracle: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     finally:
         from doracle import provenance

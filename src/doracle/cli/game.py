@@ -13,12 +13,17 @@ from doracle.errors import DoracleError
 
 
 def read_matrix_csv(path: str | Path) -> np.ndarray:
-    """Read a payoff matrix from CSV (no header, row player maximises), rejecting bad input."""
+    """Read a payoff matrix from CSV (no header, row player maximises), rejecting bad input: a missing
+    or empty file, ragged rows, cells that are not finite numbers (named by line and column), a
+    constant matrix, payoffs too large to solve."""
     p = Path(path)
     if not p.is_file():
         raise DoracleError(f"{p}: no such file")
-    with p.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
+    try:
+        with p.open(newline="") as fh:
+            rows = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DoracleError(f"{p}: cannot read the payoff CSV ({type(exc).__name__}: {exc})") from None
     if not rows:
         raise DoracleError(f"{p}: empty payoff matrix")
     width = len(rows[0])
@@ -36,7 +41,15 @@ def read_matrix_csv(path: str | Path) -> np.ndarray:
                 raise DoracleError(f"{p}: line {i}, column {j}: {cell.strip()!r} is not finite")
             vals.append(v)
         out.append(vals)
-    return np.array(out)
+    a = np.array(out)
+    if a.size > 1 and np.ptp(a) == 0:
+        raise DoracleError(f"{p}: every payoff is {a.flat[0]:g}: a constant game carries no information (every "
+                           f"strategy pair is an equilibrium, of value {a.flat[0]:g}), so there is nothing to solve")
+    big = float(np.abs(a).max())
+    if big > 1e300:
+        raise DoracleError(f"{p}: a payoff of magnitude {big:g} is too large (expected payoffs would overflow): "
+                           "rescale the payoffs")
+    return a
 
 
 def cmd_solve_game(args) -> int:

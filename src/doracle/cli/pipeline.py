@@ -35,9 +35,9 @@ def _logged(path: str | None, what: str):
 def _params(args, *, names: bool = True):
     from doracle import artifacts, config
 
-    p = config.load(args.params)
+    p = config.load_complete(args.params)
     if names:
-        config.check_names(p)
+        config.check_names(p, str(args.params))
     artifacts.expect_experiment(p.experiment)  # refuse artifacts another experiment wrote
     return p
 
@@ -163,8 +163,8 @@ def cmd_check_params(args):
     from doracle import config
     from doracle.artifacts import atomic_write_bytes
 
-    p, raw, base, _ = config.load_resolved(args.params)
-    config.check_names(p)
+    p, raw, base, source = config.load_resolved(args.params)
+    config.check_names(p, source)
     how = f"partial: completed from {base}, as the workflow completes it" if base else "complete"
     print(f"{args.params}: valid (experiment {p.experiment!r}, game {p.game}, {p.do.iterations} DO iterations; "
           f"{how})")

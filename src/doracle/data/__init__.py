@@ -117,20 +117,57 @@ class Dataset:
         return c, h, w
 
 
+def check(tensors: dict, meta: dict, path: str | Path) -> None:
+    """A prepared data set as :func:`prepare` writes it, or an :class:`ArtifactError` naming the
+    file and the split: every split's images uint8 (N, C, H, W) of the sidecar's shape, labels
+    integers in 0..num_classes-1, as many as images."""
+    import torch
+
+    for key in ("shape", "num_classes", "scale"):
+        if key not in meta:
+            raise ArtifactError(f"{path}: its sidecar has no {key!r} (not a data set written by `doracle data`)")
+    shape, n_classes = tuple(meta["shape"]), int(meta["num_classes"])
+    for s in SPLITS:
+        x, y = tensors.get(f"x_{s}"), tensors.get(f"y_{s}")
+        if x is None or y is None:
+            raise ArtifactError(f"{path}: no x_{s} / y_{s} tensors (has {', '.join(sorted(tensors))}): "
+                                "not a data set written by `doracle data`")
+        if x.dtype != torch.uint8:
+            raise ArtifactError(f"{path}: x_{s} has dtype {str(x.dtype).removeprefix('torch.')}, expected uint8 "
+                                f"images (pixel values times the scale {meta['scale']:g})")
+        if tuple(x.shape[1:]) != shape:
+            raise ArtifactError(f"{path}: x_{s} has images of shape {list(x.shape[1:])}, its sidecar says {list(shape)}")
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool or y.dim() != 1:
+            raise ArtifactError(f"{path}: y_{s} must be integer class labels (N,), got {str(y.dtype).removeprefix('torch.')} "
+                                f"{list(y.shape)}")
+        if len(y) != len(x):
+            raise ArtifactError(f"{path}: x_{s} holds {len(x)} images but y_{s} {len(y)} labels")
+        bad = ((y < 0) | (y >= n_classes)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise ArtifactError(f"{path}: y_{s}[{i}] is {int(y[i])}, not a class of the data set (0..{n_classes - 1})")
+
+
 def load(path: str | Path, device: str = "cpu", train_device: str | None = None) -> Dataset:
     """The prepared splits on ``device`` (the training split on ``train_device`` when given: a
     training job keeps it in host memory until it knows where it fits)."""
     import torch
     from safetensors.torch import load as st_load
 
+    if not Path(path).is_file():
+        raise ArtifactError(f"{path}: missing data set (written by `doracle data`)")
     meta = read_json(sidecar(path))
     if sha256_file(path) != meta.get("sha256"):
         raise ArtifactError(f"{path}: sha256 does not match its sidecar (truncated, corrupted or replaced); "
                             f"{rerun_hint(path)}")
-    t = st_load(Path(path).read_bytes())
+    try:
+        t = st_load(Path(path).read_bytes())
+    except Exception as exc:  # noqa: BLE001 - any decode failure is an artifact error
+        raise ArtifactError(f"{path}: not a valid safetensors file ({exc})") from None
+    check(t, meta, path)
     scale = float(meta["scale"])
     where = {s: device for s in SPLITS}
     where["train"] = train_device or device
     x = {s: (t[f"x_{s}"].to(torch.float32) / scale).to(where[s]) for s in SPLITS}
-    y = {s: t[f"y_{s}"].to(where[s]) for s in SPLITS}
+    y = {s: t[f"y_{s}"].to(torch.int64).to(where[s]) for s in SPLITS}
     return Dataset(x, y, meta)

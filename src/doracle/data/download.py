@@ -227,6 +227,11 @@ def _idx(path: Path, magic: int) -> np.ndarray:
     if len(data) < head:
         raise DoracleError(f"{path}: {len(data)} bytes, shorter than the idx header ({head} bytes)")
     got = int.from_bytes(data[:4], "big")
+    if got >> 16 == magic >> 16 and got & 0xFF == ndim and (got >> 8) & 0xFF != 0x08:
+        kinds = {0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
+        raise DoracleError(f"{path}: idx data type 0x{(got >> 8) & 0xFF:02X} "
+                           f"({kinds.get((got >> 8) & 0xFF, 'unknown')}), expected 0x08 (unsigned bytes, as MNIST's "
+                           "official files): not the official format")
     if got != magic:
         raise DoracleError(f"{path}: magic number {got}, expected {magic} (not an idx{ndim}-ubyte file)")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))

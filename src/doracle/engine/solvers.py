@@ -13,6 +13,7 @@ Only ``lp`` is exact; the others report the value of the strategies they return.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +83,11 @@ def _lp_equilibrium(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     the constraints solve max 1'w s.t. Bw <= 1, w >= 0, so the column strategy is w / sum(w).
     """
     m, n = a.shape
+    # far from unit scale (HiGHS takes coefficients >= 1e20 as infinite and its tolerances are
+    # absolute), solve the game scaled by a power of two: exact, and the equilibria are the same
+    big = float(np.abs(a).max())
+    k = 0 if big == 0 or 2.0 ** -20 <= big <= 2.0 ** 20 else -math.frexp(big)[1]
+    a = np.ldexp(a, k)
     shift = 1.0 - float(a.min())
     b = a + shift
     # Dense games: HiGHS' interior point (with crossover to a vertex) beats its simplex from about
@@ -99,7 +105,7 @@ def _lp_equilibrium(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     total = float(u.sum())
     if total <= 0 or not np.isfinite(total):
         raise SolverError("LP solver returned a degenerate solution")
-    return _clean(u), _clean(w), 1.0 / total - shift
+    return _clean(u), _clean(w), math.ldexp(1.0 / total - shift, -k)
 
 
 @META_SOLVERS.register("lp")

@@ -82,8 +82,8 @@ def do_target(label: str, population_path: str, device: str) -> Target:
     return Target(label, Mixture(models, [p for _, p in chosen]), ids, shas, info)
 
 
-def checkpoint_target(label: str, path: str, device: str) -> Target:
-    model, meta = classifiers.load(path, device)
+def checkpoint_target(label: str, path: str, device: str, data: dict | None = None) -> Target:
+    model, meta = classifiers.load(path, device, data)
     info = {"defense": meta.get("defense"), "train_seconds": timing_of(meta, "training", "train_seconds")}
     return Target(label, Mixture([model]), [label], [meta["sha256"]], info)
 
@@ -260,7 +260,7 @@ def evaluate(params: Params, data_path: str, label: str, out: str, *, population
         target = do_target(label, population, device)
         source = population
     elif checkpoint is not None:
-        target = checkpoint_target(label, checkpoint, device)
+        target = checkpoint_target(label, checkpoint, device, ds.meta)
         source = checkpoint
     else:
         raise ValueError("evaluate needs a population or a checkpoint")

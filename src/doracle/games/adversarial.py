@@ -121,7 +121,7 @@ def init(params: Params, data_path: str, base_path: str, attacker_out: str, out:
     seed = runtime.derive_seed(params.seed, "init")
     device = runtime.setup(seed, params.device, params.threads)
     ds = load_dataset(data_path, device)
-    base, _ = classifiers.load(base_path, device)
+    base, _ = classifiers.load(base_path, device, ds.meta)
     base_ref = _strategy(base_path, "defender")
     target = {"ids": ["d000"], "probs": [1.0], "refs": {"d000": base_ref}}
     tensors, info = _craft_attacker(params, ds, Mixture([base]), target, seed)

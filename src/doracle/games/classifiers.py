@@ -8,6 +8,7 @@ import torch
 
 from doracle import artifacts, compute, models
 from doracle.data import Dataset
+from doracle.errors import ConfigError
 
 
 def build(arch: str, data_meta: dict, options: dict | None = None):
@@ -18,7 +19,34 @@ def build(arch: str, data_meta: dict, options: dict | None = None):
 
 
 def new_classifier(arch: str, ds: Dataset, device: str, options: dict | None = None):
-    return build(arch, ds.meta, options).to(device)
+    """A fresh classifier for ``ds``, checked to take its images (one forward pass of a blank image
+    in eval mode: no randomness drawn, no statistics updated) before any training or output."""
+    model = build(arch, ds.meta, options).to(device)
+    c, h, w = ds.meta["shape"]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            logits = model.eval()(torch.zeros(1, c, h, w, device=device))
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises on a shape it cannot take
+        raise ConfigError(f"architecture {arch!r} does not fit the data's images ({c}x{h}x{w}, "
+                          f"{ds.meta.get('dataset', 'this data set')}): {type(exc).__name__}: {exc}") from None
+    finally:
+        model.train(was_training)
+    if tuple(logits.shape) != (1, int(ds.meta["num_classes"])):
+        raise ConfigError(f"architecture {arch!r} gives {list(logits.shape)} logits for one image, expected "
+                          f"[1, {ds.meta['num_classes']}] (the data's classes)")
+    return model
+
+
+def check_fits(path: str | Path, meta: dict, data_meta: dict) -> None:
+    """Refuse a classifier ``path`` (sidecar ``meta``) built for other images or classes than ``data_meta``'s."""
+    built = meta.get("data", {})
+    if list(built.get("shape", [])) != list(data_meta["shape"]) or \
+            int(built.get("num_classes", -1)) != int(data_meta["num_classes"]):
+        raise ConfigError(
+            f"{path}: a {meta.get('arch')} classifier built for {built.get('dataset')} images of shape "
+            f"{built.get('shape')} and {built.get('num_classes')} classes does not fit this data set's "
+            f"({data_meta.get('dataset')}: shape {data_meta['shape']}, {data_meta['num_classes']} classes)")
 
 
 def arch_record(arch: str, options: dict | None) -> dict:
@@ -88,9 +116,12 @@ def save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:
     artifacts.save_tensors(path, model.state_dict(), meta)
 
 
-def load(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the classifier recorded in ``path``'s sidecar and load its (hash-checked) weights."""
+def load(path: str | Path, device: str = "cpu", data: dict | None = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the classifier recorded in ``path``'s sidecar and load its (hash-checked) weights;
+    with ``data`` (a data set's meta), refuse one built for other images (:func:`check_fits`)."""
     state, meta = artifacts.load_tensors(path, device)
+    if data is not None:
+        check_fits(path, meta, data)
     with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
         model = build(meta["arch"], meta["data"], meta.get("arch_options"))
     model.load_state_dict(state)

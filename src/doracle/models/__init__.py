@@ -8,7 +8,7 @@ Importing this package does not import timm; :func:`create` and :func:`create_ga
 
 from __future__ import annotations
 
-from doracle.errors import ConfigError
+from doracle.errors import ConfigError, did_you_mean
 
 # doracle's own architectures, registered with timm by doracle.models.small (digits/MNIST) and
 # doracle.models.resnets (CIFAR scale) (a test checks the lists agree), known here so that params
@@ -47,7 +47,8 @@ def check_arch(name: str) -> None:
     import timm
 
     if not timm.is_model(name):
-        raise ConfigError(f"model.arch: unknown model {name!r}; doracle's models: {', '.join(OWN_MODELS)} "
+        hint = did_you_mean(name, [*OWN_MODELS, *timm.list_models()])
+        raise ConfigError(f"model.arch: unknown model {name!r}; {hint}doracle's models: {', '.join(OWN_MODELS)} "
                           f"(any timm model name also works)")
 
 
@@ -73,7 +74,7 @@ def check_gan_arch(name: str, role: str) -> None:
     """``role`` is ``"generator"`` or ``"discriminator"``; unknown names list the valid ones."""
     valid = {"generator": GAN_GENERATORS, "discriminator": GAN_DISCRIMINATORS}[role]
     if name not in valid:
-        raise ConfigError(f"unknown {role} {name!r}; doracle's {role}s: {', '.join(valid)}")
+        raise ConfigError(f"unknown {role} {name!r}; {did_you_mean(name, valid)}doracle's {role}s: {', '.join(valid)}")
 
 
 def create_gan(name: str, role: str, *, img_size: int, in_chans: int, latent_dim: int = 100,
