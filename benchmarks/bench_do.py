@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from common import ROOT, new_project, sh
+from doracle.artifacts import timing_of
 
 EQUAL = {"base": {"epochs": 1}, "do": {"iterations": 2, "defender": {"epochs": 1},
                                        "attacker": {"attack": {"steps": 3, "rel_step_size": 0.5}}}}
@@ -84,7 +85,7 @@ def main() -> None:
                     row["worst"].append(r["robust_accuracy"]["worst_case"])
                     row["passes"].append(c["passes"] / 1e6)
                     row["ratio"].append(c["passes"] / pgd_at["passes"])
-                    row["wall"].append(c["wall_seconds"])
+                    row["wall"].append(timing_of(m, "models", name, "compute", "wall_seconds"))
 
     def ms(v, scale=100.0, digits=1):
         sd = st.stdev(v) if len(v) > 1 else 0.0

@@ -24,6 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, new_project, sh  # noqa: E402
+from doracle.artifacts import timing_of  # noqa: E402
 
 KEYS = ("fid", "classes_covered", "inception_score", "coverage")
 
@@ -34,7 +35,7 @@ def run_seed(base: dict, seed: int, tmp: Path) -> dict:
     wall, _ = sh(["snakemake", "-c2", "-q"], proj)
     m = json.loads((proj / f"results/gan-seed{seed}/metrics.json").read_text())
     out = {name: {k: m["models"][name][k] for k in KEYS} | {"passes": m["models"][name]["compute"]["passes"],
-                                                             "wall_seconds": m["models"][name]["compute"]["wall_seconds"]}
+                                                             "wall_seconds": timing_of(m, "models", name, "compute", "wall_seconds")}
            for name in ("do_mixture", "base_gan", "g000")}
     out["members"] = m["models"]["do_mixture"]["members"]
     out["fid_real_vs_real"] = m["fid_real_vs_real"]

@@ -31,6 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from doracle import config
+    from doracle.artifacts import timing_of
     from doracle.compute import wall_seconds
 
     params = config.load(args.params)
@@ -50,7 +51,7 @@ def main() -> None:
         for it in range(1, T + 1):
             d = json.loads((proj / f"results/{exp}/do/it{it:03d}/defender.json").read_text())
             a = json.loads((proj / f"results/{exp}/do/it{it:03d}/attacker.json").read_text())
-            compute += d.get("training", {}).get("train_seconds", 0.0) + a.get("attack_seconds", 0.0)
+            compute += timing_of(d, "training", "train_seconds") + timing_of(a, "attack_seconds")
         sh(["dvc", "commit", "-f", "-q"], proj)
         noop_snake, out = sh(["snakemake", "-n"], proj)
         noop_dvc, dout = sh(["dvc", "status"], proj)

@@ -33,7 +33,10 @@ def new_project(proj: Path, params: dict | Path, *, dvc: bool = False) -> Path:
         (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     else:
         shutil.copy(params, proj / "params.yaml")
-    if dvc:
+    if dvc:  # the stages depend on the code they run (src/doracle/...): a copy of it
+        shutil.copytree(ROOT / "src", proj / "src", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        shutil.copy(ROOT / ".dvcignore", proj / ".dvcignore")
         sh(["git", "init", "-q"], proj)
         sh(["dvc", "init", "-q"], proj)
         sh(["doracle", "dvc-yaml"], proj)
