@@ -4,8 +4,10 @@ DVC on the same jobs) on a tiny configuration."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -374,6 +376,15 @@ def test_snakemake_runs_the_gan_experiment_and_reports_it(gan_project):
         assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         assert f"]({png})" in text, png
     assert "not lower than" in text or "lower (better) than" in text
+    # index.html: self-contained (every image a data URI of a PNG drawn here), a row per model
+    html = (rep / "index.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) >= len(grids) + 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert {base64.b64decode(s.split(",", 1)[1]) for s in srcs} >= {(rep / g).read_bytes() for g in grids}
+    table = html[html.index('<table id=\'methods\'>'):]
+    table = table[:table.index("</table>")]
+    assert re.findall(r"<tr[^>]*><td>([^<]+)</td>", table) == list(m["models"])
+    assert "FID" in table and not re.search(r'(src|href)="(https?:)?//', html)
     # a second run is a no-op
     again = run(["snakemake", "-c2"], proj)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -14,12 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from doracle.artifacts import content, input_digest, timing_of, write_json
+from doracle import artifacts
+from doracle.artifacts import content, input_digest, read_json, timing_of, write_json
 from project import as_dvc_cmd, make_project, params_with, run
 
 pytestmark = pytest.mark.slow
 
 EXP = "tiny"
+# the tiny configuration, with defender best responses long enough (8 epochs, a checkpoint after
+# each) for the SIGKILL test to catch one in training
+PARAMS = params_with({"do": {"defender": {"epochs": 8}}})
 
 
 def sha(p: Path) -> str:
@@ -28,7 +32,7 @@ def sha(p: Path) -> str:
 
 @pytest.fixture(scope="module")
 def snake(tmp_path_factory):
-    proj = make_project(tmp_path_factory.mktemp("snake"), params_with())
+    proj = make_project(tmp_path_factory.mktemp("snake"), PARAMS)
     # every job appends the doracle modules it loaded (doracle.provenance.log_modules)
     proc = run(["snakemake", "-c2"], proj, env={"DORACLE_MODULES_LOG": str(proj / "modules.jsonl")})
     return proj, proc
@@ -36,7 +40,7 @@ def snake(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dvc_repro(tmp_path_factory):
-    proj = make_project(tmp_path_factory.mktemp("dvc"), params_with())
+    proj = make_project(tmp_path_factory.mktemp("dvc"), PARAMS)
     run(["dvc", "repro", "-q"], proj)
     return proj
 
@@ -124,6 +128,16 @@ def test_artifacts_record_params_seed_and_input_hashes(snake):
     pop = json.loads((res / "do/it002/population.json").read_text())
     for sid, ref in pop["all_strategies"].items():
         assert sha(proj / ref["path"]) == ref["sha256"], sid
+    # every JSON artifact names its experiment and the code that wrote it, and is sealed (the
+    # report's plot tables and headline.json are flat files for DVC, made from sealed ones)
+    from doracle import provenance
+
+    docs = [f for f in res.rglob("*.json") if "report" not in f.parts and f.name != "headline.json"]
+    assert len(docs) > 30
+    for f in docs:
+        doc = read_json(f)  # the seal checked
+        assert doc["experiment"] == EXP and artifacts.SEAL in doc, f
+        assert doc["provenance"] == {"version": provenance.version(), "source_sha256": provenance.source_sha256()}, f
     assert not list(res.rglob("*.tmp")), "temporary files left behind"
     # no pickle anywhere: weights are safetensors, everything else JSON
     # (Snakemake marks a finished folder output, the report, with its own .snakemake_timestamp;
@@ -359,33 +373,40 @@ def test_a_preempted_defender_best_response_resumes_to_the_same_weights(snake, t
 
 def test_killed_main_job_resumes_after_unlock_to_identical_results(snake, tmp_path):
     """SIGKILL (a node crash, an OOM kill: no chance to save anything) of Snakemake and every job
-    it runs in the middle of a DO iteration. The rerun stops on Snakemake's lock, as the README
-    says; after `snakemake --unlock` it completes, and every payoff matrix, weight file and the
-    metrics are those of the uninterrupted run (byte for byte but the timing blocks)."""
+    it runs while iteration 1's defender best response trains (its per-epoch checkpoint exists, its
+    output does not). The rerun stops on Snakemake's lock, as the README says; after `snakemake
+    --unlock` it completes, the defender resuming from its checkpoint, and every payoff matrix,
+    weight file, evaluation and the metrics are those of the uninterrupted run (byte for byte but
+    the timing blocks)."""
     import os
     import signal
     import subprocess
     import time
 
-    proj = make_project(tmp_path / "killed", params_with(), dvc=False)
+    from doracle.defenses.resume import checkpoint_path
+
+    proj = make_project(tmp_path / "killed", PARAMS, dvc=False)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(["snakemake", "-c2"], cwd=proj, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
-    it1 = proj / "results" / EXP / "do" / "it001"
+    defender = proj / "results" / EXP / "do" / "it001" / "defender.safetensors"
     deadline = time.time() + 600
-    # wait for a best response of iteration 1 to be running (its log exists, its output does not)
-    while not (proj / "logs" / EXP / "do" / "it001").is_dir() or (it1 / "payoff.json").exists():
+    while not checkpoint_path(defender).with_suffix(".json").exists():  # the sidecar: written last
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
-        time.sleep(0.05)
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and its running jobs
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGSTOP)  # freeze Snakemake and its jobs where they are, look, then kill
+    mid_training = not defender.exists()
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (it1 / "payoff.json").exists(), "killed too late: iteration 1 had finished"
+    assert mid_training, "killed too late: the defender best response had finished"
     locked = run(["snakemake", "-c2"], proj, check=False)
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
     run(["snakemake", "--unlock"], proj)
     run(["snakemake", "-c2"], proj)
+    log = (proj / "logs" / EXP / "do" / "it001" / "defender.log").read_text()
+    assert "resuming training from" in log, log[-2000:]
     assert not list((proj / "results").rglob("*.tmp"))
+    assert not checkpoint_path(defender).exists()
     same_results(snake[0] / "results" / EXP, proj / "results" / EXP)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,6 +85,24 @@ def test_a_hand_edited_json_artifact_is_refused_naming_file_and_rerun(tmp_path):
         artifacts.read_json(p)
 
 
+def test_a_removed_seal_is_refused_and_inputs_are_checked_before_recording(tmp_path):
+    import json
+
+    p = tmp_path / "meta.json"
+    artifacts.write_json(p, {"kind": "meta", "value": 0.5})
+    doc = json.loads(p.read_text())
+    doc["value"] = 0.9
+    del doc[artifacts.SEAL]
+    p.write_text(json.dumps(doc))
+    with pytest.raises(ArtifactError, match="has lost its content_sha256"):
+        artifacts.read_json(p)
+    with pytest.raises(ArtifactError, match="has lost its content_sha256"):
+        artifacts.input_digest(p)  # a consumer never records a damaged input as good
+    flat = tmp_path / "headline.json"  # a file for other tools: no seal, no provenance, read as it is
+    artifacts.write_json(flat, {"accuracy": 0.5}, sealed=False)
+    assert artifacts.read_json(flat) == {"accuracy": 0.5}
+
+
 def test_artifacts_of_another_experiment_are_refused_in_a_job(tmp_path):
     p = tmp_path / "population.json"
     artifacts.write_json(p, {"kind": "population", "experiment": "other"})
@@ -121,6 +140,25 @@ def test_a_writer_killed_mid_write_leaves_the_old_file(tmp_path):
     assert len(list(tmp_path.glob(".x.safetensors.*.tmp"))) == 1
     artifacts.atomic_write_bytes(path, b"again")
     assert path.read_bytes() == b"again" and sorted(p.name for p in tmp_path.iterdir()) == ["x.safetensors"]
+
+
+def test_a_live_writers_temp_file_is_left_alone_and_files_get_the_usual_mode(tmp_path):
+    """Two writers of one path (sweep workers): the second never removes the first's temp file
+    (only a dead writer's of this host); the file is readable by others (0666 less the umask)."""
+    path = tmp_path / "best.json"
+    live = tmp_path / f".best.json.{artifacts._HOST}.{os.getppid()}.abcd1234.tmp"  # our parent: alive
+    dead = tmp_path / f".best.json.{artifacts._HOST}.999999999.abcd1234.tmp"  # no such pid
+    other_host = tmp_path / ".best.json.elsewhere.999999999.abcd1234.tmp"
+    other_name = tmp_path / f".best.json.x.{artifacts._HOST}.999999999.abcd1234.tmp"  # best.json.x's
+    for f in (live, dead, other_host, other_name):
+        f.write_bytes(b"partial")
+    old = os.umask(0o022)
+    try:
+        artifacts.atomic_write_bytes(path, b"{}")
+    finally:
+        os.umask(old)
+    assert live.exists() and not dead.exists() and other_host.exists() and other_name.exists()
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 @pytest.fixture
@@ -209,6 +247,11 @@ def test_no_pickle_in_the_package_benchmarks_or_workflow():
     found = {str(f.relative_to(ROOT)): pickle_uses(f.read_text()) for f in files}
     assert len(files) > 50
     assert {f: b for f, b in found.items() if b} == {}
+    # the workflow (Snakemake's own syntax, not Python an AST reads): no pickle-family names at all
+    rules = [ROOT / "Snakefile", *(ROOT / "workflow").rglob("*.smk")]
+    assert len(rules) >= 5
+    word = re.compile(r"\b(c?pickle|joblib|dill|shelve|allow_pickle|torch\.load)\b")
+    assert [f.name for f in rules if word.search(f.read_text())] == []
 
 
 # ----------------------------------------------------------------------------- determinism settings
@@ -219,14 +262,45 @@ def test_setup_asks_for_deterministic_kernels(monkeypatch):
 
     from doracle import runtime
 
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    runtime.setup(0, "cpu", 1)
-    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == runtime.CUBLAS_WORKSPACE
-    assert torch.are_deterministic_algorithms_enabled()
-    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's choice is kept
-    runtime.setup(0, "cpu", 1)
-    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "x")  # recorded, so restored (or removed) afterwards
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
+    try:
+        runtime.setup(0, "cpu", 1)
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == runtime.CUBLAS_WORKSPACE
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's choice is kept
+        runtime.setup(0, "cpu", 1)
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:]
+
+
+# ----------------------------------------------------------------------------- complete params files
+
+
+def test_complete_keys_are_the_default_files_keys():
+    import yaml
+
+    from doracle import config
+
+    assert set(config.complete_keys("at")) == set(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    assert set(config.complete_keys("gan")) == set(yaml.safe_load((ROOT / "params-gan.yaml").read_text()))
+
+
+def test_a_job_refuses_a_partial_params_file_even_without_the_default_files(tmp_path):
+    """Called by hand from a folder with no params.yaml: the job still refuses a partial file
+    instead of filling the gaps with the schema's defaults."""
+    (tmp_path / "partial.yaml").write_text("seed: 3\ntraining: {epochs: 1}\n")
+    proc = subprocess.run([sys.executable, "-m", "doracle", "data", "--params", "partial.yaml", "--out", "d.safetensors"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and "partial.yaml is a partial params file" in proc.stderr, proc.stderr
+    assert "experiment" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.yaml"]
 
 
 @pytest.mark.gpu

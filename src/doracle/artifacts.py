@@ -26,7 +26,9 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterable
@@ -77,17 +79,49 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and a rename: a crash (even
-    SIGKILL) leaves the old file or none, never a half-written one. A temp file a killed writer left
-    (``.NAME.*.tmp``) is removed by the next write to ``path`` (one job writes a path at a time)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+#: this host's name as temp file names carry it (no dots)
+_HOST = socket.gethostname().split(".")[0].replace(os.sep, "_") or "host"
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _remove_dead_writers_temp_files(path: Path) -> None:
+    """Remove the temp files of ``path`` whose writer, a process of this host, is gone (killed
+    between writing and renaming); a live writer's, or another host's, are left alone."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?P<host>[^.]+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        m = pattern.match(stale.name)
+        if not m or m["host"] != _HOST or int(m["pid"]) == os.getpid():
+            continue
+        try:
+            os.kill(int(m["pid"]), 0)
+            continue  # its writer is alive
+        except ProcessLookupError:
+            pass
+        except OSError:  # alive, another user's
+            continue
         with contextlib.suppress(OSError):
             stale.unlink()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory and a rename: a crash (even
+    SIGKILL) leaves the old file or none, never a half-written one. The temp file
+    (``.NAME.HOST.PID.*.tmp``) of a writer that was killed is removed by the next write to ``path``.
+    The file gets the usual permissions (0666 less the umask), as a plain open would give it."""
+    path = Path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_writers_temp_files(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # a read-only or unwritable folder: name the file, not the temp file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from a cluster's other users
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -109,9 +143,7 @@ def atomic_dir(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide the folder from a cluster's other users
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the folder from a cluster's other users
     try:
         yield tmp
         if path.exists():
@@ -169,10 +201,9 @@ def write_json(path: str | Path, obj: Any, *, sealed: bool = True) -> None:
     if isinstance(obj, dict) and sealed:
         body, timing = split_timing({k: v for k, v in obj.items() if k not in ("timing", SEAL)})
         timing = _merge_timing(obj.get("timing"), timing)
-        if "provenance" not in body:
-            from doracle import provenance
+        from doracle import provenance
 
-            body["provenance"] = provenance.record()
+        body["provenance"] = provenance.record()  # the code writing it now (not a copied document's)
         body = json.loads(json.dumps(body, allow_nan=False))  # the content as it will be read back
         obj = {**body, SEAL: _content_sha256(body), **({"timing": timing} if timing else {})}
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n").encode())
@@ -204,22 +235,31 @@ def _parse_json(path: str | Path) -> Any:
         raise ArtifactError(f"{path}: not valid JSON ({exc}; truncated or corrupted?); {rerun_hint(path)}") from None
 
 
+def _check_seal(path: str | Path, doc: Any) -> None:
+    """A document doracle wrote (it has ``provenance``) must carry its seal, and the seal must match."""
+    if not isinstance(doc, dict) or (SEAL not in doc and "provenance" not in doc):
+        return  # not written by write_json (another tool's file, DVC's flat metrics file)
+    if doc.get(SEAL) != _content_sha256(doc):
+        what = "its content does not match" if SEAL in doc else "it has lost"
+        raise ArtifactError(f"{path}: {what} its {SEAL} seal (edited by hand or corrupted after it was "
+                            f"written); {rerun_hint(path)}")
+
+
 def read_json(path: str | Path) -> Any:
     """A JSON artifact, its seal checked (refused when edited after it was written) and, in a job
     process, its experiment (:func:`expect_experiment`)."""
     doc = _parse_json(path)
-    if isinstance(doc, dict) and SEAL in doc and doc[SEAL] != _content_sha256(doc):
-        raise ArtifactError(f"{path}: its content does not match its {SEAL} (edited by hand or corrupted "
-                            f"after it was written); {rerun_hint(path)}")
+    _check_seal(path, doc)
     _check_experiment(path, doc)
     return doc
 
 
 def input_digest(path: str | Path) -> str:
     """How an input is recorded: a sealed JSON artifact by its content hash (the same in every
-    run, whatever its timing block says), any other file by its sha256."""
+    run, whatever its timing block says; checked first), any other file by its sha256."""
     if str(path).endswith(".json"):
         doc = _parse_json(path)
+        _check_seal(path, doc)
         if isinstance(doc, dict) and SEAL in doc:
             return doc[SEAL]
     return sha256_file(path)

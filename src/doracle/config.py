@@ -703,17 +703,34 @@ def missing_keys(path: str | Path, raw: dict, root: str | Path = ".") -> tuple[s
     return base, [k for k in read_raw(Path(root, base)) if k not in raw]
 
 
+#: the top-level sections only one game's files have (the others are in every complete file)
+GAME_ONLY_SECTIONS = {"at": ("model", "threat_model", "defenses", "base", "baselines", "evaluation"), "gan": ("gan",)}
+
+
+def complete_keys(game: str) -> list[str]:
+    """The top-level keys of a complete params file of ``game`` (those of its default file:
+    tests/test_reliability.py keeps the two equal)."""
+    other = {k for g, keys in GAME_ONLY_SECTIONS.items() if g != game for k in keys}
+    return [k for k in Params.model_fields if k not in other]
+
+
 def load_complete(path: str | Path, root: str | Path = ".") -> Params:
-    """A params file a job reads: complete (:func:`missing_keys`), validated. A partial file is
-    refused, naming the keys it lacks: a job called by hand would otherwise fill them with the
-    schema's defaults, not the default file's (the workflow completes partial files itself and
-    gives its jobs results/<exp>/params.yaml, DVC and sweeps complete files)."""
+    """A params file a job reads: complete (:func:`missing_keys`; with no default file in ``root``,
+    every section of its game, :func:`complete_keys`), validated. A partial file is refused, naming
+    the keys it lacks: a job called by hand would otherwise fill them with the schema's defaults,
+    not the default file's (the workflow completes partial files itself and gives its jobs
+    results/<exp>/params.yaml, DVC and sweeps complete files)."""
     raw = read_raw(path)
     base, missing = missing_keys(path, raw, root)
+    if base is None:
+        game = raw.get("game", "at")
+        missing = [k for k in complete_keys(game if game in GAME_ONLY_SECTIONS else "at") if k not in raw]
     if missing:
+        how = (f"(completed from {base}, as the workflow completes it)" if base else
+               "in a folder holding the default params files (params.yaml, params-gan.yaml)")
         raise ConfigError(f"{path} is a partial params file (it has no {', '.join(missing)}): a job reads a complete "
                           f"one. Write it with `doracle check-params --params {path} --resolved complete.yaml` "
-                          f"(completed from {base}, as the workflow completes it) and pass that")
+                          f"{how} and pass that")
     return validate(raw, str(path))
 
 

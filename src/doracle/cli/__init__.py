@@ -50,10 +50,13 @@ def main(argv: list[str] | None = None) -> int:
             # a full disk or a read-only results folder: writes are atomic (a temp file renamed into
             # place), so the files already there are intact and the temp file is gone
             where = exc.filename or "a results file"
-            verb = "cannot access" if exc.errno in (errno.EACCES, errno.EPERM) else "cannot write"
-            print(f"doracle: error: {verb} {where}: {exc.strerror} (full disk, quota, or a read-only "
-                  "results folder?); nothing was half-written: free space or fix the permissions, then rerun",
-                  file=sys.stderr)
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                print(f"doracle: error: cannot access {where}: {exc.strerror} (another user's files, or a "
+                      "folder without write permission?); nothing was half-written", file=sys.stderr)
+            else:
+                print(f"doracle: error: cannot write {where}: {exc.strerror} (full disk, quota, or a read-only "
+                      "results folder?); nothing was half-written: free space or remount, then rerun",
+                      file=sys.stderr)
             return 2
         if exc.filename is None:
             raise

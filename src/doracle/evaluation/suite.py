@@ -272,7 +272,8 @@ def evaluate(params: Params, data_path: str, label: str, out: str, *, population
     t0 = time.perf_counter()
     suite = run_suite(params, target, x, y, seed=seed, device=device, state=state, log=log)
     result = {
-        "kind": "evaluation", "label": label, "seed": seed, "params": stage_params(params, "evaluate"),
+        "kind": "evaluation", "experiment": params.experiment, "label": label, "seed": seed,
+        "params": stage_params(params, "evaluate"),
         "threat_model": tm_record, **{k: suite[k] for k in ("clean_accuracy", "robust_accuracy",
                                                             "robust_accuracy_curve")},
         "members": target.ids, "probs": target.probs, **target.info,
@@ -296,7 +297,8 @@ def merge_metrics(params: Params, population_path: str, evaluations: list[str], 
             raise ValueError(f"{path}: not an evaluation file")
         tms.append(e["threat_model"])
         models[e["label"]] = {**{k: v for k, v in e.items()
-                                 if k not in ("kind", "label", "threat_model", "params", "inputs", "timing")},
+                                 if k not in ("kind", "experiment", "label", "threat_model", "params", "inputs",
+                                              "timing", "provenance", artifacts.SEAL)},
                               **(e.get("timing") or {})}  # durations: back into metrics.json's timing block
     if any(t != tms[0] for t in tms):
         raise ValueError("the evaluations were run under different threat models")

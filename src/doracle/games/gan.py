@@ -350,7 +350,8 @@ def evaluate(params: Params, data: str, label: str, out: str, *, population: str
     # a floor for FID at this sample size: real payoff-split images against the same real test images
     floor = metrics(ds.x["payoff"][:cfg.samples])["fid"]
     result = {
-        "kind": "evaluation", "game": "gan", "label": label, "seed": seed, "params": stage_params(params, "evaluate"),
+        "kind": "evaluation", "game": "gan", "experiment": params.experiment, "label": label, "seed": seed,
+        "params": stage_params(params, "evaluate"),
         "models": results, "fid_real_vs_real": floor, "data": data,
         "reference": {"path": reference, "sha256": ref_meta["sha256"], "arch": ref_meta["arch"],
                       "train_accuracy": ref_meta["training"]["train_accuracy"],

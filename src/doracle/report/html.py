@@ -88,7 +88,8 @@ class Page:
 
     def link(self, target: Path | str, text: str | None = None) -> str:
         """An ``<a>`` to ``target`` (a path as the job sees it) relative to the page's location."""
-        rel = Path(os.path.relpath(Path(target).resolve(), self.location.resolve())).as_posix()
+        # abspath, not resolve: a symlinked artifact (DVC's symlink cache) keeps its results/ path
+        rel = Path(os.path.relpath(os.path.abspath(target), os.path.abspath(self.location))).as_posix()
         return f'<a href="{esc(rel)}">{esc(text or rel)}</a>'
 
     def raw(self, fragment: str) -> None:

@@ -125,17 +125,18 @@ def write_report(study, spec: SweepSpec) -> Path:
         value = "" if t.value is None else f"{t.value:.4f}"
         lines.append(f"| {t.number} | {t.state.name} | {vals} | {value} | {t.user_attrs.get('experiment', '')} | {note} |")
     lines.append("")
-    with _report_lock(spec.dir), atomic_dir(out) as tmp:  # workers finishing together write one at a time
-        notes = []
-        for name, fn in PLOTS.items():
-            why = _plot(study, fn, tmp / name)
-            notes.append(f"- {name}: " + (f"not drawn: {why}" if why else f"![{name}]({name})"))
-        (tmp / "summary.md").write_text("\n".join(lines + ["## Plots", "", *notes, ""]))
-        _write_html(lines[2:] + ["## Plots", "", *notes], tmp, out, spec, best)
-    if best is not None:
-        write_json(spec.dir / "best.json", {
-            "study": spec.space.study, "trial": best.number, "value": best.value, "metric": spec.metric,
-            "direction": spec.direction, "params": best.params,
-            "experiment": best.user_attrs.get("experiment"), "metrics": best.user_attrs.get("metrics"),
-            "params_file": best.user_attrs.get("params_file")})
+    with _report_lock(spec.dir):  # workers finishing together write one at a time
+        with atomic_dir(out) as tmp:
+            notes = []
+            for name, fn in PLOTS.items():
+                why = _plot(study, fn, tmp / name)
+                notes.append(f"- {name}: " + (f"not drawn: {why}" if why else f"![{name}]({name})"))
+            (tmp / "summary.md").write_text("\n".join(lines + ["## Plots", "", *notes, ""]))
+            _write_html(lines[2:] + ["## Plots", "", *notes], tmp, out, spec, best)
+        if best is not None:
+            write_json(spec.dir / "best.json", {
+                "study": spec.space.study, "trial": best.number, "value": best.value, "metric": spec.metric,
+                "direction": spec.direction, "params": best.params,
+                "experiment": best.user_attrs.get("experiment"), "metrics": best.user_attrs.get("metrics"),
+                "params_file": best.user_attrs.get("params_file")})
     return out
