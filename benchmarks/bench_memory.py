@@ -130,8 +130,8 @@ with open(out, "w") as fh:
     json.dump({"maxrss": usage.ru_maxrss, "hwm_before_marker_kb": before}, fh)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
-# tqdm's epoch bar completed (n/n): training is over, the final train-accuracy pass not yet started
-EPOCHS_DONE = r"\| (\d+)/\1 \["
+# the training loop's closing log line: training is over, the final train-accuracy pass not yet started
+EPOCHS_DONE = r": trained \d+ epochs"
 
 
 def measure(cmd: list[str], console: Path, env: dict, log: Path | None = None, marker: str = "") -> dict:
@@ -169,7 +169,8 @@ def make_params(args, data_root: Path, mode: str) -> dict:
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     k = args.iterations
     return merge(base, {
-        "experiment": f"bench-memory-{mode}", "seed": args.seed, "device": "cpu", "threads": 1,
+        "experiment": "bench-memory",  # one experiment: both modes read one data set and base model
+        "seed": args.seed, "device": "cpu", "threads": 1,
         "data": {"dataset": "cifar10", "root": str(data_root), "download": False, "max_train": None},
         "model": {"arch": "doracle_cnn_small"},
         "threat_model": {"norm": "linf", "eps": args.eps},

@@ -191,7 +191,7 @@ def test_a_mixed_architecture_at_population_plays_evaluates_and_reports(at_dir, 
         assert 0.0 <= r["clean_accuracy"] <= 1.0
     assert r["members"] == ["d000", "d001"]
     merge_metrics(p, f["pop"], evals, "metrics.json")
-    summary = write_report("metrics.json", f["pop"], f["pay"], "report").read_text()
+    summary = write_report(p, "metrics.json", f["pop"], f["pay"], "report").read_text()
     assert "## Architecture search" in summary and "| d001 | defender | doracle_mlp (hidden=" in summary
     assert "| d000 | defender | doracle_cnn_small |" in summary
 

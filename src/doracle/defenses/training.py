@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -184,6 +185,10 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
             bar.set_postfix(loss=f"{loop['history'][-1]:.4f}")
             if ckpt is not None:
                 save()
+    bar.close()
+    # one line in the job's log (the bar above is drawn on terminals only)
+    print(f"{desc}: trained {epochs} epochs, final loss {loop['history'][-1]:.4f}" if loop["history"] else
+          f"{desc}: trained 0 epochs", file=sys.stderr, flush=True)
     model.eval()
     if cfg.channels_last:
         model.to(memory_format=torch.contiguous_format)  # saved and evaluated like any model
