@@ -220,9 +220,10 @@ def timing_of(doc: dict, *keys: str) -> Any:
     return node
 
 
-def content(doc: dict) -> dict:
-    """A JSON artifact's reproducible content: everything but its ``timing`` block."""
-    return {k: v for k, v in doc.items() if k != "timing"}
+def content(doc: Any) -> Any:
+    """A JSON artifact's reproducible content: everything but its ``timing`` block (a JSON file
+    that is no document, e.g. a plot's table, is all content)."""
+    return {k: v for k, v in doc.items() if k != "timing"} if isinstance(doc, dict) else doc
 
 
 def _parse_json(path: str | Path) -> Any:
