@@ -84,6 +84,7 @@ def code_deps(rule: str) -> list[str]:
     return [f"{SOURCE_DIR}/{p}" for p in rule_paths(rule)]
 
 
+@functools.cache
 def version() -> str:
     import importlib.metadata as md
 

@@ -22,7 +22,9 @@ def cmd_sweep(args) -> int:
         return 0
     from tqdm import tqdm
 
-    bar = tqdm(total=args.trials or spec.space.trials, unit="trial", disable=not sys.stdout.isatty())
+    from doracle.runtime import progress
+
+    bar = progress(total=args.trials or spec.space.trials, unit="trial")
     worker = Worker(spec, cores=args.cores, profile=args.profile, worker=args.worker, trials=args.trials,
                     say=lambda line: tqdm.write(line, file=sys.stdout), on_trial=lambda: bar.update(1))
     print(f"doracle: sweep {spec.space.study}: {worker.cap} trials, metric {spec.metric} ({spec.direction}), "
