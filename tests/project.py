@@ -38,6 +38,38 @@ TINY = {
 }
 
 
+# The tiny GAN experiment (params-gan.yaml made small): the shared run's second experiment
+TINY_GAN = {
+    "experiment": "tinygan",
+    "game": "gan",
+    "data": {"max_train": 240},
+    "training": {"batch_size": 64},
+    "do": {"iterations": 2, "tolerance": 0.01},
+    "gan": {"warmup_epochs": 2, "generator_epochs": 1, "discriminator_epochs": 1, "payoff_latents": 200,
+            "reference": {"epochs": 1}, "metrics": {"samples": 120, "is_splits": 2, "grid": 16}},
+}
+
+# The cluster requests of the shared run's AT experiment: GPU families on partition `gpu`, payoff
+# as a CPU job on `cpu` (tests/test_slurm.py runs the same params through SLURM). A local run
+# ignores them, and no artifact records them (`resources` is no stage's params).
+RESOURCES = {
+    "train": {"gpu": 1, "slurm_partition": "gpu", "mem_mb": 1500, "runtime": 30},
+    "best_response": {"gpu": 1, "slurm_partition": "gpu", "mem_mb": 1500, "runtime": 30},
+    "payoff": {"gpu": 0, "slurm_partition": "cpu", "mem_mb": 1000, "runtime": 10},
+    "evaluate": {"gpu": 1, "slurm_partition": "gpu", "mem_mb": 2000, "runtime": 30},
+}
+
+
+def gan_params(**over) -> dict:
+    raw = yaml.safe_load((ROOT / "params-gan.yaml").read_text())
+    for k, v in TINY_GAN.items():
+        raw[k] = {**raw[k], **v} if isinstance(v, dict) and isinstance(raw.get(k), dict) else v
+    raw["gan"] = {**raw["gan"], **TINY_GAN["gan"], "reference": {**raw["gan"]["reference"], "epochs": 1},
+                  "metrics": {**raw["gan"]["metrics"], **TINY_GAN["gan"]["metrics"]}}
+    raw.update(over)
+    return raw
+
+
 def merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
@@ -61,8 +93,16 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900,
     return proc
 
 
-def make_project(path: Path, params: dict, *, dvc: bool = True) -> Path:
-    """A git + DVC repo holding the workflow and ``params`` as its params.yaml."""
+def shared_params() -> dict:
+    """The AT experiment of the shared run (conftest.py's ``shared``): TINY with defender best
+    responses long enough (8 epochs, a checkpoint after each) for the SIGKILL test to catch one in
+    training, and the SLURM test's cluster requests."""
+    return params_with({"do": {"defender": {"epochs": 8}}, "resources": RESOURCES})
+
+
+def make_project(path: Path, params: dict, *, dvc: bool = True, extra: dict[str, dict] | None = None) -> Path:
+    """A git + DVC repo holding the workflow and ``params`` as its params.yaml (``extra``: more
+    params files beside it, e.g. ``{"params-gan.yaml": gan_params()}``: more default experiments)."""
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Snakefile", path / "Snakefile")
     shutil.copytree(ROOT / "workflow", path / "workflow", dirs_exist_ok=True)
@@ -74,6 +114,8 @@ def make_project(path: Path, params: dict, *, dvc: bool = True) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
     shutil.copy(ROOT / ".dvcignore", path / ".dvcignore")
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for name, raw in (extra or {}).items():
+        (path / name).write_text(yaml.safe_dump(raw, sort_keys=False))
     if dvc:
         run(["git", "init", "-q"], path)
         run(["dvc", "init", "-q"], path)
@@ -86,3 +128,16 @@ def as_dvc_cmd(cmd: str, files: dict[str, str]) -> str:
     """A Snakemake job's command as dvc.yaml has it: Snakemake's jobs read their experiment's params
     as written to results/<exp>/params.yaml, DVC's the experiment's file (``files``: exp -> file)."""
     return re.sub(r"--params results/([^/ ]+)/params\.yaml", lambda m: f"--params {files[m.group(1)]}", cmd)
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    """A writable copy of a finished project (the shared run's tree): every file with its
+    modification time, Snakemake's and DVC's records included, so the copy is as finished as the
+    original (``snakemake -n`` plans nothing). Links are copied as links."""
+    shutil.copytree(src, dest, symlinks=True, copy_function=shutil.copy2)
+    for d in [dest, *(p for p in dest.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        d.chmod(d.stat().st_mode | 0o200)  # a chmod-ed read-only original (no bind mount) copies as such
+    for f in dest.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            f.chmod(f.stat().st_mode | 0o200)
+    return dest

@@ -19,8 +19,8 @@ from doracle import config, pipeline
 from doracle.artifacts import read_json
 from doracle.errors import ConfigError
 from doracle.games import nas
-from project import params_with
-from test_gan_game import gan_params, run_first_iteration
+from project import gan_params, params_with
+from test_gan_game import run_first_iteration
 
 CLASSIFIERS = {"doracle_cnn_small": {"width": [4, 8], "hidden": [16, 32], "activation": ["relu", "gelu"]},
                "doracle_mlp": {"hidden": [16, 32], "depth": [1, 2], "activation": ["relu", "silu"]}}
@@ -165,7 +165,8 @@ def test_a_mixed_architecture_at_population_plays_evaluates_and_reports(at_dir, 
     """d000 is the base CNN, d001 an MLP chosen by the search: they round-trip through their
     sidecars (options included), the payoff, solve, prune, the evaluation suite on their mixture,
     the metrics and the report's architecture-search section."""
-    from doracle.evaluation.suite import evaluate, merge_metrics
+    from doracle.evaluation.metrics import merge_metrics
+    from doracle.evaluation.suite import evaluate
     from doracle.games import adversarial, classifiers, population
     from doracle.report.summary import write_report
 
@@ -251,7 +252,7 @@ def test_gan_players_search_with_their_own_direction_and_budget(gan_dir, monkeyp
 
 
 def test_a_mixed_architecture_gan_population_evaluates_and_reports(gan_dir, monkeypatch):
-    from doracle.games import gan
+    from doracle.games import gan, gan_game
 
     p, f, d = gan_dir
     monkeypatch.chdir(d)
@@ -268,7 +269,7 @@ def test_a_mixed_architecture_gan_population_evaluates_and_reports(gan_dir, monk
         evals.append(f"{target}.json")
         r = gan.evaluate(p, f["data"], target, evals[-1], population=f["pop1"], checkpoint=None, reference=f["ref"])
     assert set(r["models"]) == set(read_json(f["pop1"])["state"]["col_ids"])
-    gan.merge_metrics(p, f["pop1"], evals, "metrics.json")
+    gan_game.merge_metrics(p, f["pop1"], evals, "metrics.json")
     summary = gan.GAN.report(p, "metrics.json", f["pop1"], f["pay"], "report").read_text()
     assert "## Architecture search" in summary and "| generator | g001 |" in summary
     assert "| g000 | generator | doracle_gen_dcgan |" in summary

@@ -1,4 +1,7 @@
-"""The real workflow, end to end, on a tiny configuration: Snakemake, then DVC on the same jobs."""
+"""The real workflow, end to end, on a tiny configuration: Snakemake, then DVC on the same jobs.
+
+The Snakemake run is the session's shared one (conftest.py ``shared``: read-only); a test that
+runs a tool in the project (Snakemake, DVC) works on a copy of it (``shared_copy``)."""
 
 from __future__ import annotations
 
@@ -6,24 +9,28 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from doracle import artifacts
 from doracle.artifacts import content, input_digest, read_json, timing_of, write_json
-from project import as_dvc_cmd, make_project, params_with, run
+from project import as_dvc_cmd, make_project, params_with, run, shared_params
 
 pytestmark = pytest.mark.slow
 
 EXP = "tiny"
-# the tiny configuration, with defender best responses long enough (8 epochs, a checkpoint after
-# each) for the SIGKILL test to catch one in training
-PARAMS = params_with({"do": {"defender": {"epochs": 8}}})
+# the shared run's AT params (defender best responses of 8 epochs, a checkpoint after each, for the
+# SIGKILL test to catch one in training)
+PARAMS = shared_params()
+# the experiments' files of the shared project, as dvc.yaml's commands name them
+FILES = {EXP: "params.yaml", "tinygan": "params-gan.yaml"}
 
 
 def sha(p: Path) -> str:
@@ -31,18 +38,17 @@ def sha(p: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def snake(tmp_path_factory):
-    proj = make_project(tmp_path_factory.mktemp("snake"), PARAMS)
-    # every job appends the doracle modules it loaded (doracle.provenance.log_modules)
-    proc = run(["snakemake", "-c2"], proj, env={"DORACLE_MODULES_LOG": str(proj / "modules.jsonl")})
-    return proj, proc
+def snake(shared):
+    """The shared run (read-only) and what its `snakemake -c2` printed."""
+    return shared.path, SimpleNamespace(stdout=shared.output, stderr="")
 
 
-@pytest.fixture(scope="module")
-def dvc_repro(tmp_path_factory):
-    proj = make_project(tmp_path_factory.mktemp("dvc"), PARAMS)
-    run(["dvc", "repro", "-q"], proj)
-    return proj
+def test_the_shared_run_is_read_only(shared):
+    """Tests cannot change the tree others read: writing to it fails, for root too."""
+    for target in (shared.path / "params.yaml", shared.path / "results" / EXP / "new.json"):
+        with pytest.raises(OSError):
+            target.write_text("x")
+    assert shared.read_only_by == "mount" or os.geteuid() != 0
 
 
 def test_main_job_outputs_metrics_and_report(snake):
@@ -148,8 +154,8 @@ def test_artifacts_record_params_seed_and_input_hashes(snake):
     assert not list(res.rglob("*.state.json")), "evaluation states are removed after success"
 
 
-def test_second_run_is_a_noop(snake):
-    proj, _ = snake
+def test_second_run_is_a_noop(shared_copy):
+    proj = shared_copy
     before = {p: p.stat().st_mtime_ns for p in (proj / "results").rglob("*") if p.is_file()}
     proc = run(["snakemake", "-c2"], proj)
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -157,12 +163,12 @@ def test_second_run_is_a_noop(snake):
     assert before == after
 
 
-def test_an_override_reruns_only_the_jobs_that_read_it(snake):
+def test_an_override_reruns_only_the_jobs_that_read_it(shared_copy):
     """After a plain run, `--config 'nas={enabled: true}'` (the defender searches architectures)
     plans the defender best responses and what depends on them, nothing upstream: the jobs read the
     same params file path either way (results/<exp>/params.yaml), so only `tracked` params decide."""
-    proj, _ = snake
-    out = run(["snakemake", "-n", "--config", "nas={enabled: true}"], proj).stdout
+    proj = shared_copy
+    out = run(["snakemake", "-n", "--configfile", "params.yaml", "--config", "nas={enabled: true}"], proj).stdout
     table = out[out.index("Job stats:"):]
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
     assert counts["best_response"] == 3  # the defender's of it001 and it002, it002's attacker (new state)
@@ -185,10 +191,10 @@ def same_results(a: Path, b: Path) -> list[str]:
     return files
 
 
-def test_dvc_repro_regenerates_the_same_artifacts(snake, dvc_repro):
+def test_dvc_repro_regenerates_the_same_artifacts(snake, shared_dvc):
     """Same params and seed on CPU: byte-identical payoff, weights, perturbations, evaluations and
     metrics (docs/reliability.md), apart from the named ``timing`` blocks."""
-    a, b = snake[0] / "results" / EXP, dvc_repro / "results" / EXP
+    a, b = snake[0] / "results" / EXP, shared_dvc / "results" / EXP
     files = same_results(a, b)
     assert {"metrics.json", "do/it002/payoff.json", "do/it002/defender.safetensors"} <= set(files)
     ma, mb = (json.loads((x / "metrics.json").read_text())["models"] for x in (a, b))
@@ -196,8 +202,8 @@ def test_dvc_repro_regenerates_the_same_artifacts(snake, dvc_repro):
     assert {k: v["robust_accuracy"] for k, v in ma.items()} == {k: v["robust_accuracy"] for k, v in mb.items()}
 
 
-def test_dvc_commit_after_snakemake_then_status_clean_and_repro_noop(snake):
-    proj, _ = snake
+def test_dvc_commit_after_snakemake_then_status_clean_and_repro_noop(shared_copy):
+    proj = shared_copy
     run(["dvc", "commit", "-f", "-q"], proj)
     status = run(["dvc", "status"], proj)
     assert "up to date" in status.stdout
@@ -206,8 +212,8 @@ def test_dvc_commit_after_snakemake_then_status_clean_and_repro_noop(snake):
     assert "Data and pipelines are up to date" in repro.stdout
 
 
-def test_dvc_push_and_pull_through_a_local_remote(snake, tmp_path):
-    proj, _ = snake
+def test_dvc_push_and_pull_through_a_local_remote(shared_copy, tmp_path):
+    proj = shared_copy
     run(["dvc", "commit", "-f", "-q"], proj)
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "-f", "-d", "store", str(remote)], proj)
@@ -251,15 +257,16 @@ def test_converged_state_passes_later_iterations_through(snake, tmp_path):
     assert new["state"]["payoff"] == pop["state"]["payoff"] and new["state"]["iteration"] == 2
 
 
-def test_snakemake_jobs_and_dvc_stages_never_drift(snake):
-    """Snakemake's own record of the jobs it ran (command, inputs, outputs) equals dvc.yaml's stages."""
-    proj, _ = snake
+def test_snakemake_jobs_and_dvc_stages_never_drift(shared_copy):
+    """Snakemake's own record of the jobs it ran (command, inputs, outputs) equals dvc.yaml's stages,
+    for both experiments of the shared run."""
+    proj = shared_copy
     summary = run(["snakemake", "--detailed-summary"], proj).stdout
     jobs: dict[str, dict] = {}
     for row in csv.DictReader(io.StringIO(summary), delimiter="\t"):
         if row["rule"] == "all":
             continue
-        job = jobs.setdefault(as_dvc_cmd(row["shellcmd"], {EXP: "params.yaml"}), {"outs": set(), "deps": set()})
+        job = jobs.setdefault(as_dvc_cmd(row["shellcmd"], FILES), {"outs": set(), "deps": set()})
         job["outs"].add(row["output_file"])
         job["deps"] |= {x for x in row["input-file(s)"].split(",") if x}
     stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
@@ -267,8 +274,9 @@ def test_snakemake_jobs_and_dvc_stages_never_drift(snake):
     # the stages' deps on the code they run (src/doracle/...) are Snakemake's `code` params
     dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": {d for d in s["deps"] if not d.startswith("src/doracle/")}}
            for s in stages.values()}
-    # data, base, baselines, init, 5/it, 3 + 2 evaluations, metrics, report
-    assert len(dvc) == len(stages) == 1 + 1 + 2 + 1 + 5 * 2 + 3 + 2 + 1 + 1
+    # AT: data, base, baselines, init, 5/it, 3 + 2 evaluations, metrics, report; GAN: data, reference,
+    # base GAN, init, 5/it, 2 + 1 evaluations, metrics, report
+    assert len(dvc) == len(stages) == (1 + 1 + 2 + 1 + 5 * 2 + 3 + 2 + 1 + 1) + (1 + 1 + 1 + 1 + 5 * 2 + 2 + 1 + 1 + 1)
     assert jobs == dvc
 
 
@@ -385,7 +393,7 @@ def test_killed_main_job_resumes_after_unlock_to_identical_results(snake, tmp_pa
 
     from doracle.defenses.resume import checkpoint_path
 
-    proj = make_project(tmp_path / "killed", PARAMS, dvc=False)
+    proj = make_project(tmp_path / "killed", PARAMS, dvc=False)  # the shared run's AT experiment alone
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(["snakemake", "-c2"], cwd=proj, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
@@ -410,18 +418,17 @@ def test_killed_main_job_resumes_after_unlock_to_identical_results(snake, tmp_pa
     same_results(snake[0] / "results" / EXP, proj / "results" / EXP)
 
 
-def test_jobs_ran_only_the_code_their_rule_declares(snake):
+def test_jobs_ran_only_the_code_their_rule_declares(shared):
     """Every module a job loaded (DORACLE_MODULES_LOG) is among the package paths its rule runs
     (provenance.RULE_CODE): the code a Snakemake param and the DVC deps cover."""
     from doracle import provenance
 
-    proj, _ = snake
     rule_of = {("data",): "prepare_data", ("train",): "train", ("do", "init"): "do_init",
                ("do", "best-response"): "best_response", ("do", "payoff"): "payoff", ("do", "solve"): "solve",
                ("do", "prune"): "prune", ("evaluate",): "evaluate_do", ("metrics",): "metrics",
                ("report",): "report"}
     seen = set()
-    for line in (proj / "modules.jsonl").read_text().splitlines():
+    for line in shared.modules.read_text().splitlines():
         rec = json.loads(line)
         argv = rec["argv"]
         rule = rule_of.get(tuple(argv[:2])) or rule_of[tuple(argv[:1])]
@@ -433,11 +440,11 @@ def test_jobs_ran_only_the_code_their_rule_declares(snake):
     assert seen == set(rule_of.values())
 
 
-def test_a_code_change_reruns_the_jobs_that_run_it(snake):
+def test_a_code_change_reruns_the_jobs_that_run_it(shared_copy):
     """Editing the report's code (the project's copy of the package, which the jobs then run):
     Snakemake plans the report job only (the `code` param; rerun trigger `params`), and `dvc status`
     names the report stage only (its deps on src/doracle/report)."""
-    proj, _ = snake
+    proj = shared_copy
     env = {"PYTHONPATH": str(proj / "src")}
     assert "Nothing to be done" in run(["snakemake", "-n"], proj, env=env).stdout  # the same code, copied
     run(["dvc", "commit", "-f", "-q"], proj)
@@ -448,9 +455,9 @@ def test_a_code_change_reruns_the_jobs_that_run_it(snake):
         out = run(["snakemake", "-n"], proj, env=env).stdout
         table = out[out.index("Job stats:"):]
         counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-        assert counts == {"report": 1, "all": 1, "total": 2}, counts
+        assert counts == {"report": 2, "all": 1, "total": 3}, counts  # both experiments' reports
         status = json.loads(run(["dvc", "status", "--json"], proj).stdout)
-        assert set(status) == {"report"}, status
+        assert set(status) == {"report", "tinygan-report"}, status
     finally:
         summary.write_text(original)
     assert "up to date" in run(["dvc", "status"], proj).stdout
@@ -553,10 +560,10 @@ def _snakemake_report_files(page: str) -> dict[str, bytes]:
     return {path: base64.b64decode(r["data_uri"].split("base64,", 1)[1]) for path, r in table.items()}
 
 
-def test_snakemake_report_holds_the_methods_table_and_every_plot(snake):
+def test_snakemake_report_holds_the_methods_table_and_every_plot(shared_copy):
     """`snakemake --report`: the outputs the report rule marks (workflow/report/ captions) are in
     Snakemake's page: every PNG of the report folder, the methods table (methods.csv), index.html."""
-    proj, _ = snake
+    proj = shared_copy
     run(["snakemake", "--report", "report.html"], proj)
     page = (proj / "report.html").read_text()
     embedded = _snakemake_report_files(page)
@@ -564,7 +571,11 @@ def test_snakemake_report_holds_the_methods_table_and_every_plot(snake):
     pngs = sorted(rep.glob("*.png"))
     assert len(pngs) >= 5
     marked = [*pngs, rep / "methods.csv", rep / "index.html"]
-    assert set(embedded) == {str(f.relative_to(proj)) for f in marked}
+    ours = {path for path in embedded if path.startswith(f"results/{EXP}/")}
+    assert ours == {str(f.relative_to(proj)) for f in marked}
+    gan = proj / "results/tinygan/report"  # the other experiment's report, by the same patterns
+    assert {path for path in embedded if path not in ours} == {
+        str(f.relative_to(proj)) for ext in ("png", "csv", "html") for f in gan.glob(f"*.{ext}")}
     for f in marked:
         assert embedded[str(f.relative_to(proj))] == f.read_bytes(), f.name
     table = (rep / "methods.csv").read_text().splitlines()
@@ -573,8 +584,8 @@ def test_snakemake_report_holds_the_methods_table_and_every_plot(snake):
     assert "Payoff matrix of the final populations" in page  # a caption
 
 
-def test_dvc_metrics_and_plots_show_the_headline_numbers(snake, tmp_path):
-    proj, _ = snake
+def test_dvc_metrics_and_plots_show_the_headline_numbers(shared_copy, tmp_path):
+    proj = shared_copy
     headline = json.loads((proj / f"results/{EXP}/headline.json").read_text())
     shown = run(["dvc", "metrics", "show", "--json"], proj).stdout
     found = []

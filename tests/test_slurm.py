@@ -1,11 +1,11 @@
 """The real workflow through a real SLURM cluster: profiles/slurm, the executor plugin, sbatch.
 
 The session fixture ``slurm_cluster`` (conftest.py) starts a one-node cluster with two fake GPUs
-(tests/slurm_cluster.sh). The tiny configuration runs once with ``snakemake --profile
-profiles/slurm`` against it and once locally (``snakemake -c2``); the tests then check that every
-heavy job went through sbatch with its family's resources (its GPU request included), that the
-light jobs ran on the submitting host, that the results are the same, and that a no-op dry run
-is fast.
+(tests/slurm_cluster.sh). The shared run's AT experiment (conftest.py ``shared``: the same params,
+its cluster requests included) runs with ``snakemake --profile profiles/slurm`` against it; the
+tests then check that every heavy job went through sbatch with its family's resources (its GPU
+request included), that the light jobs ran on the submitting host, that the results are those of
+the shared local run, and that a no-op dry run is fast.
 """
 
 from __future__ import annotations
@@ -23,19 +23,13 @@ import yaml
 
 from doracle import config, pipeline
 from doracle.artifacts import content
-from project import make_project, params_with
+from project import RESOURCES, make_project, shared_params
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 EXP = "tiny"
-# The resources of the tiny run: GPU families on partition `gpu`, payoff as a CPU job on `cpu`,
-# so both kinds of submission are checked. Results must not depend on any of it.
-RESOURCES = {
-    "train": {"gpu": 1, "slurm_partition": "gpu", "mem_mb": 1500, "runtime": 30},
-    "best_response": {"gpu": 1, "slurm_partition": "gpu", "mem_mb": 1500, "runtime": 30},
-    "payoff": {"gpu": 0, "slurm_partition": "cpu", "mem_mb": 1000, "runtime": 10},
-    "evaluate": {"gpu": 1, "slurm_partition": "gpu", "mem_mb": 2000, "runtime": 30},
-}
+# The resources of the tiny run (project.RESOURCES): GPU families on partition `gpu`, payoff as a
+# CPU job on `cpu`, so both kinds of submission are checked. Results must not depend on any of it.
 # Written out rather than derived, so that a rule losing its GPU request anywhere between params.yaml
 # and sbatch fails the test.
 GPU_RULES = {"train", "train_baseline", "do_init", "best_response", "evaluate_do", "evaluate_baseline"}
@@ -44,9 +38,11 @@ GPU_RULES = {"train", "train_baseline", "do_init", "best_response", "evaluate_do
 SLURM_RUN = ["snakemake", "--profile", "profiles/slurm", "--jobs", "4", "--local-cores", "1",
              "--latency-wait", "10", "--retries", "0", "--slurm-status-command", "squeue",
              "--slurm-init-seconds-before-status-checks", "2"]
-# Both runs override a param: every job, on the submitting host and in its SLURM job step, must
-# read the same resolved params file (results/tiny/params.yaml, then compared like every file).
-OVERRIDE = ["--config", "training={lr: 0.002}"]
+# The run overrides a param (with the value the shared run has, so that the results compare): every
+# job, on the submitting host and in its SLURM job step, must read the resolved params file
+# (results/tiny/params.yaml, written as it resolves, not copied).
+LR = 0.001
+OVERRIDE = ["--config", f"training={{lr: {LR}}}"]
 # Snakemake ignores SIGTERM when the plugin has lost track of a job: kill it after a grace period.
 TIMEOUT = ["timeout", "-k", "30", "1500"]
 
@@ -84,13 +80,11 @@ def minutes(limit: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def runs(slurm_cluster, tmp_path_factory):
-    params = params_with({"resources": RESOURCES})
+def runs(slurm_cluster, shared, tmp_path_factory):
+    params = shared_params()
+    assert params["training"]["lr"] == LR
     env = slurm_cluster.env
-    local = make_project(tmp_path_factory.mktemp("local"), params, dvc=False)
-    t0 = time.monotonic()
-    sh(["snakemake", "-c2", *OVERRIDE], local, env)
-    local_seconds = time.monotonic() - t0
+    local, local_seconds = shared.path, shared.seconds
     proj = make_project(tmp_path_factory.mktemp("slurm"), params, dvc=False)
     t0 = time.monotonic()
     proc = sh(TIMEOUT + SLURM_RUN + OVERRIDE, proj, env, check=False)
@@ -99,9 +93,9 @@ def runs(slurm_cluster, tmp_path_factory):
         log = (slurm_cluster.state / "log" / "slurmctld.log").read_text()[-3000:]
         raise AssertionError(f"the SLURM run failed ({proc.returncode}; 124/137: timed out):\n"
                              f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}\nslurmctld.log:\n{log}")
-    print(f"\ntiny pipeline: local -c2 {local_seconds:.0f} s, through SLURM {slurm_seconds:.0f} s")
+    print(f"\ntiny pipelines: local -c2 (AT + GAN) {local_seconds:.0f} s, AT through SLURM {slurm_seconds:.0f} s")
     return {"local": local, "slurm": proj, "output": proc.stdout + proc.stderr, "env": env,
-            "params": config.validate(config.merge(params, {"training": {"lr": 0.002}})), "jobs": scontrol_jobs(env)}
+            "params": config.validate(params), "jobs": scontrol_jobs(env)}
 
 
 def test_the_cluster_schedules_jobs_on_its_fake_gpus(slurm_cluster, tmp_path):
@@ -188,12 +182,15 @@ def canonical(path: Path):
 
 
 def test_results_equal_a_local_run_of_the_same_params(runs):
-    a, b = runs["slurm"] / "results", runs["local"] / "results"
-    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    a, b = runs["slurm"] / "results" / EXP, runs["local"] / "results" / EXP
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "params.yaml")
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "params.yaml")
     assert len([f for f in files if f.suffix == ".safetensors"]) == 9
-    # the --config override reached the jobs in their SLURM job steps
-    assert json.loads((a / "tiny/base/model.json").read_text())["params"]["training"]["lr"] == 0.002
+    # the --config override reached the jobs in their SLURM job steps: they read the params file
+    # as the workflow resolved it (written out, not the project's file copied)
+    resolved = (a / "params.yaml").read_text()
+    assert "from params.yaml + --config training={lr: 0.001}" in resolved.splitlines()[0], resolved[:300]
+    assert json.loads((a / "base/model.json").read_text())["params"]["training"]["lr"] == LR
     for f in files:
         if f.suffix in (".safetensors", ".png") or f.name in ("population.json", "payoff.json", "meta.json"):
             assert (a / f).read_bytes() == (b / f).read_bytes(), f

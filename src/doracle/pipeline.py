@@ -279,10 +279,9 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
             {"evaluation": ev}, {"method": m}, {"state": state_path(ev), "uses": _uses(eval_uses)})
     add("metrics", "metrics", {"population": final, **{f"evaluation_{k}": v for k, v in enumerate(evs)}},
         {"metrics": p("metrics"), "headline": p("headline")}, extra_params={"evaluations": " ".join(evs)})
-    # the report may draw from the data and the baselines (the GAN report's sample grids)
+    # the report reads the evaluations too (the GAN report's sample grids, drawn by its evaluation jobs)
     add("report", "report", {"metrics": p("metrics"), "population": final, "payoff": p("payoff", it=it3(T)),
-                             "data": data, **{f"baseline_{m}": path for m, path in baselines.items()}},
-        {"report": p("report")})
+                             **{f"evaluation_{k}": v for k, v in enumerate(evs)}}, {"report": p("report")})
     return out
 
 

@@ -114,11 +114,15 @@ def record() -> dict:
 
 
 def log_modules(argv: list[str]) -> None:
-    """With ``DORACLE_MODULES_LOG`` set: append ``{"argv", "modules"}`` (a JSON line) to that file."""
+    """With ``DORACLE_MODULES_LOG`` set: append a JSON line to that file: ``argv``, ``modules`` (the
+    doracle modules loaded), ``packages`` (the top-level names of every other loaded module:
+    ``torch``, ``timm``, ...) and ``n_modules`` (``len(sys.modules)``)."""
     import json
     import os
 
     path = os.environ.get("DORACLE_MODULES_LOG")
     if path:
+        packages = sorted({name.partition(".")[0] for name in list(sys.modules)} - {"doracle"})
         with open(path, "a") as fh:
-            fh.write(json.dumps({"argv": argv, "modules": loaded_modules()}) + "\n")
+            fh.write(json.dumps({"argv": argv, "modules": loaded_modules(), "packages": packages,
+                                 "n_modules": len(sys.modules)}) + "\n")

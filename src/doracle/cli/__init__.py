@@ -31,9 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, extra: dict | None = None) -> int:
+    """Run one command; exit code 2 (no traceback) for bad input. ``extra``: attributes set on the
+    parsed arguments, for callers in Python (a sweep's trial ``pipeline``: Worker)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    for k, v in (extra or {}).items():
+        setattr(args, k, v)
     try:
         rc = args.handler(args)
     except Preempted as exc:

@@ -26,7 +26,8 @@ def cmd_sweep(args) -> int:
 
     bar = progress(total=args.trials or spec.space.trials, unit="trial")
     worker = Worker(spec, cores=args.cores, profile=args.profile, worker=args.worker, trials=args.trials,
-                    say=lambda line: tqdm.write(line, file=sys.stdout), on_trial=lambda: bar.update(1))
+                    say=lambda line: tqdm.write(line, file=sys.stdout), on_trial=lambda: bar.update(1),
+                    pipeline=getattr(args, "pipeline", None))
     print(f"doracle: sweep {spec.space.study}: {worker.cap} trials, metric {spec.metric} ({spec.direction}), "
           f"storage {spec.journal or spec.space.storage}", flush=True)
     try:

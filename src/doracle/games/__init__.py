@@ -8,7 +8,10 @@ and the engine's light jobs (LP solve, pruning: :mod:`doracle.games.population`)
 every game and dispatch by name, so a new game is one new module that subclasses :class:`Game`,
 registers it, and is named in :data:`GAMES`' lazy table.
 
-Entries are lazy (name -> module), so params validate and the light jobs start without torch.
+Entries are lazy (name -> module), and the modules they name (:mod:`doracle.games.at_game`,
+:mod:`doracle.games.gan_game`) are torch-free: their network jobs import the game's job module
+(:mod:`doracle.games.adversarial`, :mod:`doracle.games.gan`) when they run, so params validate
+and the light jobs (solve, prune, metrics, report) start without torch.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from doracle.registry import Registry
 
-GAMES: Registry = Registry("game", lazy={"at": "doracle.games.adversarial", "gan": "doracle.games.gan"})
+GAMES: Registry = Registry("game", lazy={"at": "doracle.games.at_game", "gan": "doracle.games.gan_game"})
 
 
 class Game:

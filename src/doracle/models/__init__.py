@@ -3,7 +3,10 @@
 Classifiers (:func:`create`), contract RobustBench's: inputs in [0, 1], normalisation inside the
 model, logits out. Generators and discriminators of the GAN game (:func:`create_gan`,
 :mod:`doracle.models.gan`): latents to images in [0, 1]; images in [0, 1] to one logit each.
-Importing this package does not import timm; :func:`create` and :func:`create_gan` do.
+Importing this package imports neither torch nor timm. doracle's own architectures are built
+without timm (:mod:`doracle.models.entrypoints`) and are registered in timm's registry whenever
+timm is imported, so ``timm.create_model("doracle_cnn_small")`` works too; only another timm
+model name makes :func:`create` import timm.
 """
 
 from __future__ import annotations
@@ -55,17 +58,20 @@ def check_arch(name: str) -> None:
 def create(name: str, *, num_classes: int, in_chans: int, img_size: int, mean, std, **options):
     """Build a classifier by registered name; ``mean``/``std`` are per-channel input statistics,
     ``options`` the family's architecture options (:data:`ARCH_OPTIONS`: width, hidden, ...)."""
-    import timm
-
-    from doracle.models import resnets, small  # noqa: F401 (resnets: registers its models)
-
     check_arch(name)
     if name in OWN_MODELS:
-        return timm.create_model(name, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-                                 mean=tuple(mean), std=tuple(std), **options)
+        # torch only (import timm is about twice import torch): the same function timm would call
+        from doracle.models.entrypoints import all_entrypoints
+
+        return all_entrypoints()[name](num_classes=num_classes, in_chans=in_chans, img_size=img_size,
+                                       mean=tuple(mean), std=tuple(std), **options)
     if options:
         raise ValueError(f"{name}: architecture options {sorted(options)} are for doracle's own models only")
     # Any other timm model: wrap it so that normalisation happens inside.
+    import timm
+
+    from doracle.models import small
+
     inner = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, pretrained=False)
     return small.Normalized(inner, mean, std)
 
@@ -80,10 +86,14 @@ def check_gan_arch(name: str, role: str) -> None:
 def create_gan(name: str, role: str, *, img_size: int, in_chans: int, latent_dim: int = 100,
                spectral_norm: bool = False, **options):
     """Build a generator or discriminator by registered name (``options``: width, depth, ...)."""
-    import timm
-
-    from doracle.models import gan  # noqa: F401 (registers the GAN models)
+    from doracle.models.entrypoints import all_entrypoints  # torch only, as in create
 
     check_gan_arch(name, role)
-    return timm.create_model(name, img_size=img_size, in_chans=in_chans, latent_dim=latent_dim,
-                             spectral_norm=spectral_norm, **options)
+    return all_entrypoints()[name](img_size=img_size, in_chans=in_chans, latent_dim=latent_dim,
+                                   spectral_norm=spectral_norm, **options)
+
+
+# doracle's architectures join timm's registry now if timm is loaded, else when it is imported
+from doracle.models import entrypoints as _entrypoints  # noqa: E402 (after ARCH_OPTIONS: the model modules read it)
+
+_entrypoints.install_timm_hook()

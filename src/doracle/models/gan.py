@@ -1,4 +1,4 @@
-"""Generators and discriminators of the GAN game (DO-GAN, issue 12), registered with timm.
+"""Generators and discriminators of the GAN game (DO-GAN, issue 12), registered with timm (doracle.models.entrypoints).
 
 Contract (the GAN counterpart of the classifiers' RobustBench contract):
 
@@ -38,11 +38,11 @@ The authors' training settings (not used here, for the oracles to come): Adam lr
 from __future__ import annotations
 
 import torch
-from timm.models import register_model
 from torch import nn
 from torch.nn.utils import parametrizations
 
 from doracle.models import ARCH_OPTIONS
+from doracle.models.entrypoints import entrypoint
 from doracle.models.small import make_activation
 
 
@@ -155,7 +155,7 @@ def _build(name: str, cls, pretrained: bool, spectral_norm: bool, kwargs: dict, 
     return apply_spectral_norm(model) if spectral_norm else model
 
 
-@register_model
+@entrypoint
 def doracle_gen_mlp(pretrained=False, latent_dim=100, img_size=28, in_chans=1, spectral_norm=False, **kwargs):
     """MLP generator (vanilla GAN; the DO-GAN prototype's MNIST net). Options: width, depth, activation."""
     return _build("doracle_gen_mlp", MLPGenerator, pretrained, spectral_norm,
@@ -163,14 +163,14 @@ def doracle_gen_mlp(pretrained=False, latent_dim=100, img_size=28, in_chans=1, s
                   ("latent_dim", "img_size", "in_chans", *ARCH_OPTIONS["doracle_gen_mlp"]))
 
 
-@register_model
+@entrypoint
 def doracle_disc_mlp(pretrained=False, img_size=28, in_chans=1, spectral_norm=False, **kwargs):
     """MLP discriminator (vanilla GAN). Options: width, depth, activation. ``latent_dim`` is accepted and ignored."""
     return _build("doracle_disc_mlp", MLPDiscriminator, pretrained, spectral_norm,
                   dict(kwargs, img_size=img_size, in_chans=in_chans), ("img_size", "in_chans", *ARCH_OPTIONS["doracle_disc_mlp"]))
 
 
-@register_model
+@entrypoint
 def doracle_gen_dcgan(pretrained=False, latent_dim=100, img_size=32, in_chans=3, spectral_norm=False, **kwargs):
     """DCGAN generator (Radford et al. 2016). Option: width (channels of the last hidden layer)."""
     return _build("doracle_gen_dcgan", DCGANGenerator, pretrained, spectral_norm,
@@ -178,7 +178,7 @@ def doracle_gen_dcgan(pretrained=False, latent_dim=100, img_size=32, in_chans=3,
                   ("latent_dim", "img_size", "in_chans", *ARCH_OPTIONS["doracle_gen_dcgan"]))
 
 
-@register_model
+@entrypoint
 def doracle_disc_dcgan(pretrained=False, img_size=32, in_chans=3, spectral_norm=False, batch_norm=None, **kwargs):
     """DCGAN discriminator. Options: width, batch_norm (default: on unless spectral_norm)."""
     batch_norm = (not spectral_norm) if batch_norm is None else batch_norm

@@ -1,4 +1,4 @@
-"""CIFAR-scale classifiers of the adversarial-training literature, registered with timm.
+"""CIFAR-scale classifiers of the adversarial-training literature, registered with timm (doracle.models.entrypoints).
 
 - ``doracle_preact_resnet18``: the PreActResNet-18 of Rice, Wong & Kolter 2020
   (robust_overfitting, ``preactresnet.py``) and Wong, Rice & Kolter 2020 (fast_adversarial):
@@ -26,9 +26,9 @@ from __future__ import annotations
 import math
 
 import torch.nn.functional as F
-from timm.models import register_model
 from torch import nn
 
+from doracle.models.entrypoints import entrypoint
 from doracle.models.small import Normalized, _own, _stats
 
 
@@ -153,7 +153,7 @@ def wide_resnet(depth: int = 28, widen: int = 10, dropout: float = 0.0, *, num_c
     return Normalized(WideResNet(depth, widen, num_classes, in_chans, dropout), mean, std)
 
 
-@register_model
+@entrypoint
 def doracle_preact_resnet18(pretrained=False, num_classes=10, in_chans=3, img_size=32, mean=None, std=None,
                             **kwargs):
     """PreActResNet-18 (Rice et al. 2020; Wong et al. 2020): 11,172,170 parameters for 10 classes."""
@@ -162,7 +162,7 @@ def doracle_preact_resnet18(pretrained=False, num_classes=10, in_chans=3, img_si
     return Normalized(PreActResNet((2, 2, 2, 2), num_classes, in_chans), mean, std)
 
 
-@register_model
+@entrypoint
 def doracle_wrn28_10(pretrained=False, num_classes=10, in_chans=3, img_size=32, mean=None, std=None, **kwargs):
     """WideResNet-28-10 (TRADES/Madry code): 36,479,194 parameters for 10 classes. Option: dropout."""
     _no_pretrained("doracle_wrn28_10", pretrained)
@@ -170,7 +170,7 @@ def doracle_wrn28_10(pretrained=False, num_classes=10, in_chans=3, img_size=32, 
                        **_own(kwargs, ("dropout",)))
 
 
-@register_model
+@entrypoint
 def doracle_wrn34_10(pretrained=False, num_classes=10, in_chans=3, img_size=32, mean=None, std=None, **kwargs):
     """WideResNet-34-10 (TRADES/Madry code): 46,160,474 parameters for 10 classes. Option: dropout."""
     _no_pretrained("doracle_wrn34_10", pretrained)

@@ -1,12 +1,12 @@
-"""Small classifiers for 8x8 (digits) and 28x28 (MNIST) inputs, registered with timm."""
+"""Small classifiers for 8x8 (digits) and 28x28 (MNIST) inputs, registered with timm (doracle.models.entrypoints)."""
 
 from __future__ import annotations
 
 import torch
-from timm.models import register_model
 from torch import nn
 
 from doracle.models import ARCH_OPTIONS as OPTIONS
+from doracle.models.entrypoints import entrypoint
 
 
 class Normalized(nn.Module):
@@ -79,7 +79,7 @@ def _stats(in_chans, mean, std):
     return mean, std
 
 
-@register_model
+@entrypoint
 def doracle_cnn_small(pretrained=False, num_classes=10, in_chans=1, img_size=8, mean=None, std=None, **kwargs):
     """Two 3x3 conv layers + MLP head (about 0.3M parameters). Options: width, hidden, depth, activation."""
     if pretrained:
@@ -88,7 +88,7 @@ def doracle_cnn_small(pretrained=False, num_classes=10, in_chans=1, img_size=8, 
     return Normalized(SmallCNN(num_classes, in_chans, **_own(kwargs, OPTIONS["doracle_cnn_small"])), mean, std)
 
 
-@register_model
+@entrypoint
 def doracle_mlp(pretrained=False, num_classes=10, in_chans=1, img_size=8, mean=None, std=None, **kwargs):
     """A 2-hidden-layer MLP on flattened pixels. Options: hidden, depth, activation."""
     if pretrained:

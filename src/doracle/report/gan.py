@@ -63,39 +63,51 @@ def plot_scores(models: dict, floor: float | None, path: Path) -> None:
     plt.close(fig)
 
 
-def _samples(params, metrics: dict, population: str, d: Path) -> list[str]:
-    """Draw the sample grids (CPU, seeded) and return their markdown lines."""
-    import torch
+def decode_grid(grid: dict) -> np.ndarray:
+    """:func:`doracle.games.gan.encode_grid` undone: (N, C, H, W) floats in [0, 1]."""
+    import base64
 
-    from doracle import runtime
-    from doracle.data import load as load_dataset
-    from doracle.games.gan import _load_strategy, load_net
-    from doracle.games.gan_math import sample_mixture
-    from doracle.games.population import read_population, support
+    x = np.frombuffer(base64.b64decode(grid["uint8_base64"]), dtype=np.uint8).reshape(grid["shape"])
+    return x.astype(np.float32) / 255.0
 
-    n = params.gan.metrics.grid
-    seed = runtime.derive_seed(params.seed, "report", "grid")
-    state, doc = read_population(population)
-    grids = []
-    with torch.random.fork_rng(devices=[]):
-        ids, probs = support(state, "col")
-        gens = {i: _load_strategy(doc, i, "cpu") for i in state.col_ids}
-        fake, _ = sample_mixture([gens[i] for i in ids], probs, n, seed)
-        grids.append(("do_mixture", fake, "DO mixture: " + ", ".join(f"{i} {p:.2f}" for i, p in zip(ids, probs,
-                                                                                                     strict=True))))
-        for i in state.col_ids:
-            grids.append((i, sample_mixture([gens[i]], [1.0], n, seed)[0], f"generator {i}"))
-        for name, r in metrics["models"].items():
-            if "checkpoint" in r:
-                g = load_net(r["checkpoint"], "generator", "cpu")
-                grids.append((name, sample_mixture([g], [1.0], n, seed)[0], name))
-        data = metrics.get("data_path")
-        if data:
-            grids.append(("real", load_dataset(data, "cpu").x["test"][:n], "real (test split)"))
+
+def _samples(metrics: dict, d: Path) -> list[str]:
+    """Plot the sample grids the evaluation jobs drew (seeded, the same latents for every model) and
+    return their markdown lines. Torch-free: the evaluation files (metrics.json's inputs, each
+    checked against the hash metrics.json recorded) hold the images."""
+    from doracle.artifacts import input_digest
+    from doracle.errors import ArtifactError
+
+    grids, real = {}, None
+    for path, digest in metrics["inputs"].items():
+        if not path.endswith(".json"):
+            continue
+        e = read_json(path)
+        if e.get("kind") != "evaluation":
+            continue
+        if input_digest(path) != digest:
+            raise ArtifactError(f"{path} changed since the metrics job read it: rerun the metrics job "
+                                "(snakemake -c2 --forcerun metrics)")
+        for name, r in e["models"].items():
+            if "grid" in r:
+                grids[name] = (r["grid"], r)
+        real = real or e.get("real_grid")
+    mix = metrics["models"]["do_mixture"]
+    order = ["do_mixture", *(n for n in metrics["models"] if n not in ("do_mixture",) and "checkpoint" not in
+                             metrics["models"][n]), *(n for n in metrics["models"] if "checkpoint" in metrics["models"][n])]
+    titles = {"do_mixture": "DO mixture: " + ", ".join(f"{i} {p:.2f}" for i, p in zip(mix["members"], mix["probs"],
+                                                                                      strict=True))}
     lines = []
-    for name, images, title in grids:
-        plot_grid(images.cpu().numpy(), d / f"samples_{name}.png", title)
+    for name in order:
+        if name not in grids:
+            continue
+        r = metrics["models"][name]
+        title = titles.get(name) or (name if "checkpoint" in r else f"generator {name}")
+        plot_grid(decode_grid(grids[name][0]), d / f"samples_{name}.png", title)
         lines.append(f"![{title}](samples_{name}.png)")
+    if real is not None:
+        plot_grid(decode_grid(real), d / "samples_real.png", "real (test split)")
+        lines.append("![real (test split)](samples_real.png)")
     return lines
 
 
@@ -120,7 +132,7 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
     with atomic_dir(out) as d:
         do_plots(pay, history, m["double_oracle"]["tolerance"], d, players=players, value="V(G, D)", vrange=None)
         plot_scores(m["models"], m.get("fid_real_vs_real"), d / "scores.png")
-        grids = _samples(params, m, population_path, d)
+        grids = _samples(m, d)
         ref, budget = m["reference"], m["budget"]
         mix = m["models"]["do_mixture"]
         lines = [

@@ -225,8 +225,13 @@ def intermediate_value(spec: SweepSpec, population: dict) -> float:
 
 class Worker:
     def __init__(self, spec: SweepSpec, *, cores: str = "all", profile: str | None = None, worker: int = 0,
-                 trials: int | None = None, say=print, on_trial=None) -> None:
+                 trials: int | None = None, say=print, on_trial=None, pipeline=None) -> None:
+        """``pipeline(worker, trial_file, targets, log)`` builds a trial's targets: by default
+        :meth:`snakemake` (the real pipeline); the tests' stand-in writes the same files in
+        milliseconds, so the sweep logic is tested without a pipeline per trial. It raises
+        :class:`Stopped` once ``worker.stopping`` is set, :class:`TrialFailed` on failure."""
         self.spec, self.cores, self.profile, self.worker = spec, cores, profile, worker
+        self.pipeline = pipeline or Worker.snakemake
         self.cap = trials or spec.space.trials
         if spec.space.sampler == "grid":
             size = 1
@@ -299,11 +304,11 @@ class Worker:
             fh.write(f"=== trial {trial.number} ({exp}) started by {HOST}:{os.getpid()} at {time.ctime()}\n")
         for t in range(1, params.do.iterations + 1):
             pop = pl.PATTERNS["population"].format(exp=exp, it=pl.it3(t))
-            self.snakemake(trial_file, [pop], log)
+            self.pipeline(self, trial_file, [pop], log)
             trial.report(intermediate_value(spec, read_json(pop)), step=t)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after DO iteration {t}")
-        self.snakemake(trial_file, pl.final_targets(params), log)
+        self.pipeline(self, trial_file, pl.final_targets(params), log)
         return metric_value(read_json(metrics), spec.metric, metrics)
 
     # -- the worker loop

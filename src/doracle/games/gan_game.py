@@ -1,0 +1,168 @@
+"""The GAN game (``game: gan``; DO-GAN, Aung et al., CVPR 2022) as the pipeline sees it: players,
+job graph, the params each stage reads, one method per job shape, and the metrics job.
+
+Torch-free, so the light jobs and params checks start without torch: the network jobs' methods
+import :mod:`doracle.games.gan` (training, payoff, evaluation) when they run. The game itself is
+described there.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from doracle import artifacts, models
+from doracle.artifacts import read_json, write_json
+from doracle.config import Params
+from doracle.errors import ArtifactError, ConfigError
+from doracle.games import GAMES, Game
+from doracle.games.population import double_oracle_summary, read_population
+from doracle.pipeline import stage_params
+
+
+def _jobs():
+    """The network jobs (imports torch: only the jobs that run networks pay for it)."""
+    from doracle.games import gan
+
+    return gan
+
+
+def player_epochs(params: Params) -> dict:
+    """The DO run's planned budget in player-epochs, and the base GAN's epochs that match it."""
+    g = params.gan
+    do = 2 * g.warmup_epochs + params.do.iterations * (g.generator_epochs + g.discriminator_epochs)
+    return {"do_player_epochs": do, "base_gan_epochs": math.ceil(do / 2), "base_gan_player_epochs": 2 * math.ceil(do / 2)}
+
+
+def merge_metrics(params: Params, population: str, evaluations: list[str], out: str) -> dict:
+    """metrics.json of a GAN experiment: every scored generator (``base_gan``, ``do_mixture``, each
+    final generator), the reference classifier, and the double-oracle summary."""
+    from doracle.compute import model_cost
+
+    state, _ = read_population(population)
+    models_, refs, floors, data = {}, [], [], None
+    for path in evaluations:
+        e = read_json(path)
+        if e.get("kind") != "evaluation" or e.get("game") != "gan":
+            raise ArtifactError(f"{path}: not a GAN evaluation file")
+        refs.append(e["reference"])
+        floors.append(e["fid_real_vs_real"])
+        data = e["data"]
+        for name, r in e["models"].items():
+            # every job upstream of the model: the base GAN's job, the whole DO run for the mixture,
+            # the jobs that led to a single generator's file for that generator
+            models_[name] = {**{k: v for k, v in r.items() if k != "grid"},  # the grids: read by the report
+                             "inception_score": r["is_mean"], "compute": model_cost(params, r["produced_by"])}
+    if any(r["sha256"] != refs[0]["sha256"] for r in refs):
+        raise ArtifactError("the evaluations used different reference classifiers")
+    metrics = {
+        "kind": "metrics", "game": "gan", "experiment": params.experiment, "seed": params.seed,
+        "params": stage_params(params, "metrics"), "reference": refs[0] if refs else None,
+        "fid_real_vs_real": floors[0] if floors else None, "budget": player_epochs(params), "data_path": data,
+        "models": models_, "double_oracle": double_oracle_summary(state, params.do.tolerance),
+        "inputs": artifacts.inputs_record([population, *evaluations]),
+    }
+    write_json(out, metrics)
+    return metrics
+
+
+class GanGame(Game):
+    """Discriminator (row, maximises V) against generator (column, minimises V)."""
+
+    name = "gan"
+    players = ("discriminator", "generator")
+    id_prefixes = ("d", "g")
+    TARGETS = ("do_mixture", "do_members")
+    _NETS = ("gan.generator", "gan.discriminator", "gan.latent_dim", "gan.spectral_norm", "gan.batch_size",
+             "gan.betas")
+    _BUDGET = ("gan.warmup_epochs", "gan.generator_epochs", "gan.discriminator_epochs", "do.iterations")
+    # each stage tracks only what it reads: editing the metrics settings retrains nothing
+    stage_params = {
+        "train": ("seed", "device", "threads"),
+        "reference": ("training", "gan.reference"),
+        "baseline": (*_NETS, "gan.lr_generator", "gan.warmup_lr_discriminator", *_BUDGET),
+        "init": ("seed", "device", "threads", *_NETS, "gan.lr_generator", "gan.warmup_epochs",
+                 "gan.warmup_lr_discriminator", "gan.payoff_latents"),
+        "best_response_discriminator": ("seed", "device", "threads", *_NETS, "gan.lr_discriminator",
+                                        "gan.discriminator_epochs", "gan.warm_start"),
+        "best_response_generator": ("seed", "device", "threads", *_NETS, "gan.lr_generator", "gan.generator_epochs",
+                                    "gan.warm_start"),
+        "payoff": ("seed", "device", "threads", "gan.latent_dim", "gan.payoff_latents"),
+        "evaluate": ("seed", "device", "threads", "gan.metrics"),
+        "metrics": ("seed", *_BUDGET, "do.tolerance"),
+        "report": ("experiment", "game"),
+    }
+
+    def train_roles(self, params):
+        return ("reference",)
+
+    def eval_roles(self, params):
+        return ("reference",)
+
+    def baselines(self, params):
+        return ("base_gan",)
+
+    def targets(self, params):
+        return self.TARGETS
+
+    def check_names(self, params):
+        models.check_gan_arch(params.gan.generator, "generator")
+        models.check_gan_arch(params.gan.discriminator, "discriminator")
+        models.check_arch(params.gan.reference.arch)
+
+    def train(self, params, role, method, data, out):
+        if role == "reference":
+            meta = _jobs().train_reference(params, data, out)
+            return f"reference classifier: train accuracy {meta['training']['train_accuracy']:.4f}"
+        if method not in self.baselines(params):
+            raise ConfigError(f"--method {method!r}: the GAN game's baselines are {', '.join(self.baselines(params))}")
+        meta = _jobs().train_base_gan(params, data, out)
+        return f"base GAN: {meta['budget']['base_gan_epochs']} epochs, {meta['training']['train_seconds']:.1f} s"
+
+    def init(self, params, data, uses, init_out, out):
+        doc = _jobs().init(params, data, init_out, out)
+        return f"iteration 0: V(g000, d000) = {doc['state']['value']:.4f}"
+
+    def best_response(self, params, player, data, state, iteration, out):
+        meta = _jobs().best_response(params, player, data, state, iteration, out)
+        return "skipped (converged)" if meta.get("skipped") else f"wrote {out}"
+
+    def payoff(self, params, data, state, iteration, row, col, out):
+        return _jobs().payoff(params, data, state, iteration, row, col, out)
+
+    def evaluate(self, params, data, label, out, *, population, checkpoint, state_path, uses):
+        if "reference" not in uses:
+            raise ConfigError("GAN evaluation needs --uses reference=PATH (the reference classifier)")
+        r = _jobs().evaluate(params, data, label, out, population=population, checkpoint=checkpoint,
+                     reference=uses["reference"])
+        return "\n".join(f"{name}: FID {m['fid']:.3f}, IS {m['is_mean']:.3f}, classes {m['classes_covered']}"
+                         for name, m in r["models"].items())
+
+    def metrics(self, params, population, evaluations, out):
+        m = merge_metrics(params, population, evaluations, out)
+        return "\n".join(f"{name:>12}: FID {r['fid']:.3f}  IS {r['inception_score']:.3f}  classes "
+                         f"{r['classes_covered']}" for name, r in m["models"].items())
+
+    def report(self, params, metrics, population, payoff, out) -> Path:
+        from doracle.report.gan import write_report
+
+        return write_report(params, metrics, population, payoff, out)
+
+    def headline_metrics(self, metrics):
+        out = {}
+        for name, r in metrics["models"].items():
+            out[f"{name}_fid"] = r["fid"]
+            out[f"{name}_inception_score"] = r["inception_score"]
+            out[f"{name}_classes_covered"] = r["classes_covered"]
+        return {**out, "fid_real_vs_real": metrics["fid_real_vs_real"], **super().headline_metrics(metrics)}
+
+    def dvc_plots(self, params, report):
+        exp = params.experiment
+        return [{f"{exp}: FID": {"x": "fid", "y": {f"{report}/plots/scores.json": "model"},
+                                 "template": "bar_horizontal", "title": f"{exp}: FID per model (lower is better)"}},
+                *({f"{report}/samples_{name}.png": {}} for name in ("do_mixture", *self.baselines(params), "real")),
+                {f"{report}/scores.png": {}},
+                *super().dvc_plots(params, report)]
+
+
+GAN = GAMES.register("gan")(GanGame())
