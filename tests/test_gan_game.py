@@ -312,6 +312,40 @@ def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
     assert c["base_gan"]["passes"] == base["compute"]["forward_passes"] + base["compute"]["backward_passes"]
 
 
+def test_the_evaluations_draw_the_reports_grids_and_the_report_refuses_a_changed_one(jobs, tmp_path):
+    """Each GAN evaluation holds its models' sample grids (8-bit, the same seed for every model)
+    and the real images'; the torch-free report plots them, and refuses an evaluation file that
+    changed after the metrics job read it."""
+    from doracle.errors import ArtifactError
+    from doracle.games import gan, gan_game
+    from doracle.games.gan_math import sample_mixture
+    from doracle.report.gan import decode_grid
+
+    p, f = jobs
+    evs = [str(tmp_path / "mix.json"), str(tmp_path / "base.json")]
+    gan.evaluate(p, f["data"], "do_mixture", evs[0], population=f["pop1"], checkpoint=None, reference=f["ref"])
+    gan.evaluate(p, f["data"], "base_gan", evs[1], population=None, checkpoint=f["base"], reference=f["ref"])
+    e = json.loads(Path(evs[1]).read_text())
+    grid = decode_grid(e["models"]["base_gan"]["grid"])
+    assert grid.shape == (p.gan.metrics.grid, 1, 8, 8) and decode_grid(e["real_grid"]).shape == grid.shape
+    from doracle import runtime
+
+    want = sample_mixture([gan.load_net(f["base"], "generator", "cpu")], [1.0], p.gan.metrics.grid,
+                          runtime.derive_seed(p.seed, "report", "grid"))[0].numpy()
+    assert np.abs(grid - want).max() <= 0.5 / 255 + 1e-6  # the same images, rounded to 8 bits
+    metrics, report = str(tmp_path / "metrics.json"), tmp_path / "report"
+    m = gan_game.merge_metrics(p, f["pop1"], evs, metrics)
+    assert all("grid" not in r for r in m["models"].values())  # metrics.json stays small
+    gan_game.GAN.report(p, metrics, f["pop1"], f["pay"], str(report))
+    assert {x.name for x in report.glob("samples_*.png")} == {"samples_do_mixture.png",
+                                                                       "samples_base_gan.png", "samples_real.png"}
+    doc = json.loads(Path(evs[1]).read_text())
+    doc["models"]["base_gan"]["fid"] += 1.0
+    write_json(evs[1], doc)  # re-sealed: changed after the metrics job read it
+    with pytest.raises(ArtifactError, match="changed since the metrics job read it"):
+        gan_game.GAN.report(p, metrics, f["pop1"], f["pay"], str(tmp_path / "report2"))
+
+
 def test_the_mixture_evaluation_needs_the_reference_classifier(cli, jobs_dir, tmp_path):
     p, f, d = jobs_dir
     f = {k: str(d / v) for k, v in f.items()}

@@ -280,6 +280,19 @@ def test_setup_asks_for_deterministic_kernels(monkeypatch):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:]
 
 
+def test_deterministic_mode_is_set_without_importing_dynamo_and_compile_sets_inductors_half():
+    """runtime.setup's deterministic mode is the public call's (warn only) for eager code, without
+    its import of torch._inductor / torch._dynamo (start-up); a compiled model sets inductor's flag."""
+    code = ("import sys, torch\nfrom doracle import runtime\nruntime.setup(0, 'cpu', 1)\n"
+            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
+            " 'torch._dynamo' in sys.modules, 'torch._inductor' in sys.modules)\n"
+            "from doracle.defenses.training import Compiled\nimport torch._inductor.config as c\n"
+            "c.deterministic = False\nCompiled(torch.nn.Linear(2, 2))\nprint(c.deterministic)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "False", "False", "True"]
+
+
 # ----------------------------------------------------------------------------- complete params files
 
 

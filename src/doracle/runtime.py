@@ -53,6 +53,27 @@ def derive_seed(seed: int, *tags: object) -> int:
 CUBLAS_WORKSPACE = ":4096:8"
 
 
+def deterministic_algorithms() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` for eager code, without its
+    import of torch._inductor (which imports torch._dynamo: about half a second to two seconds of
+    a job's start-up, for a setting only torch.compile reads; :func:`compile_deterministic` sets
+    it where a model is compiled)."""
+    import torch
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # another PyTorch: the public call, import and all
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        return
+    setter(True, warn_only=True)
+
+
+def compile_deterministic() -> None:
+    """The part of ``torch.use_deterministic_algorithms`` for compiled code (inductor's config)."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.deterministic = True
+
+
 def setup(seed: int, device: str = "auto", threads: int = 1) -> str:
     """Seed every RNG, fix the thread count (CPU results depend on it), ask for deterministic
     kernels (CUDA: cuBLAS's workspace, cuDNN without autotuning), return the device."""
@@ -63,7 +84,7 @@ def setup(seed: int, device: str = "auto", threads: int = 1) -> str:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_algorithms()
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     resolved = resolve_device(device)

@@ -57,6 +57,9 @@ class Compiled(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
+        from doracle.runtime import compile_deterministic
+
+        compile_deterministic()  # runtime.setup leaves inductor's half of deterministic mode to here
         self.model = model
         object.__setattr__(self, "_compiled", torch.compile(model))  # not a second submodule
 
