@@ -407,7 +407,7 @@ def test_snakemake_runs_the_gan_experiment_and_reports_it(gan_project):
 @pytest.mark.slow
 def test_dvc_repro_of_the_gan_experiment_gives_the_same_bytes(gan_project, shared_dvc):
     proj, _ = gan_project
-    other = shared_dvc
+    other = shared_dvc.gan
     for rel in ("do/it000/init.safetensors", "do/it002/payoff.json", "do/it002/population.json",
                 "baselines/base_gan/model.safetensors", "reference/model.safetensors"):
         assert sha(other / "results/tinygan" / rel) == sha(proj / "results/tinygan" / rel), rel

@@ -194,7 +194,7 @@ def same_results(a: Path, b: Path) -> list[str]:
 def test_dvc_repro_regenerates_the_same_artifacts(snake, shared_dvc):
     """Same params and seed on CPU: byte-identical payoff, weights, perturbations, evaluations and
     metrics (docs/reliability.md), apart from the named ``timing`` blocks."""
-    a, b = snake[0] / "results" / EXP, shared_dvc / "results" / EXP
+    a, b = snake[0] / "results" / EXP, shared_dvc.at / "results" / EXP
     files = same_results(a, b)
     assert {"metrics.json", "do/it002/payoff.json", "do/it002/defender.safetensors"} <= set(files)
     ma, mb = (json.loads((x / "metrics.json").read_text())["models"] for x in (a, b))
