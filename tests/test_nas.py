@@ -167,7 +167,7 @@ def test_a_mixed_architecture_at_population_plays_evaluates_and_reports(at_dir, 
     the metrics and the report's architecture-search section."""
     from doracle.evaluation.metrics import merge_metrics
     from doracle.evaluation.suite import evaluate
-    from doracle.games import adversarial, classifiers, population
+    from doracle.games import adversarial, at_game, classifiers, population
     from doracle.report.summary import write_report
 
     monkeypatch.chdir(tmp_path)
@@ -186,7 +186,7 @@ def test_a_mixed_architecture_at_population_plays_evaluates_and_reports(at_dir, 
     pay = read_json(f["pay"])
     assert pay["row_ids"] == ["d000", "d001"] and len(pay["payoff"]) == 2
     evals = []
-    for target in adversarial.AT.TARGETS:  # do_uniform: both architectures in one mixture
+    for target in at_game.AT.TARGETS:  # do_uniform: both architectures in one mixture
         evals.append(f"{target}.json")
         r = evaluate(p, at_dir["data"], target, evals[-1], population=f["pop"], log=lambda *a: None)
         assert 0.0 <= r["clean_accuracy"] <= 1.0
@@ -265,12 +265,12 @@ def test_a_mixed_architecture_gan_population_evaluates_and_reports(gan_dir, monk
     pay = read_json(f["pay"])
     assert pay["col_ids"] == ["g000", "g001"] and pay["row_ids"] == ["d000", "d001"]
     evals = []
-    for target in gan.GAN.TARGETS:
+    for target in gan_game.GAN.TARGETS:
         evals.append(f"{target}.json")
         r = gan.evaluate(p, f["data"], target, evals[-1], population=f["pop1"], checkpoint=None, reference=f["ref"])
     assert set(r["models"]) == set(read_json(f["pop1"])["state"]["col_ids"])
     gan_game.merge_metrics(p, f["pop1"], evals, "metrics.json")
-    summary = gan.GAN.report(p, "metrics.json", f["pop1"], f["pay"], "report").read_text()
+    summary = gan_game.GAN.report(p, "metrics.json", f["pop1"], f["pay"], "report").read_text()
     assert "## Architecture search" in summary and "| generator | g001 |" in summary
     assert "| g000 | generator | doracle_gen_dcgan |" in summary
 

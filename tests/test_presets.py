@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from doracle import config, pipeline
-from doracle.games.adversarial import AT
+from doracle.games.at_game import AT
 from project import ROOT, make_project, run
 
 CONFIGS = ROOT / "configs"

@@ -11,8 +11,10 @@ from doracle.config import Params
 from doracle.pipeline import stage_params
 
 
-def merge_metrics(params: Params, population_path: str, evaluations: list[str], out: str) -> dict:
-    """metrics.json: every evaluated model, the threat model, the double-oracle summary."""
+def merge_metrics(params: Params, population_path: str, evaluations: list[str], out: str,
+                  targets: tuple[str, ...] = ("do_mixture", "do_best_member", "do_uniform")) -> dict:
+    """metrics.json: every evaluated model, the threat model, the double-oracle summary. ``targets``:
+    the game's DO evaluation targets (AdversarialTraining.TARGETS), whose compute is the whole DO run."""
     from doracle.games.population import double_oracle_summary, read_population
 
     state, doc = read_population(population_path)
@@ -30,11 +32,10 @@ def merge_metrics(params: Params, population_path: str, evaluations: list[str], 
         raise ValueError("the evaluations were run under different threat models")
     # every model's total compute: all the jobs that produced it (the whole DO run for DO targets)
     from doracle.compute import model_cost
-    from doracle.games.at_game import AT
     from doracle.pipeline import PATTERNS
 
     for label, r in models.items():
-        produced_by = population_path if label in AT.TARGETS else \
+        produced_by = population_path if label in targets else \
             PATTERNS["baseline"].format(exp=params.experiment, method=label)
         r["compute"] = model_cost(params, produced_by)
     metrics = {

@@ -73,9 +73,9 @@ def do_target(label: str, population_path: str, device: str) -> Target:
         chosen = [(best_member(state), 1.0)]
         info = {"selected_by": "max over defenders of the min payoff over attackers (payoff split)"}
     else:
-        from doracle.games.adversarial import AT
+        from doracle.games import GAMES
 
-        raise ValueError(f"unknown DO evaluation target {label!r}; valid: {', '.join(AT.TARGETS)}")
+        raise ValueError(f"unknown DO evaluation target {label!r}; valid: {', '.join(GAMES.get('at').TARGETS)}")
     ids = [i for i, _ in chosen]
     models = [_load_strategy(doc, i, device) for i in ids]
     shas = [doc["strategies"][i]["sha256"] for i in ids]

@@ -28,8 +28,7 @@ from doracle.config import Params
 from doracle.data import Dataset
 from doracle.data import load as load_dataset
 from doracle.engine import DOState
-from doracle.games import classifiers
-from doracle.games.at_game import AT
+from doracle.games import classifiers, game_of
 from doracle.games.attackers import AttackerStrategy, ModelCache, Opponent, target_refs
 from doracle.games.population import (
     _population_doc,
@@ -251,4 +250,4 @@ def payoff(params: Params, data_path: str, state_path: str, iteration: int, defe
             costs.append(cost)
         return values, errs, len(y), compute.add(*costs)
 
-    return payoff_job(params, AT, state_path, iteration, defender, attacker, out, cells, [data_path])
+    return payoff_job(params, game_of(params), state_path, iteration, defender, attacker, out, cells, [data_path])

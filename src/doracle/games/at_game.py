@@ -93,7 +93,7 @@ class AdversarialTraining(Game):
     def metrics(self, params, population, evaluations, out):
         from doracle.evaluation.metrics import merge_metrics
 
-        m = merge_metrics(params, population, evaluations, out)
+        m = merge_metrics(params, population, evaluations, out, self.TARGETS)
         return "\n".join(f"{name:>16}: clean {r['clean_accuracy']:.4f}  worst case "
                          f"{r['robust_accuracy']['worst_case']:.4f}" for name, r in m["models"].items())
 

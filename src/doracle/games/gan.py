@@ -39,8 +39,7 @@ from doracle.config import Params
 from doracle.data import load as load_dataset
 from doracle.engine import DOState
 from doracle.errors import ArtifactError, ConfigError
-from doracle.games import classifiers
-from doracle.games.gan_game import GAN, player_epochs
+from doracle.games import GAMES, classifiers, game_of
 from doracle.games.gan_math import fixed_latents, payoff_cell, sample_mixture
 from doracle.games.gan_train import GanOptim, train_discriminator, train_gan, train_generator
 from doracle.games.population import (
@@ -163,9 +162,9 @@ def _ordinary_gan(params: Params, data: str, seed: int, epochs: int, desc: str):
 
 
 def train_base_gan(params: Params, data: str, out: str) -> dict:
-    """Ordinary GAN training with the DO run's total budget (:func:`player_epochs`)."""
+    """Ordinary GAN training with the DO run's total budget (``GanGame.budget``)."""
     seed = runtime.derive_seed(params.seed, "baseline", "base_gan")
-    budget = player_epochs(params)
+    budget = game_of(params).budget(params)
     _, device, nets, specs, stats = _ordinary_gan(params, data, seed, budget["base_gan_epochs"], "base GAN")
     meta = artifacts.metadata("gan", experiment=params.experiment, params=stage_params(params, "train", "baseline"), seed=seed, inputs=[data],
                               role="baseline", method="base_gan", budget=budget, training=stats,
@@ -291,7 +290,7 @@ def payoff(params: Params, data: str, state_path: str, iteration: int, row: str,
                 values[(r, c)], errs[(r, c)], n = cell.value, cell.stderr, cell.n
         return values, errs, n, counter.to_json()
 
-    return payoff_job(params, GAN, state_path, iteration, row, col, out, cells, [data])
+    return payoff_job(params, game_of(params), state_path, iteration, row, col, out, cells, [data])
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -314,7 +313,7 @@ def _generators(label: str, population: str | None, checkpoint: str | None, devi
                     {"members": [i], "probs": [1.0], "sigma": float(p), "selected_by": "a final generator",
                      "produced_by": doc["strategies"][i]["path"]})
                 for i, p in zip(state.col_ids, state.sigma_col, strict=True)}
-    raise ConfigError(f"unknown GAN evaluation target {label!r}; valid: {', '.join(GAN.TARGETS)}")
+    raise ConfigError(f"unknown GAN evaluation target {label!r}; valid: {', '.join(GAMES.get('gan').TARGETS)}")
 
 
 def encode_grid(images: torch.Tensor) -> dict:

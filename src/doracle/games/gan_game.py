@@ -93,6 +93,10 @@ class GanGame(Game):
         "report": ("experiment", "game"),
     }
 
+    def budget(self, params) -> dict:
+        """The DO run's planned player-epochs and the base GAN's matching epochs (:func:`player_epochs`)."""
+        return player_epochs(params)
+
     def train_roles(self, params):
         return ("reference",)
 

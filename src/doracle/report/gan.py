@@ -88,23 +88,16 @@ def _samples(metrics: dict, d: Path) -> list[str]:
         if input_digest(path) != digest:
             raise ArtifactError(f"{path} changed since the metrics job read it: rerun the metrics job "
                                 "(snakemake -c2 --forcerun metrics)")
-        for name, r in e["models"].items():
-            if "grid" in r:
-                grids[name] = (r["grid"], r)
+        grids.update({name: r["grid"] for name, r in e["models"].items() if "grid" in r})
         real = real or e.get("real_grid")
     mix = metrics["models"]["do_mixture"]
-    order = ["do_mixture", *(n for n in metrics["models"] if n not in ("do_mixture",) and "checkpoint" not in
-                             metrics["models"][n]), *(n for n in metrics["models"] if "checkpoint" in metrics["models"][n])]
-    titles = {"do_mixture": "DO mixture: " + ", ".join(f"{i} {p:.2f}" for i, p in zip(mix["members"], mix["probs"],
-                                                                                      strict=True))}
+    mixture = "DO mixture: " + ", ".join(f"{i} {p:.2f}" for i, p in zip(mix["members"], mix["probs"], strict=True))
     lines = []
-    for name in order:
-        if name not in grids:
-            continue
-        r = metrics["models"][name]
-        title = titles.get(name) or (name if "checkpoint" in r else f"generator {name}")
-        plot_grid(decode_grid(grids[name][0]), d / f"samples_{name}.png", title)
-        lines.append(f"![{title}](samples_{name}.png)")
+    for name, r in metrics["models"].items():  # the metrics job's order: DO targets, then baselines
+        if name in grids:
+            title = mixture if name == "do_mixture" else name if "checkpoint" in r else f"generator {name}"
+            plot_grid(decode_grid(grids[name]), d / f"samples_{name}.png", title)
+            lines.append(f"![{title}](samples_{name}.png)")
     if real is not None:
         plot_grid(decode_grid(real), d / "samples_real.png", "real (test split)")
         lines.append("![real (test split)](samples_real.png)")
