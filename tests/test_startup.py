@@ -74,7 +74,9 @@ def test_light_commands_import_no_torch(tmp_path):
 @pytest.mark.slow
 def test_jobs_of_the_shared_run_import_only_what_they_run(shared):
     """Every job of the shared run (both games): none imported timm (they build doracle_cnn_small
-    and doracle's GAN nets); solve, prune, metrics and report imported no torch."""
+    and doracle's GAN nets), none but the GAN evaluations (torchmetrics) torch._dynamo (the training
+    jobs step PyTorch's optimizers through runtime.optimizer_step); solve, prune, metrics and report
+    imported no torch."""
     seen = {}
     for line in shared.modules.read_text().splitlines():
         rec = json.loads(line)
@@ -84,6 +86,57 @@ def test_jobs_of_the_shared_run_import_only_what_they_run(shared):
     for cmd, recs in seen.items():
         for rec in recs:
             assert "timm" not in rec["packages"], f"{cmd} imported timm"
+            if "torchmetrics" not in rec["heavy"]:  # the GAN evaluation's FID / IS: torchmetrics imports dynamo
+                assert "torch._dynamo" not in rec["heavy"], f"{cmd} imported torch._dynamo: {rec['argv']}"
             if cmd in ("do solve", "do prune", "metrics", "report"):
                 assert "torch" not in rec["packages"], f"{cmd} imported torch: {rec['argv']}"
     assert len(seen["report"]) == 2 and len(seen["metrics"]) == 2  # both experiments'
+
+
+OPTIMIZER_STEPS = """
+import sys, warnings, torch
+from doracle import runtime
+runtime.eager_optimizers()
+def run(make, use_helper, closure, hook=False):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 3))
+    opt = make(net.parameters())
+    sched = torch.optim.lr_scheduler.StepLR(opt, 2, 0.5)
+    calls = []
+    if hook:
+        opt.register_step_post_hook(lambda *a: calls.append(1))
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 3, (8,))
+    for _ in range(4):
+        def f():
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            loss.backward()
+            return loss
+        if closure:
+            out = runtime.optimizer_step(opt, f) if use_helper else opt.step(f)
+            assert torch.is_tensor(out) and out.ndim == 0  # the closure's loss comes back
+        else:
+            f()
+            runtime.optimizer_step(opt) if use_helper else opt.step()
+        sched.step()
+    assert len(calls) == (4 if hook else 0)
+    return [p.detach().clone() for p in net.parameters()], opt.state_dict()
+makers = {"adam": lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-3),
+          "sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)}
+with warnings.catch_warnings():
+    warnings.simplefilter("error")  # an LR scheduler stepped 'before optimizer.step()' would warn
+    ours = {(n, c): run(m, True, c)[0] for n, m in makers.items() for c in (True, False)}
+    print("torch._dynamo" in sys.modules)
+    # a step hook registered: the public call runs, and runs the hook
+    hooked = {(n, c): run(m, True, c, hook=True)[0] for n, m in makers.items() for c in (True, False)}
+    theirs = {(n, c): run(m, False, c)[0] for n, m in makers.items() for c in (True, False)}  # PyTorch's step
+print(all(torch.equal(u, v) and torch.equal(u, w) for k in ours for u, v, w in zip(ours[k], hooked[k], theirs[k])))
+"""
+
+
+def test_optimizer_steps_give_pytorchs_update_without_importing_dynamo():
+    """runtime.optimizer_step (every training loop's step) is PyTorch's update bit for bit (Adam with
+    weight decay, Nesterov SGD; with and without a closure; an LR scheduler attached, which does not
+    warn), and neither it nor the optimizers' other calls import torch._dynamo (as long as one
+    second of each training job's start-up); with a step hook registered the public call runs."""
+    assert python(OPTIMIZER_STEPS).split() == ["False", "True"]

@@ -113,10 +113,15 @@ def record() -> dict:
     return {"version": version(), "source_sha256": source_sha256()}
 
 
+#: imports that cost about as much as torch itself, which a job loads only when it needs them
+HEAVY = ("torch._dynamo", "torch._inductor", "timm", "torchvision", "torchmetrics")
+
+
 def log_modules(argv: list[str]) -> None:
     """With ``DORACLE_MODULES_LOG`` set: append a JSON line to that file: ``argv``, ``modules`` (the
     doracle modules loaded), ``packages`` (the top-level names of every other loaded module:
-    ``torch``, ``timm``, ...) and ``n_modules`` (``len(sys.modules)``)."""
+    ``torch``, ``timm``, ...), ``heavy`` (which of :data:`HEAVY`, the costly imports a job may
+    avoid, it loaded) and ``n_modules`` (``len(sys.modules)``)."""
     import json
     import os
 
@@ -125,4 +130,4 @@ def log_modules(argv: list[str]) -> None:
         packages = sorted({name.partition(".")[0] for name in list(sys.modules)} - {"doracle"})
         with open(path, "a") as fh:
             fh.write(json.dumps({"argv": argv, "modules": loaded_modules(), "packages": packages,
-                                 "n_modules": len(sys.modules)}) + "\n")
+                                 "heavy": [m for m in HEAVY if m in sys.modules], "n_modules": len(sys.modules)}) + "\n")

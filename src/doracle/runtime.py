@@ -74,6 +74,67 @@ def compile_deterministic() -> None:
     inductor_config.deterministic = True
 
 
+#: the Optimizer methods PyTorch wraps in ``torch._disable_dynamo``: that wrapper imports
+#: torch._dynamo on its first call to build the dynamo-disabled function, then caches it on the
+#: function as ``__dynamo_disable``
+_DYNAMO_DISABLED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+
+
+def eager_optimizers() -> None:
+    """Let PyTorch's optimizers run without importing torch._dynamo (about as long as ``import
+    torch`` itself: most of a small training job's start-up). Outside ``torch.compile`` a
+    dynamo-disabled function is the function: so the four wrapped Optimizer methods get
+    themselves as their cached disabled version, and :func:`optimizer_step` calls the step
+    without the wrapper that imports dynamo on every call. doracle compiles models, never
+    optimizer code, so nothing that dynamo traces is changed; once torch._dynamo is loaded (a
+    compiled model), nothing here is done and the public calls run."""
+    if "torch._dynamo" in sys.modules:
+        return
+    from torch.optim import Optimizer
+
+    for name in _DYNAMO_DISABLED:
+        fn = getattr(getattr(Optimizer, name, None), "__wrapped__", None)
+        if fn is not None and not hasattr(fn, "__dynamo_disable"):
+            setattr(fn, "__dynamo_disable", fn)
+
+
+def _raw_step(cls):
+    """``cls.step`` without PyTorch's own wrappers (the profiler hook; the grad mode and dynamo
+    graph breaks of ``_use_grad``), its other decorators kept; None when PyTorch's wrappers are not
+    what this expects (another PyTorch: the public call runs)."""
+    from torch.optim import optimizer as torch_optimizer
+
+    fn = getattr(cls, "step", None)
+    while getattr(getattr(fn, "__code__", None), "co_filename", None) == torch_optimizer.__file__ \
+            and fn.__code__.co_name in ("wrapper", "_use_grad"):
+        fn = getattr(fn, "__wrapped__", None)
+    code = getattr(fn, "__code__", None)
+    return fn if code is not None and code.co_filename != torch_optimizer.__file__ else None
+
+
+def optimizer_step(opt, closure=None):
+    """``opt.step(closure)``, the same update, without the ``import torch._dynamo`` that PyTorch's
+    step wrapper runs on every call (:func:`eager_optimizers`). The public call runs instead
+    when step hooks are registered or torch._dynamo is already loaded."""
+    import torch
+    from torch.optim import optimizer as torch_optimizer
+
+    raw = _raw_step(type(opt))
+    hooks = (getattr(opt, "_optimizer_step_pre_hooks", None), getattr(opt, "_optimizer_step_post_hooks", None),
+             getattr(torch_optimizer, "_global_optimizer_pre_hooks", None),
+             getattr(torch_optimizer, "_global_optimizer_post_hooks", None))
+    if raw is None or "torch._dynamo" in sys.modules or any(h is None or len(h) for h in hooks):
+        return opt.step() if closure is None else opt.step(closure)
+    previous = torch.is_grad_enabled()
+    try:
+        torch.set_grad_enabled(bool(opt.defaults.get("differentiable", False)))
+        out = raw(opt) if closure is None else raw(opt, closure)
+    finally:
+        torch.set_grad_enabled(previous)
+    opt._opt_called = True  # what an LR scheduler's wrapper of opt.step records
+    return out
+
+
 def setup(seed: int, device: str = "auto", threads: int = 1) -> str:
     """Seed every RNG, fix the thread count (CPU results depend on it), ask for deterministic
     kernels (CUDA: cuBLAS's workspace, cuDNN without autotuning), return the device."""
@@ -85,6 +146,7 @@ def setup(seed: int, device: str = "auto", threads: int = 1) -> str:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     deterministic_algorithms()
+    eager_optimizers()
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     resolved = resolve_device(device)

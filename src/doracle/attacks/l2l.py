@@ -19,6 +19,7 @@ from torch import nn
 from doracle.attacks import ATTACKS
 from doracle.attacks.base import project
 from doracle.attacks.noise import KeyedNoise
+from doracle.runtime import optimizer_step
 
 ATTACK_LR = 1e-2  # Adam step of the attack's own (short) training; the defense uses attacker_lr
 
@@ -71,7 +72,7 @@ def train_attacker(net, mixture, x, y, *, eps, norm, steps, lr, two_step=False) 
         loss = mixture.expected_loss(x + delta, y).mean()
         opt.zero_grad(set_to_none=True)
         (-loss).backward()
-        opt.step()
+        optimizer_step(opt)
         history.append(float(loss.detach()))
     return history
 

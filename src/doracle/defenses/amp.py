@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from doracle.defenses import DEFENSES
 from doracle.defenses.base import Defense
+from doracle.runtime import optimizer_step
 
 
 class AMP(torch.optim.Optimizer):
@@ -59,7 +60,7 @@ class AMP(torch.optim.Optimizer):
         self.last_perturbation_norms = [float(d.norm()) for d in deltas]
         for p, b in zip(params, backup, strict=True):
             p.copy_(b)
-        self.base.step()
+        optimizer_step(self.base)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

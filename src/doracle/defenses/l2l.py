@@ -15,6 +15,7 @@ from doracle.attacks.l2l import new_attacker, perturb
 from doracle.defenses import DEFENSES
 from doracle.defenses.base import Defense
 from doracle.models.mixture import Mixture, eval_mode
+from doracle.runtime import optimizer_step
 
 
 @DEFENSES.register("l2l")
@@ -56,7 +57,7 @@ class L2L(Defense):
             grads = torch.autograd.grad(-att, list(self.net.parameters()))
         for p, g in zip(self.net.parameters(), grads, strict=True):
             p.grad = g
-        self.opt.step()
+        optimizer_step(self.opt)
         self.attacker_losses.append(float(att.detach()))
         return F.cross_entropy(model(x + delta.detach()), y)
 

@@ -16,7 +16,7 @@ from doracle.config import Training
 from doracle.defenses import resume
 from doracle.defenses.base import Defense
 from doracle.errors import ConfigError, TrainingDiverged
-from doracle.runtime import module_device, progress, to_device
+from doracle.runtime import module_device, optimizer_step, progress, to_device
 
 
 def make_optimizer(model, cfg: Training):
@@ -172,7 +172,7 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
                     loss.backward()
                     return loss
 
-                loss = opt.step(closure)
+                loss = optimizer_step(opt, closure)
                 total += loss.detach()
                 loop["step"] += 1
                 loop["batches"] += 1

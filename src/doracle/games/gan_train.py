@@ -65,7 +65,7 @@ from doracle.compute import PassCounter
 from doracle.errors import TrainingDiverged
 from doracle.games.gan_math import _logits, validate_probs
 from doracle.models.mixture import eval_mode
-from doracle.runtime import module_device, progress, to_device
+from doracle.runtime import module_device, optimizer_step, progress, to_device
 
 #: members of a mixture with at most this probability are skipped (not run at all)
 MIN_PROB = 1e-12
@@ -218,12 +218,12 @@ def train_gan(generator: nn.Module, discriminator: nn.Module, x_train: torch.Ten
                 opt_d.zero_grad(set_to_none=True)
                 loss_d = _d_loss(discriminator, real, [(fake.detach(), 1.0)])
                 loss_d.backward()
-                opt_d.step()
+                optimizer_step(opt_d)
                 opt_g.zero_grad(set_to_none=True)
                 with weights_frozen([discriminator]):
                     loss_g = F.softplus(-_logits(discriminator, fake)).mean()
                     loss_g.backward()
-                opt_g.step()
+                optimizer_step(opt_g)
                 losses.add(loss_d, loss_g)
                 updates["discriminator"] += 1
                 updates["generator"] += 1
@@ -269,7 +269,7 @@ def train_generator(generator: nn.Module, discriminators: Sequence[nn.Module], p
             opt.zero_grad(set_to_none=True)
             loss = sum(q * F.softplus(-_logits(d, fake)).mean() for d, q in members)
             loss.backward()
-            opt.step()
+            optimizer_step(opt)
             losses.add(loss)
             if k + 1 == chunk:
                 losses.flush(f"steps {step + 2 - chunk}-{step + 1}")
@@ -308,7 +308,7 @@ def train_discriminator(discriminator: nn.Module, generators: Sequence[nn.Module
                 opt.zero_grad(set_to_none=True)
                 loss = _d_loss(discriminator, real, fakes)
                 loss.backward()
-                opt.step()
+                optimizer_step(opt)
                 losses.add(loss)
             losses.flush(f"epoch {epoch + 1}")
             bar.set_postfix(d=f"{losses.history['discriminator'][-1]:.4f}")
