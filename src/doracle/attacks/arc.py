@@ -20,6 +20,10 @@ matters, the mixture's exact expected accuracy A(x) = sum_i p_i 1[f_i(x) = y]:
         delta_min = proj(delta_min + delta_local) when that is no worse
     ``spec.restarts`` such runs (each from its own random start); per example the lowest A wins.
 
+An example with A = 0 (every member wrong) is at the objective's minimum and leaves the loop with
+the perturbation that got it there (the reference keeps moving it, accepting ties; A stays 0):
+the attack's accuracies are the same, at the cost of the examples still standing.
+
 Only what can be checked differs from the reference: the random start is scored like every other
 point (the reference keeps the clean point's accuracy as the bar), and restarts are supported.
 """
@@ -69,27 +73,34 @@ def _one_run(mixture, x, y, delta_min, *, eps: float, norm: str, beta: float, pa
     order = [i for i in order if mixture.probs[i] > 0]
     p = float("inf") if norm == "linf" else 2.0
     best = mixture.expected_accuracy(x + delta_min, y)
+    delta_min = delta_min.clone()
     for _ in range(passes):
-        delta_local = torch.zeros_like(x)
-        best_local = best.clone()
+        # an example every member already misclassifies (A = 0) is at the objective's minimum: it
+        # keeps its perturbation and costs nothing more (AutoAttack also attacks only what is left)
+        act = (best > 0).nonzero().squeeze(1)
+        if len(act) == 0:
+            break
+        xa, ya, dm, best_a = x[act], y[act], delta_min[act], best[act]
+        delta_local = torch.zeros_like(xa)
+        best_local = best_a.clone()
         for rank, i in enumerate(order):
-            zeta, g, g2 = _nearest_boundary(mixture.models[i], x + delta_min + delta_local, norm)
+            zeta, g, g2 = _nearest_boundary(mixture.models[i], xa + dm + delta_local, norm)
             step = torch.full_like(zeta, beta)
             if rank > 0:
                 dot = (g2 * delta_local).flatten(1).sum(1)
                 corrected = beta / (beta - zeta + 1e-10) * (zeta - dot).abs() + RHO * eps
                 step = torch.where(zeta < beta, corrected, step)
-            cand = delta_local + _view(step, x) * g
+            cand = delta_local + _view(step, xa) * g
             cand = beta * cand / _view(lp_norm(cand, p) + 1e-10, cand)
-            acc = mixture.expected_accuracy(x + project(delta_min + cand, x, eps, norm), y)
+            acc = mixture.expected_accuracy(xa + project(dm + cand, xa, eps, norm), ya)
             ok = acc <= best_local
-            delta_local = torch.where(_view(ok, x), cand, delta_local)
+            delta_local = torch.where(_view(ok, xa), cand, delta_local)
             best_local = torch.minimum(best_local, acc)
-        d = project(delta_min + delta_local, x, eps, norm)
-        acc = mixture.expected_accuracy(x + d, y)
-        ok = acc <= best
-        delta_min = torch.where(_view(ok, x), d, delta_min)
-        best = torch.minimum(best, acc)
+        d = project(dm + delta_local, xa, eps, norm)
+        acc = mixture.expected_accuracy(xa + d, ya)
+        ok = acc <= best_a
+        delta_min[act] = torch.where(_view(ok, xa), d, dm)
+        best[act] = torch.minimum(best_a, acc)
     return delta_min, best
 
 
