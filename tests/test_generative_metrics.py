@@ -191,31 +191,31 @@ def test_classifier_features(digits):
         gm.ClassifierFeatures(NotLogits())(x)
 
 
-class Spy(nn.Module):
-    """A feature extractor recording what torchmetrics hands it."""
+def test_fid_and_is_agree_with_torchmetrics(digits):
+    """doracle computes FID and the IS-style score itself (torchmetrics costs twice import torch):
+    the same numbers as torchmetrics' FrechetInceptionDistance / InceptionScore fed the same
+    float64 features and the same seeded split permutation."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.inception import InceptionScore
 
-    num_features = 4
+    real, fake = digits.train, digits.test[:150]
+    fid = FrechetInceptionDistance(feature=digits.features, normalize=False)
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    assert gm.frechet_distance(digits.features, real, fake) == pytest.approx(float(fid.compute()), rel=1e-9)
+    for splits in (1, 10):
+        metric = InceptionScore(feature=digits.logits, splits=splits, normalize=False)
+        metric.update(fake)
+        assert gm.inception_score(digits.logits, fake, splits=splits, seed=3) == pytest.approx(
+            gm._seeded_score(metric, 3), rel=1e-12)
 
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(64, 4)
-        self.seen = []
 
-    def forward(self, imgs):
-        self.seen.append(imgs)
-        return self.lin(imgs.flatten(1).float())
-
-
-def test_torchmetrics_passes_our_float_images_untouched():
-    """normalize=False: both metrics give the custom extractor the float images themselves
-    (normalize=True would cast them to uint8 in InceptionScore)."""
-    x = torch.rand(12, 1, 8, 8)
-    spy = Spy()
-    gm.frechet_distance(spy, x, x, batch_size=5)
-    gm.inception_score(spy, x, splits=2, batch_size=5)
-    assert len(spy.seen) == 3 + 3 + 3
-    assert all(s.dtype == torch.float32 for s in spy.seen)
-    assert torch.equal(torch.cat(spy.seen[:3]), x) and torch.equal(torch.cat(spy.seen[-3:]), x)
+def test_fid_from_features_is_symmetric_and_needs_two_samples():
+    a, b = torch.randn(50, 3, dtype=torch.float64), torch.randn(40, 3, dtype=torch.float64) + 1
+    assert gm.fid_from_features(a, b) == pytest.approx(gm.fid_from_features(b, a), rel=1e-9)
+    assert gm.fid_from_features(a, a) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        gm.fid_from_features(a, b[:1])
 
 
 # ---------------------------------------------------------------- everything at once, and the Inception switch
@@ -272,11 +272,14 @@ def test_inception_path_with_a_stand_in_network(digits, monkeypatch):
     small network standing in for Inception (no weights anywhere)."""
     seen = []
 
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.inception import InceptionScore
+
     def build(splits):
         # what _build_inception asks of torchmetrics, with the stand-in as the network; with a
         # custom network torchmetrics does not cast to uint8 for FID, so the stand-in gets floats there
-        return (gm.FrechetInceptionDistance(feature=StandIn(seen), normalize=True, reset_real_features=False),
-                gm.InceptionScore(feature=StandIn(seen), splits=splits, normalize=True))
+        return (FrechetInceptionDistance(feature=StandIn(seen), normalize=True, reset_real_features=False),
+                InceptionScore(feature=StandIn(seen), splits=splits, normalize=True))
 
     monkeypatch.setattr(gm, "_build_inception", build)
     ev = gm.GenerativeMetrics(digits.clf, digits.train, inception=True)

@@ -3,8 +3,9 @@ classifier trained on the same data set (offline, any device), Inception-based F
 switch (clusters), classes covered, and precision / recall / density / coverage.
 
 **FID** (Heusel et al. 2017): ``||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2))`` between
-Gaussians fitted to features of real and generated images; computed by torchmetrics'
-``FrechetInceptionDistance`` with a custom feature extractor, :class:`ClassifierFeatures`. The
+Gaussians fitted to features of real and generated images (float64; torchmetrics 1.9's formulas,
+computed here: importing torchmetrics costs about twice ``import torch``, and the tests check the
+two agree) in the space of :class:`ClassifierFeatures`. The
 features are the classifier's **penultimate activations** (the input of its last linear layer,
 e.g. 128-d for ``doracle_cnn_small``), for the reason Inception's FID uses the 2048-d pool
 features and not its logits: logits are trained to be invariant to everything but the class, so a
@@ -13,11 +14,11 @@ already report), while the penultimate layer keeps within-class variation (strok
 style) that a generator must also reproduce.
 
 **IS** (Salimans et al. 2016): ``exp(E_x KL(p(y|x) || p(y)))`` from the classifier's softmax
-(torchmetrics' ``InceptionScore`` with :class:`ClassifierFeatures` returning **logits**), mean and
+(torchmetrics' ``InceptionScore.compute`` step for step, on the classifier's **logits**), mean and
 standard deviation over ``splits`` random splits. It lies in ``[1, num_classes]``: 1 when every
 image gets the same prediction, ``num_classes`` when predictions are confident and balanced.
-torchmetrics draws the split permutation from torch's global generator; here it runs under
-``torch.random.fork_rng`` with a given seed (reproducible, the caller's RNG untouched).
+The split permutation is drawn from torch's global generator under ``torch.random.fork_rng`` with
+a given seed (reproducible, the caller's RNG untouched).
 
 **Classes covered**: the number of classes that receive at least a share (default 1%) or a count
 of the classifier's predictions on the generated images (digits: 10 known classes).
@@ -30,14 +31,7 @@ density = mean number of real balls containing a fake / k; coverage = share of r
 contain at least one fake. Coverage is ~1 for a sample of the same distribution (1 for the real
 set itself) and ~0 for data off the real manifold.
 
-**torchmetrics details that matter** (checked against 1.9; the custom-extractor path needs >= 1.3,
-where ``num_features`` arrived): a custom extractor must return ``(N, d)`` and expose
-``num_features`` (otherwise FID probes it with a 3x299x299 image, which our classifiers would
-refuse). ``normalize`` is left ``False`` for the custom extractor: it then receives our float
-images in [0, 1] untouched in every version, whereas ``normalize=True`` makes ``InceptionScore``
-(and FID before 1.4) cast images to ``uint8`` (256 levels). FID sums features in float64; the
-extractor returns float64 so the result stays float64 (torchmetrics casts it back to the
-features' dtype). The Inception path uses ``normalize=True`` (floats in [0, 1] -> uint8, as the
+**torchmetrics** serves the Inception path only (imported there): it uses ``normalize=True`` (floats in [0, 1] -> uint8, as the
 Inception network expects) and repeats grayscale images to 3 channels; it needs ``torch-fidelity``
 (``pip install 'doracle[inception]'``) and downloads the Inception weights on first use into
 torch hub's cache (``$TORCH_HOME/hub/checkpoints``): on a cluster fetch them once on a node with
@@ -50,8 +44,6 @@ import warnings
 
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.inception import InceptionScore
 
 from doracle.errors import DoracleError
 from doracle.models.mixture import eval_mode
@@ -117,33 +109,61 @@ def extract(features: nn.Module, images: torch.Tensor, *, batch_size: int = 256)
     return torch.cat([features(b) for b in images.split(batch_size)])
 
 
+def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased covariance of ``(N, d)`` features, in float64 (torchmetrics' formula:
+    ``(F^T F - N mu^T mu) / (N - 1)``)."""
+    f = features.double()
+    n = f.shape[0]
+    if n < 2:
+        raise ValueError(f"FID needs at least 2 samples on each side (got {n})")
+    mu = f.sum(0) / n
+    return mu, (f.t() @ f - n * torch.outer(mu, mu)) / (n - 1)
+
+
+def fid_from_stats(mu1: torch.Tensor, s1: torch.Tensor, mu2: torch.Tensor, s2: torch.Tensor) -> float:
+    """``||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``, the trace of the square root as the sum
+    of the square roots of the eigenvalues of ``S1 S2`` (torchmetrics 1.9's computation)."""
+    c = torch.linalg.eigvals(s1 @ s2).sqrt().real.sum()
+    return float((mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * c)
+
+
+def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between two feature sets ``(N, d)`` and ``(M, d)``."""
+    return fid_from_stats(*gaussian_stats(real), *gaussian_stats(fake.to(real.device)))
+
+
 def frechet_distance(features: nn.Module, real: torch.Tensor, fake: torch.Tensor, *,
                      batch_size: int = 256) -> float:
-    """FID between ``real`` and ``fake`` in the space of ``features`` (a module with
-    ``num_features``, e.g. :class:`ClassifierFeatures`); torchmetrics' implementation."""
-    metric = FrechetInceptionDistance(feature=features, normalize=False).to(_device(features))
-    for b in real.split(batch_size):
-        metric.update(b, real=True)
-    for b in fake.split(batch_size):
-        metric.update(b, real=False)
-    return float(metric.compute())
+    """FID between ``real`` and ``fake`` images in the space of ``features`` (a module returning
+    ``(N, d)`` features, e.g. :class:`ClassifierFeatures`)."""
+    return fid_from_features(extract(features, real, batch_size=batch_size),
+                             extract(features, fake, batch_size=batch_size))
+
+
+def score_from_logits(logits: torch.Tensor, *, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+    """(mean, std) of ``exp(E KL(p(y|x) || p(y)))`` over ``splits`` random splits of a seeded
+    permutation (torch's CPU generator forked: the caller's stream is untouched); std 0 for one
+    split. torchmetrics' ``InceptionScore.compute``, step for step."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        idx = torch.randperm(logits.shape[0])
+    f = logits[idx.to(logits.device)]
+    prob, log_prob = f.softmax(dim=1).chunk(splits, dim=0), f.log_softmax(dim=1).chunk(splits, dim=0)
+    kl = torch.stack([(p * (lp - p.mean(dim=0, keepdim=True).log())).sum(dim=1).mean().exp()
+                      for p, lp in zip(prob, log_prob, strict=True)])
+    return float(kl.mean()), float(kl.std()) if len(kl) > 1 else 0.0
 
 
 def inception_score(logit_features: nn.Module, images: torch.Tensor, *, splits: int = 10, seed: int = 0,
                     batch_size: int = 256) -> tuple[float, float]:
     """(mean, std) of ``exp(E KL(p(y|x) || p(y)))`` over ``splits`` seeded random splits, with
     ``p(y|x)`` the softmax of ``logit_features`` (e.g. ``ClassifierFeatures(c, "logits")``)."""
-    with warnings.catch_warnings():  # "will save all extracted features in buffer": intended
-        warnings.filterwarnings("ignore", message=".*save all extracted features.*")
-        metric = InceptionScore(feature=logit_features, splits=splits, normalize=False).to(_device(logit_features))
-    for b in images.split(batch_size):
-        metric.update(b)
-    return _seeded_score(metric, seed)
+    return score_from_logits(extract(logit_features, images, batch_size=batch_size), splits=splits, seed=seed)
 
 
-def _seeded_score(metric: InceptionScore, seed: int) -> tuple[float, float]:
-    """``metric.compute()`` with its split permutation drawn from ``seed`` (the global CPU
-    generator is forked, so the caller's stream is untouched); std 0 for a single split."""
+def _seeded_score(metric, seed: int) -> tuple[float, float]:
+    """torchmetrics' ``InceptionScore.compute()`` (the Inception path) with its split permutation
+    drawn from ``seed`` (the global CPU generator is forked); std 0 for a single split."""
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*degrees of freedom.*")  # std of one split
         torch.default_generator.manual_seed(seed)
@@ -210,9 +230,13 @@ def _inception_image(images: torch.Tensor) -> torch.Tensor:
     return images.repeat(1, 3, 1, 1) if images.shape[1] == 1 else images
 
 
-def _build_inception(splits: int) -> tuple[FrechetInceptionDistance, InceptionScore]:
+def _build_inception(splits: int):
     """torchmetrics' Inception FID (pool features, 2048-d) and IS: the only place that builds the
-    Inception network (torch-fidelity fetches its weights here)."""
+    Inception network (torch-fidelity fetches its weights here). torchmetrics is imported here
+    only: with torch._dynamo it pulls in, it costs about twice ``import torch``."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.inception import InceptionScore
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*save all extracted features.*")
         return (FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False),
@@ -268,23 +292,17 @@ class GenerativeMetrics:
         self.penultimate = ClassifierFeatures(classifier, "penultimate")
         self.logits = ClassifierFeatures(classifier, "logits")
         self.real_features = extract(self.penultimate, real, batch_size=batch_size)
-        self.fid = FrechetInceptionDistance(feature=self.penultimate, normalize=False,
-                                            reset_real_features=False).to(_device(classifier))
-        for b in real.split(batch_size):
-            self.fid.update(b, real=True)
+        self.real_stats = gaussian_stats(self.real_features)
         self.inception = (InceptionMetrics(real, splits=splits, seed=seed, device=_device(classifier))
                           if inception else None)
 
     def __call__(self, fake: torch.Tensor) -> dict:
-        counts = predicted_class_counts(self.classifier, fake, batch_size=self.batch_size)
-        is_mean, is_std = inception_score(self.logits, fake, splits=self.splits, seed=self.seed,
-                                          batch_size=self.batch_size)
+        logits = extract(self.logits, fake, batch_size=self.batch_size)
+        counts = torch.bincount(logits.argmax(1).cpu(), minlength=logits.shape[1])
+        is_mean, is_std = score_from_logits(logits, splits=self.splits, seed=self.seed)
         fake_features = extract(self.penultimate, fake, batch_size=self.batch_size)
-        self.fid.reset()  # keeps the real statistics (reset_real_features=False)
-        for b in fake.split(self.batch_size):
-            self.fid.update(b, real=False)
         out = {
-            "fid": float(self.fid.compute()),
+            "fid": fid_from_stats(*self.real_stats, *gaussian_stats(fake_features.to(self.real_features.device))),
             "is_mean": is_mean, "is_std": is_std, "is_splits": self.splits,
             "classes_covered": int((counts >= self.min_share * counts.sum()).sum()),
             "classes_min_share": self.min_share, "num_classes": int(counts.numel()),
