@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -45,6 +46,16 @@ LR = 0.001
 OVERRIDE = ["--config", f"training={{lr: {LR}}}"]
 # Snakemake ignores SIGTERM when the plugin has lost track of a job: kill it after a grace period.
 TIMEOUT = ["timeout", "-k", "30", "1500"]
+# The plugin waits 10 s longer after each status check that finds nothing finished; on this cluster
+# (jobs of seconds) that is most of a run: tests/slurm_polling/sitecustomize.py keeps the wait at 2 s.
+POLLING = Path(__file__).resolve().parent / "slurm_polling"
+
+
+def cluster_env(slurm_cluster) -> dict:
+    """The cluster's environment, with the plugin's status checks kept at their initial interval."""
+    env = dict(slurm_cluster.env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(POLLING), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def sh(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
@@ -83,7 +94,7 @@ def minutes(limit: str) -> int:
 def runs(slurm_cluster, shared, tmp_path_factory):
     params = shared_params()
     assert params["training"]["lr"] == LR
-    env = slurm_cluster.env
+    env = cluster_env(slurm_cluster)
     local, local_seconds = shared.path, shared.seconds
     proj = make_project(tmp_path_factory.mktemp("slurm"), params, dvc=False)
     t0 = time.monotonic()
@@ -221,7 +232,7 @@ def test_a_sweep_runs_its_trials_jobs_through_the_slurm_profile(slurm_cluster, t
                  "slurm-init-seconds-before-status-checks": 2})
     (proj / "profiles/cluster-test").mkdir()
     (proj / "profiles/cluster-test/config.yaml").write_text(yaml.safe_dump(prof))
-    env = slurm_cluster.env
+    env = cluster_env(slurm_cluster)
     before = set(scontrol_jobs(env))
     proc = sh(TIMEOUT + [sys.executable, "-m", "doracle", "sweep", "sweeps/cluster.yaml", "--profile",
                          "profiles/cluster-test", "--cores", "1"], proj, env, check=False)
