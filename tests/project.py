@@ -46,7 +46,7 @@ TINY_GAN = {
     "training": {"batch_size": 64},
     "do": {"iterations": 2, "tolerance": 0.01},
     "gan": {"warmup_epochs": 2, "generator_epochs": 1, "discriminator_epochs": 1, "payoff_latents": 200,
-            "reference": {"epochs": 1}, "metrics": {"samples": 120, "is_splits": 2, "grid": 16}},
+            "reference": {"epochs": 1}, "metrics": {"samples": 120, "is_split_size": 40, "bootstrap": 50, "grid": 16}},
 }
 
 # The cluster requests of the shared run's AT experiment: GPU families on partition `gpu`, payoff

@@ -38,7 +38,7 @@ def test_bench_epoch_counts_flops_and_throughput(tmp_path):
 def test_bench_gan_compares_do_gan_and_the_base_gan_per_seed(tmp_path):
     tiny = {"data": {"max_train": 240}, "do": {"iterations": 1},
             "gan": {"warmup_epochs": 1, "generator_epochs": 1, "discriminator_epochs": 1, "payoff_latents": 100,
-                    "reference": {"epochs": 1}, "metrics": {"samples": 60, "is_splits": 2, "grid": 4}}}
+                    "reference": {"epochs": 1}, "metrics": {"samples": 60, "is_split_size": 30, "bootstrap": 20, "grid": 4}}}
     r = _bench(tmp_path, "bench_gan.py", "--seeds", "0", "--set", json.dumps(tiny))
     run0 = r["runs"]["0"]
     assert run0["budget"] == {"do_player_epochs": 4, "base_gan_epochs": 2, "base_gan_player_epochs": 4}

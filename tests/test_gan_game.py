@@ -392,7 +392,21 @@ def test_snakemake_runs_the_gan_experiment_and_reports_it(gan_project):
     for png in (*grids, "payoff_heatmap.png", "meta_strategy.png", "do_gap.png", "scores.png"):
         assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         assert f"]({png})" in text, png
-    assert "not lower than" in text or "lower (better) than" in text
+    # the paired FID comparisons against the base GAN, each with its 95% interval, and the verdict
+    comps = m["comparisons"]
+    assert set(comps) == {f"{n} - base_gan" for n in m["models"] if n != "base_gan"}
+    for c in comps.values():
+        lo, hi = c["interval"]
+        assert lo <= c["difference"] <= hi and c["resamples"] == 50
+        assert c["verdict"] == ("lower" if hi < 0 else "higher" if lo > 0 else "not distinguishable")
+    for name, r in m["models"].items():
+        assert r["fid_interval"][0] <= r["fid"] <= r["fid_interval"][1] and "fid_bootstrap" not in r, name
+        assert r["n_fake"] == r["n_real"] == 120 and r["is_split_size"] == 40 and r["is_splits"] == 3
+    mix = comps["do_mixture - base_gan"]
+    word = {"lower": "lower (better) than", "higher": "higher (worse) than",
+            "not distinguishable": "not distinguishable from"}[mix["verdict"]]
+    assert f"the DO mixture's FID is {word} the base GAN's ({mix['difference']:+.3f}" in text
+    assert "| do_mixture - base_gan |" in text
     # index.html: self-contained (every image a data URI of a PNG drawn here), a row per model
     html = (rep / "index.html").read_text()
     srcs = re.findall(r'<img src="([^"]+)"', html)
@@ -402,6 +416,8 @@ def test_snakemake_runs_the_gan_experiment_and_reports_it(gan_project):
     table = table[:table.index("</table>")]
     assert re.findall(r"<tr[^>]*><td>([^<]+)</td>", table) == list(m["models"])
     assert "FID" in table and not re.search(r'(src|href)="(https?:)?//', html)
+    comp = html[html.index("<table id='comparisons'>"):]
+    assert re.findall(r"<tr[^>]*><td>([^<]+)</td>", comp[:comp.index("</table>")]) == list(comps)
 
 
 @pytest.mark.slow

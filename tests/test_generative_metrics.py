@@ -288,3 +288,67 @@ def test_inception_path_with_a_stand_in_network(digits, monkeypatch):
     assert a["inception_is_std"] > 0 and a["inception_fid"] > 0
     assert seen and all(c == 3 for _, c in seen)  # grayscale digits repeated to 3 channels
     assert {d for d, _ in seen} == {torch.float32, torch.uint8}  # FID floats, IS uint8 (normalize=True)
+
+
+# ---------------------------------------------------------------- intervals and paired comparisons
+
+
+def test_fid_interval_covers_the_point_and_shrinks_with_more_samples(digits):
+    """The 95% bootstrap interval (real images and generated ones resampled) contains the point
+    estimate and is narrower at 360 samples a side than at 90."""
+    widths = []
+    for n in (90, 360):
+        ev = gm.GenerativeMetrics(digits.clf, digits.train[:n], split_size=30, bootstrap=200, seed=1)
+        r = ev(digits.test[:n])
+        lo, hi = r["fid_interval"]
+        assert lo <= r["fid"] <= hi and len(r["fid_bootstrap"]) == 200 and r["bootstrap"] == 200
+        widths.append(hi - lo)
+    assert widths[1] < 0.75 * widths[0], widths
+
+
+def test_paired_difference_of_a_model_with_itself_is_zero_and_other_models_are_told_apart(digits):
+    """Every model of one experiment is resampled with the same indices (same seed and sizes): a
+    model against itself differs by exactly 0 (interval [0, 0], "not distinguishable"); real test
+    images are told apart from uniform noise (interval excluding 0)."""
+    from doracle.evaluation.intervals import paired_difference
+    from doracle.games.gan_game import fid_comparisons
+
+    n = 200
+    a = gm.GenerativeMetrics(digits.clf, digits.train[:n], split_size=50, bootstrap=100, seed=4)
+    b = gm.GenerativeMetrics(digits.clf, digits.train[:n], split_size=50, bootstrap=100, seed=4)  # another job
+    same_a, same_b, noise = a(digits.test[:n]), b(digits.test[:n]), b(digits.noise[:n])
+    self_diff = paired_difference(same_a["fid"], same_a["fid_bootstrap"], same_b["fid"], same_b["fid_bootstrap"])
+    assert self_diff["difference"] == 0 and self_diff["interval"] == [0.0, 0.0]
+    assert self_diff["verdict"] == "not distinguishable"
+    comps = fid_comparisons({"base_gan": same_a, "real": same_b, "noise": noise},
+                            {"base_gan": same_a["fid_bootstrap"], "real": same_b["fid_bootstrap"],
+                             "noise": noise["fid_bootstrap"]})
+    assert comps["real - base_gan"]["interval"] == [0.0, 0.0]
+    assert comps["noise - base_gan"]["verdict"] == "higher" and comps["noise - base_gan"]["interval"][0] > 0
+    assert fid_comparisons({"noise": noise}, {"noise": noise["fid_bootstrap"]}) == {}  # no base GAN: none
+
+
+def test_is_splits_have_a_fixed_size(digits):
+    """The IS-style score uses n // split_size splits of exactly split_size images, so it does not
+    move with the sample count beyond the extra splits."""
+    ev = gm.GenerativeMetrics(digits.clf, digits.train, split_size=100)
+    r = ev(digits.test)
+    assert r["is_split_size"] == 100 and r["is_splits"] == len(digits.test) // 100
+    logits = gm.extract(digits.logits, digits.test)
+    assert (r["is_mean"], r["is_std"]) == gm.score_from_logits(logits, splits=r["is_splits"], seed=0, split_size=100)
+    with pytest.raises(ValueError, match="IS splits of 100 images"):
+        ev(digits.test[:99])
+
+
+def test_quantiles_and_centered_intervals_match_numpy():
+    import numpy as np
+
+    from doracle.evaluation.intervals import centered_interval, quantile
+
+    vals = [3.0, 1.0, 4.0, 1.5, 9.0, 2.6, 5.0]
+    for q in (0.0, 0.025, 0.5, 0.9, 1.0):
+        assert quantile(vals, q) == pytest.approx(float(np.quantile(vals, q)))
+    lo, hi = centered_interval(10.0, vals)
+    assert lo == pytest.approx(10 + np.quantile(vals, 0.025) - np.median(vals))
+    assert hi == pytest.approx(10 + np.quantile(vals, 0.975) - np.median(vals))
+    assert centered_interval(1.0, []) is None

@@ -289,9 +289,13 @@ class GanReference(_Strict):
 
 
 class GanMetrics(_Strict):
-    samples: PosInt = 1000                # generated images per model (and real test images, at most)
+    samples: PosInt | None = None         # generated images per model; null = as many as the real images
+    #                                       (every image outside the training split); a number caps both
     nearest_k: PosInt = 5                 # k of precision / recall / density / coverage
-    is_splits: PosInt = 10                # Inception-Score splits
+    is_split_size: Annotated[int, Field(ge=2)] = 100  # images per Inception-Score split (fixed, so the
+    #                                       score does not move with the sample count)
+    bootstrap: Annotated[int, Field(ge=0, le=100_000)] = 200  # resamples of real images and latents
+    #                                       for FID's 95% interval and the paired comparisons; 0 = none
     min_class_share: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None  # a class counts as covered
     #                                       from this share of samples; null = half the uniform share
     inception: bool = False               # also FID / IS with torchvision's Inception-v3 weights (fetched on
@@ -321,9 +325,13 @@ class Gan(_Strict):
 
     @model_validator(mode="after")
     def _samples(self):
-        if self.metrics.samples <= self.metrics.nearest_k:
-            raise ValueError(f"metrics.samples ({self.metrics.samples}) must exceed metrics.nearest_k "
-                             f"({self.metrics.nearest_k}): precision / recall use each sample's k-th nearest neighbour")
+        m = self.metrics
+        if m.samples is not None and m.samples <= m.nearest_k:
+            raise ValueError(f"metrics.samples ({m.samples}) must exceed metrics.nearest_k "
+                             f"({m.nearest_k}): precision / recall use each sample's k-th nearest neighbour")
+        if m.samples is not None and m.samples < m.is_split_size:
+            raise ValueError(f"metrics.samples ({m.samples}) is fewer than metrics.is_split_size ({m.is_split_size}): "
+                             "the IS-style score needs one split of that many images")
         return self
 
 

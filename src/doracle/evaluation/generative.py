@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from doracle.errors import DoracleError
+from doracle.evaluation.intervals import centered_interval
 from doracle.models.mixture import eval_mode
 
 LAYERS = ("penultimate", "logits")
@@ -140,13 +141,17 @@ def frechet_distance(features: nn.Module, real: torch.Tensor, fake: torch.Tensor
                              extract(features, fake, batch_size=batch_size))
 
 
-def score_from_logits(logits: torch.Tensor, *, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+def score_from_logits(logits: torch.Tensor, *, splits: int = 10, seed: int = 0,
+                      split_size: int | None = None) -> tuple[float, float]:
     """(mean, std) of ``exp(E KL(p(y|x) || p(y)))`` over ``splits`` random splits of a seeded
     permutation (torch's CPU generator forked: the caller's stream is untouched); std 0 for one
-    split. torchmetrics' ``InceptionScore.compute``, step for step."""
+    split. torchmetrics' ``InceptionScore.compute``, step for step; with ``split_size``, the
+    permutation's first ``splits * split_size`` images, so every split has exactly that many."""
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         idx = torch.randperm(logits.shape[0])
+    if split_size is not None:
+        idx = idx[:splits * split_size]
     f = logits[idx.to(logits.device)]
     prob, log_prob = f.softmax(dim=1).chunk(splits, dim=0), f.log_softmax(dim=1).chunk(splits, dim=0)
     kl = torch.stack([(p * (lp - p.mean(dim=0, keepdim=True).log())).sum(dim=1).mean().exp()
@@ -281,29 +286,60 @@ class GenerativeMetrics:
     """Every GAN metric of generated images against a fixed real set, the real side computed once.
 
     ``classifier``: trained on the same data set (inputs in [0, 1], logits out); ``real``: held-out
-    real images in [0, 1]; ``inception``: also Inception FID/IS (builds torchmetrics' Inception
-    network, fetching its weights: clusters only). Call it with generated images for a dict.
+    real images in [0, 1]; ``split_size``: images per IS split (``n // split_size`` splits of
+    exactly that many, so the score does not move with the sample count); ``bootstrap``: resamples
+    of the real images and of the generated ones (the same indices in every evaluator with the
+    same ``seed`` and sizes: the evaluation jobs' paired comparisons) for FID's interval
+    (:mod:`doracle.evaluation.intervals`); ``inception``: also Inception FID/IS (builds
+    torchmetrics' Inception network, fetching its weights: clusters only). Call it with generated
+    images for a dict.
     """
 
-    def __init__(self, classifier: nn.Module, real: torch.Tensor, *, k: int = 5, splits: int = 10,
-                 seed: int = 0, min_share: float = 0.01, batch_size: int = 256, inception: bool = False) -> None:
+    def __init__(self, classifier: nn.Module, real: torch.Tensor, *, k: int = 5, split_size: int = 100,
+                 seed: int = 0, min_share: float = 0.01, batch_size: int = 256, inception: bool = False,
+                 bootstrap: int = 0) -> None:
         self.classifier, self.real = classifier, real
-        self.k, self.splits, self.seed, self.min_share, self.batch_size = k, splits, seed, min_share, batch_size
+        self.k, self.split_size, self.seed, self.min_share, self.batch_size = k, split_size, seed, min_share, batch_size
+        self.bootstrap = bootstrap
         self.penultimate = ClassifierFeatures(classifier, "penultimate")
         self.logits = ClassifierFeatures(classifier, "logits")
         self.real_features = extract(self.penultimate, real, batch_size=batch_size)
         self.real_stats = gaussian_stats(self.real_features)
-        self.inception = (InceptionMetrics(real, splits=splits, seed=seed, device=_device(classifier))
-                          if inception else None)
+        self._resamples: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.inception = (InceptionMetrics(real, splits=max(1, len(real) // split_size), seed=seed,
+                                           device=_device(classifier)) if inception else None)
+
+    def resample_indices(self, n_fake: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(real, fake)`` index matrices ``(bootstrap, n)``, from one CPU generator seeded with
+        ``seed``: real indices first, then fake ones (the same for every model of this size)."""
+        if n_fake not in self._resamples:
+            g = torch.Generator(device="cpu").manual_seed(self.seed)
+            n_real = self.real_features.shape[0]
+            self._resamples[n_fake] = (torch.randint(n_real, (self.bootstrap, n_real), generator=g),
+                                       torch.randint(n_fake, (self.bootstrap, n_fake), generator=g))
+        return self._resamples[n_fake]
+
+    def fid_replicates(self, fake_features: torch.Tensor) -> list[float]:
+        """FID on each bootstrap resample of the real and the generated features."""
+        real_idx, fake_idx = self.resample_indices(fake_features.shape[0])
+        real, fake = self.real_features, fake_features.to(self.real_features.device)
+        return [fid_from_stats(*gaussian_stats(real[r]), *gaussian_stats(fake[f]))
+                for r, f in zip(real_idx, fake_idx, strict=True)]
 
     def __call__(self, fake: torch.Tensor) -> dict:
         logits = extract(self.logits, fake, batch_size=self.batch_size)
         counts = torch.bincount(logits.argmax(1).cpu(), minlength=logits.shape[1])
-        is_mean, is_std = score_from_logits(logits, splits=self.splits, seed=self.seed)
+        splits = len(fake) // self.split_size
+        if splits < 1:
+            raise ValueError(f"IS splits of {self.split_size} images need at least that many samples (got {len(fake)})")
+        is_mean, is_std = score_from_logits(logits, splits=splits, seed=self.seed, split_size=self.split_size)
         fake_features = extract(self.penultimate, fake, batch_size=self.batch_size)
+        fid = fid_from_stats(*self.real_stats, *gaussian_stats(fake_features.to(self.real_features.device)))
+        replicates = self.fid_replicates(fake_features) if self.bootstrap else []
         out = {
-            "fid": fid_from_stats(*self.real_stats, *gaussian_stats(fake_features.to(self.real_features.device))),
-            "is_mean": is_mean, "is_std": is_std, "is_splits": self.splits,
+            "fid": fid, "fid_interval": centered_interval(fid, replicates), "fid_bootstrap": replicates,
+            "bootstrap": self.bootstrap,
+            "is_mean": is_mean, "is_std": is_std, "is_splits": splits, "is_split_size": self.split_size,
             "classes_covered": int((counts >= self.min_share * counts.sum()).sum()),
             "classes_min_share": self.min_share, "num_classes": int(counts.numel()),
             "class_counts": counts.tolist(),

@@ -326,8 +326,10 @@ def encode_grid(images: torch.Tensor) -> dict:
 
 def evaluate(params: Params, data: str, label: str, out: str, *, population: str | None, checkpoint: str | None,
              reference: str) -> dict:
-    """Sample ``gan.metrics.samples`` images from each model (a mixture draws each image's member
-    from its probabilities) and score them against as many real test images."""
+    """Score each model's generated images against the real images outside the training split
+    (payoff + test), as many generated as real (``gan.metrics.samples`` caps both). Every model
+    gets the same latents (a mixture draws each image's member from its probabilities) and the
+    same bootstrap resamples, so the metrics job can compare any two of them paired."""
     from doracle.evaluation.generative import GenerativeMetrics
 
     seed = runtime.derive_seed(params.seed, "evaluate")
@@ -335,28 +337,36 @@ def evaluate(params: Params, data: str, label: str, out: str, *, population: str
     ds = load_dataset(data, device)
     cfg = params.gan.metrics
     classifier, ref_meta = classifiers.load(reference, device)
-    real = ds.x["test"][:cfg.samples]
+    real = torch.cat([ds.x["payoff"], ds.x["test"]])
+    real = real[:cfg.samples] if cfg.samples is not None else real
+    if len(real) < cfg.is_split_size:
+        raise ConfigError(f"gan.metrics.is_split_size: {cfg.is_split_size} is more than the {len(real)} real images "
+                          "outside the training split (and so the generated images per model)")
     share = cfg.min_class_share or 0.5 / int(ds.meta["num_classes"])
-    metrics = GenerativeMetrics(classifier, real, k=cfg.nearest_k, splits=cfg.is_splits, seed=seed,
-                                min_share=share, inception=cfg.inception)
+    metrics = GenerativeMetrics(classifier, real, k=cfg.nearest_k, split_size=cfg.is_split_size, seed=seed,
+                                min_share=share, inception=cfg.inception, bootstrap=cfg.bootstrap)
     t0 = time.perf_counter()
     results = {}
     grid_seed = runtime.derive_seed(params.seed, "report", "grid")
     for name, (gens, probs, info) in _generators(label, population, checkpoint, device).items():
         with compute.PassCounter(gens) as counter:
-            fake, drawn = sample_mixture(gens, probs, cfg.samples, runtime.derive_seed(seed, "samples", name))
+            # the same latents for every model (MixtureSampler draws the members first, then the latents)
+            fake, drawn = sample_mixture(gens, probs, len(real), runtime.derive_seed(seed, "samples"))
         shares = torch.bincount(drawn, minlength=len(gens)).double() / len(drawn)
         # the report's sample grid, drawn here (the report job is torch-free): the same seed for every model
         with torch.random.fork_rng(devices=[]):
             grid = sample_mixture(gens, probs, cfg.grid, grid_seed)[0]
         results[name] = {**metrics(fake), **info, "drawn_shares": shares.tolist(), "sampling": counter.to_json(),
                          "grid": encode_grid(grid)}
-    # a floor for FID at this sample size: real payoff-split images against the same real test images
-    floor = metrics(ds.x["payoff"][:cfg.samples])["fid"]
+    # the floor for FID at this sample size: as many real training images against the same real images
+    floor_images = ds.x["train"][:len(real)]
+    floor = metrics(floor_images)
+    floor = {"fid": floor["fid"], "fid_interval": floor["fid_interval"], "n": len(floor_images)}
     result = {
         "kind": "evaluation", "game": "gan", "experiment": params.experiment, "label": label, "seed": seed,
         "params": stage_params(params, "evaluate"),
-        "models": results, "fid_real_vs_real": floor, "data": data, "real_grid": encode_grid(ds.x["test"][:cfg.grid]),
+        "models": results, "fid_real_vs_real": floor["fid"], "fid_real_vs_real_detail": floor, "data": data,
+        "real_grid": encode_grid(ds.x["test"][:cfg.grid]),
         "reference": {"path": reference, "sha256": ref_meta["sha256"], "arch": ref_meta["arch"],
                       "train_accuracy": ref_meta["training"]["train_accuracy"],
                       "test_accuracy": _accuracy(classifier, ds.x["test"], ds.y["test"])},

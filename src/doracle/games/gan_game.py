@@ -40,7 +40,7 @@ def merge_metrics(params: Params, population: str, evaluations: list[str], out: 
     from doracle.compute import model_cost
 
     state, _ = read_population(population)
-    models_, refs, floors, data = {}, [], [], None
+    models_, refs, floors, data, replicates = {}, [], [], None, {}
     for path in evaluations:
         e = read_json(path)
         if e.get("kind") != "evaluation" or e.get("game") != "gan":
@@ -51,19 +51,37 @@ def merge_metrics(params: Params, population: str, evaluations: list[str], out: 
         for name, r in e["models"].items():
             # every job upstream of the model: the base GAN's job, the whole DO run for the mixture,
             # the jobs that led to a single generator's file for that generator
-            models_[name] = {**{k: v for k, v in r.items() if k != "grid"},  # the grids: read by the report
+            # the grids (read by the report) and the bootstrap replicates (the comparisons below) stay out
+            models_[name] = {**{k: v for k, v in r.items() if k not in ("grid", "fid_bootstrap")},
                              "inception_score": r["is_mean"], "compute": model_cost(params, r["produced_by"])}
+            replicates[name] = r.get("fid_bootstrap") or []
     if any(r["sha256"] != refs[0]["sha256"] for r in refs):
         raise ArtifactError("the evaluations used different reference classifiers")
     metrics = {
         "kind": "metrics", "game": "gan", "experiment": params.experiment, "seed": params.seed,
         "params": stage_params(params, "metrics"), "reference": refs[0] if refs else None,
         "fid_real_vs_real": floors[0] if floors else None, "budget": player_epochs(params), "data_path": data,
-        "models": models_, "double_oracle": double_oracle_summary(state, params.do.tolerance),
+        "models": models_, "comparisons": fid_comparisons(models_, replicates),
+        "double_oracle": double_oracle_summary(state, params.do.tolerance),
         "inputs": artifacts.inputs_record([population, *evaluations]),
     }
     write_json(out, metrics)
     return metrics
+
+
+def fid_comparisons(models_: dict, replicates: dict, reference: str = "base_gan") -> dict:
+    """Each model's FID minus the ``reference`` model's, with its paired bootstrap interval (the
+    evaluation jobs resampled the same real images and latents: :mod:`doracle.evaluation.intervals`).
+    Empty without the reference model or without replicates."""
+    from doracle.evaluation.intervals import paired_difference
+
+    if reference not in models_ or not replicates.get(reference):
+        return {}
+    ref = models_[reference]
+    return {f"{name} - {reference}": {"metric": "fid", **paired_difference(
+                r["fid"], replicates[name], ref["fid"], replicates[reference])}
+            for name, r in models_.items() if name != reference and len(replicates.get(name, [])) ==
+            len(replicates[reference])}
 
 
 class GanGame(Game):
@@ -158,6 +176,11 @@ class GanGame(Game):
             out[f"{name}_fid"] = r["fid"]
             out[f"{name}_inception_score"] = r["inception_score"]
             out[f"{name}_classes_covered"] = r["classes_covered"]
+        for key, c in metrics.get("comparisons", {}).items():
+            if key.startswith("do_mixture - ") and c["interval"] is not None:
+                other = key.removeprefix("do_mixture - ")
+                out[f"do_mixture_fid_minus_{other}"] = c["difference"]
+                out[f"do_mixture_fid_minus_{other}_low"], out[f"do_mixture_fid_minus_{other}_high"] = c["interval"]
         return {**out, "fid_real_vs_real": metrics["fid_real_vs_real"], **super().headline_metrics(metrics)}
 
     def dvc_plots(self, params, report):

@@ -51,11 +51,16 @@ def plot_scores(models: dict, floor: float | None, path: Path) -> None:
     names = list(models)
     fig, axes = plt.subplots(1, 2, figsize=(9, 0.5 + 0.35 * len(names)), sharey=True)
     colors = ["tab:red" if n == "do_mixture" else "tab:grey" if n == "base_gan" else "tab:blue" for n in names]
-    axes[0].barh(names, [models[n]["fid"] for n in names], color=colors)
+    fids = [models[n]["fid"] for n in names]
+    ivals = [models[n].get("fid_interval") for n in names]
+    err = None if any(i is None for i in ivals) else [[f - i[0] for f, i in zip(fids, ivals, strict=True)],
+                                                       [i[1] - f for f, i in zip(fids, ivals, strict=True)]]
+    axes[0].barh(names, fids, color=colors, xerr=err, capsize=3)  # error bars: the 95% bootstrap intervals
     if floor is not None:
         axes[0].axvline(floor, color="black", ls="--", lw=0.8, label=f"real vs real {floor:.2f}")
         axes[0].legend(fontsize=7)
-    axes[0].set_xlabel("FID, reference classifier features (lower is better)")
+    axes[0].set_xlabel("FID, reference classifier features (lower is better)" + ("" if err is None else
+                       "; bars: 95% bootstrap intervals"))
     axes[1].barh(names, [models[n]["classes_covered"] for n in names], color=colors)
     axes[1].set_xlabel("classes covered")
     axes[0].invert_yaxis()
@@ -132,9 +137,11 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             f"# doracle report: {m['experiment']} (GAN)",
             "",
             f"Generated images scored in the features of the reference classifier ({ref['arch']}, test accuracy "
-            f"{ref['test_accuracy']:.3f}): {mix['n_fake']} samples per model against {mix['n_real']} real test "
-            f"images; {mix['features']}. FID of real payoff-split images against the same test images (the floor "
-            f"at this sample size): {m['fid_real_vs_real']:.3f}. Seed {m['seed']}.",
+            f"{ref['test_accuracy']:.3f}): {mix['n_fake']} samples per model (the same latents for every model) "
+            f"against the {mix['n_real']} real images outside the training split; {mix['features']}. FID of as "
+            f"many real training images against the same real images (the floor at this sample size): "
+            f"{m['fid_real_vs_real']:.3f}. IS over splits of {mix.get('is_split_size', '?')} images. "
+            f"{_interval_note(mix)} Seed {m['seed']}.",
             "",
             "| model | FID ↓ | IS ↑ | classes covered | precision | recall | density | coverage | jobs | wall s | "
             "passes |",
@@ -148,13 +155,11 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             c = r.get("compute") or {}
             wall = _wall(m, name)
             extra = (f"{r['inception_fid']:.2f} | {r['inception_is_mean']:.2f} | " if inception else "")
-            lines.append(f"| {name} | {r['fid']:.3f} | {r['inception_score']:.2f} ± {r['is_std']:.2f} | "
+            lines.append(f"| {name} | {r['fid']:.3f}{_bracket(r.get('fid_interval'))} | "
+                         f"{r['inception_score']:.2f} ± {r['is_std']:.2f} | "
                          f"{r['classes_covered']}/{r['num_classes']} | {r['precision']:.3f} | {r['recall']:.3f} | "
                          f"{r['density']:.3f} | {r['coverage']:.3f} | {extra}{c.get('jobs', '–')} | {wall} | "
                          f"{_count(c.get('passes'))} |")
-        fid = {n: r["fid"] for n, r in m["models"].items()}
-        verdict = ("lower (better) than" if fid["do_mixture"] < fid.get("base_gan", float("inf")) else
-                   "not lower than")
         head, table = do_section(m["double_oracle"], history, players)
         lines += [
             "",
@@ -164,8 +169,7 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             "(the reference classifier and data preparation excepted); passes = per-example forward + backward "
             "passes through networks.",
             "",
-            f"On this run the DO mixture's FID ({fid['do_mixture']:.3f}) is {verdict} the base GAN's "
-            f"({fid.get('base_gan', float('nan')):.3f}); over seeds: docs/performance.md, \"DO-GAN vs base GAN\".",
+            *comparison_lines(m),
             "",
             "![FID and classes covered](scores.png)",
             "",
@@ -195,6 +199,37 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
     return Path(out) / "summary.md"
 
 
+def _bracket(interval) -> str:
+    return "" if interval is None else f" [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _interval_note(r: dict) -> str:
+    if not r.get("bootstrap"):
+        return "No bootstrap intervals (gan.metrics.bootstrap: 0)."
+    return (f"FID intervals: 95%, {r['bootstrap']} bootstrap resamples of the real images and the latents, "
+            "centred on the point estimate (doracle.evaluation.intervals).")
+
+
+def comparison_lines(m: dict) -> list[str]:
+    """The paired FID comparisons of the metrics job, as a table and one verdict line."""
+    comps = m.get("comparisons") or {}
+    if not comps:
+        return ["No paired FID comparison (no base GAN, or gan.metrics.bootstrap: 0)."]
+    lines = ["Paired FID differences (the same real images and latents for both models; 95% bootstrap "
+             "interval; lower is better):", "", "| comparison | FID difference | 95% interval | verdict |",
+             "|---|---|---|---|"]
+    lines += [f"| {k} | {c['difference']:+.3f} | {_bracket(c['interval']).strip()} | {c['verdict']} |"
+              for k, c in comps.items()]
+    mix = comps.get("do_mixture - base_gan")
+    if mix is not None:
+        word = {"lower": "lower (better) than", "higher": "higher (worse) than",
+                "not distinguishable": "not distinguishable from"}.get(mix["verdict"], "not compared with")
+        lines += ["", f"On this run the DO mixture's FID is {word} the base GAN's ({mix['difference']:+.3f}, "
+                      f"interval {_bracket(mix['interval']).strip()}); over seeds: docs/performance.md, "
+                      "\"DO-GAN vs base GAN\"."]
+    return lines
+
+
 def _write_html(params, m: dict, pop: dict, history: list[dict], lines: list[str], grids: list[str], d: Path,
                 out: Path) -> None:
     """index.html of the GAN report: the models table (FID / IS, total compute), samples, DO story."""
@@ -213,6 +248,14 @@ def _write_html(params, m: dict, pop: dict, history: list[dict], lines: list[str
     for line in lines[k:]:
         if line.startswith("Budget:") or line.startswith("On this run"):
             page.p(line)
+    comp_at = next((j for j, line in enumerate(lines) if line.startswith("| comparison |")), None)
+    if comp_at is not None:  # the paired FID differences, as summary.md has them
+        end = comp_at
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        rows = markdown_table(lines[comp_at:end])
+        page.p(lines[comp_at - 2])
+        page.table(rows[0], rows[1:], id="comparisons")
     page.img("scores.png", "FID (lower is better) and classes covered per model")
     page.h2("Samples")
     page.p("Each image of the DO mixture draws its generator from sigma_G (seeded); the same latents for every "
