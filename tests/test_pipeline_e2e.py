@@ -147,10 +147,12 @@ def test_artifacts_record_params_seed_and_input_hashes(snake):
     assert not list(res.rglob("*.tmp")), "temporary files left behind"
     # no pickle anywhere: weights are safetensors, everything else JSON
     # (Snakemake marks a finished folder output, the report, with its own .snakemake_timestamp;
-    # params.yaml is the params file the jobs read, as the workflow wrote it)
-    assert (res / "params.yaml").is_file()
-    assert {p.suffix for p in res.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"
-            and p != res / "params.yaml"} <= {".safetensors", ".json", ".md", ".png", ".html", ".csv"}
+    # doracle marks the folders it writes whole with artifacts.FOLDER_MARKER; params.yaml is the
+    # params file the jobs read, as the workflow wrote it)
+    assert (res / "params.yaml").is_file() and (res / "report" / artifacts.FOLDER_MARKER).read_text() == "report\n"
+    assert {p.suffix for p in res.rglob("*") if p.is_file() and p.name not in (".snakemake_timestamp",
+            artifacts.FOLDER_MARKER) and p != res / "params.yaml"} <= {".safetensors", ".json", ".md", ".png",
+                                                                      ".html", ".csv"}
     assert not list(res.rglob("*.state.json")), "evaluation states are removed after success"
 
 
@@ -605,3 +607,23 @@ def test_dvc_metrics_and_plots_show_the_headline_numbers(shared_copy, tmp_path):
     for title in (f"{EXP}: accuracy under PGD vs eps", f"{EXP}: DO gap", f"{EXP}: restricted game value",
                   "payoff_heatmap.png", "robustness_curve.png"):
         assert title in html, title
+
+
+def test_report_out_refuses_a_folder_it_did_not_write(shared_copy):
+    """`doracle report --out results/tiny` (a whole experiment) and `--out` of a hand-made folder
+    exit 2 naming the folder, with every file left as it was; over its own report it works."""
+    res = shared_copy / "results" / EXP
+    before = {p: p.read_bytes() for p in res.rglob("*") if p.is_file()}
+    base = ["doracle", "report", "--params", f"{res}/params.yaml", "--metrics", f"{res}/metrics.json",
+            "--population", f"{res}/do/it002/population.json", "--payoff", f"{res}/do/it002/payoff.json"]
+    (shared_copy / "mine").mkdir()
+    (shared_copy / "mine" / "notes.txt").write_text("mine")
+    for out in (res, shared_copy / "mine", res / "do"):
+        proc = run([*base, "--out", str(out)], shared_copy, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        why = "refusing to replace it" if out.name == "mine" else "holds the input"
+        assert f"--out {out}" in proc.stderr and why in proc.stderr, proc.stderr
+    assert {p: p.read_bytes() for p in res.rglob("*") if p.is_file()} == before
+    assert (shared_copy / "mine" / "notes.txt").read_text() == "mine"
+    run([*base, "--out", str(res / "report")], shared_copy)
+    assert (res / "report" / "index.html").is_file() and not list(res.rglob("*.tmp"))

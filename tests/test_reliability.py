@@ -341,3 +341,138 @@ def test_cuda_training_is_repeatable_bit_for_bit():
     t0 = time.perf_counter()
     a, b = train(), train()
     assert all(torch.equal(a[k], b[k]) for k in a), f"differs after {time.perf_counter() - t0:.1f} s"
+
+
+# ---------------------------------------------------------------- folders written whole (reports)
+
+
+def test_a_folder_is_replaced_only_when_doracle_wrote_it_and_never_over_its_inputs(tmp_path):
+    """atomic_dir (every report) replaces a folder only when it holds doracle's marker of the same
+    kind; a hand-made folder, a file, a symlink, another kind's folder, or a folder holding one of
+    the inputs is refused and left byte for byte as it was."""
+    exp = tmp_path / "results" / "exp"
+    (exp / "do").mkdir(parents=True)
+    (exp / "do" / "population.json").write_text("{}")
+    with pytest.raises(ArtifactError, match="not a report folder doracle wrote"):
+        with artifacts.atomic_dir(exp):
+            pass
+    with pytest.raises(ArtifactError, match="holds the input"):
+        with artifacts.atomic_dir(tmp_path / "results", "report", [exp / "do" / "population.json"]):
+            pass
+    assert (exp / "do" / "population.json").read_text() == "{}"
+    report = exp / "report"
+    for _ in range(2):  # new, then replacing its own
+        with artifacts.atomic_dir(report, "report", [exp / "do" / "population.json"]) as d:
+            (d / "summary.md").write_text("x")
+    assert sorted(p.name for p in report.iterdir()) == [artifacts.FOLDER_MARKER, "summary.md"]
+    with pytest.raises(ArtifactError, match="not a sweep report folder"):
+        with artifacts.atomic_dir(report, "sweep report"):
+            pass
+    (tmp_path / "file").write_text("keep")
+    (tmp_path / "link").symlink_to(report, target_is_directory=True)
+    for path in (tmp_path / "file", tmp_path / "link"):
+        with pytest.raises(ArtifactError, match="refusing to replace it"):
+            with artifacts.atomic_dir(path):
+                pass
+    assert (tmp_path / "file").read_text() == "keep" and (report / "summary.md").read_text() == "x"
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_killed_reports_temp_folder_is_removed_by_the_next_report_but_a_live_ones_is_kept(tmp_path):
+    """Temp folders carry host and pid like temp files: the next write of the folder removes a dead
+    writer's (a report killed before its rename), never a live writer's or another host's."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    host = artifacts._HOST
+    stale = tmp_path / f".report.{host}.{dead}.abc.tmp"
+    live = tmp_path / f".report.{host}.{os.getppid()}.def.tmp"
+    other = tmp_path / f".report.otherhost.{dead}.ghi.tmp"
+    for d in (stale, live, other):
+        (d / "plots").mkdir(parents=True)
+    with artifacts.atomic_dir(tmp_path / "report") as d:
+        assert d.name.startswith(f".report.{host}.{os.getpid()}.")
+    assert not stale.exists() and live.is_dir() and other.is_dir()
+
+
+# ---------------------------------------------------------------- pairs, outputs that would overwrite, links
+
+
+def _doracle(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "doracle", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture
+def data_project(tmp_path, root):
+    """A folder with the default params and a good data set (results/d.safetensors + its sidecar)."""
+    import yaml
+
+    (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text())
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["data"]["splits"] = {"train": 0.999, "payoff": 0.0005, "test": 0.0005}  # payoff and test round to 0
+    (tmp_path / "empty_splits.yaml").write_text(yaml.safe_dump(raw))
+    assert _doracle("data", "--params", "params.yaml", "--out", "results/d.safetensors", cwd=tmp_path).returncode == 0
+    return tmp_path
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_data_job_that_fails_leaves_the_old_data_set_whole(data_project):
+    """Splits that round to no example: exit 2 naming data.splits, before anything is replaced (the
+    tensors and their sidecar were written one after the other, so a failure in between left new
+    tensors beside the old sidecar: a good data set lost, then read as corrupted)."""
+    before = _snapshot(data_project / "results")
+    proc = _doracle("data", "--params", "empty_splits.yaml", "--out", "results/d.safetensors", cwd=data_project)
+    assert proc.returncode == 2 and "data.splits: the payoff, test split(s)" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and _snapshot(data_project / "results") == before
+    from doracle.data import load
+
+    assert len(load(data_project / "results/d.safetensors").y["train"]) == 1078
+
+
+def test_a_data_out_ending_in_json_is_refused_before_its_sidecar_overwrites_it(data_project):
+    proc = _doracle("data", "--params", "params.yaml", "--out", "out/d.json", cwd=data_project)
+    assert proc.returncode == 2 and "--out out/d.json: a data set must not end in .json" in proc.stderr
+    assert not (data_project / "out").exists()
+
+
+def test_a_tensor_pair_is_committed_together(tmp_path, monkeypatch):
+    """save_tensors writes both temp files before the first rename: a failure while writing the
+    sidecar leaves the old tensors and sidecar as they were, and no temp file."""
+    import torch
+
+    path = tmp_path / "m.safetensors"
+    artifacts.save_tensors(path, {"w": torch.zeros(3)}, {"kind": "test"})
+    before = _snapshot(tmp_path)
+    real_stage, calls = artifacts._stage, []
+
+    def stage(p, data):
+        calls.append(p)
+        if p.suffix == ".json":
+            raise OSError(28, "No space left on device", str(p))
+        return real_stage(p, data)
+
+    monkeypatch.setattr(artifacts, "_stage", stage)
+    with pytest.raises(OSError, match="No space left"):
+        artifacts.save_tensors(path, {"w": torch.ones(3)}, {"kind": "test"})
+    assert [c.suffix for c in calls] == [".safetensors", ".json"]
+    assert _snapshot(tmp_path) == before
+    with pytest.raises(ArtifactError, match="must not end in .json"):
+        artifacts.save_tensors(tmp_path / "m.json", {"w": torch.ones(3)}, {"kind": "test"})
+
+
+def test_a_log_path_that_is_a_symlink_is_refused_and_its_target_untouched(data_project, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "precious.txt"
+    outside.write_text("precious")
+    (data_project / "logs").mkdir()
+    (data_project / "logs" / "data.log").symlink_to(outside)
+    before = _snapshot(data_project / "results")
+    proc = _doracle("data", "--params", "params.yaml", "--out", "results/d.safetensors", "--log", "logs/data.log",
+                    cwd=data_project)
+    assert proc.returncode == 2 and "--log logs/data.log: is a symbolic link" in proc.stderr, proc.stderr
+    assert outside.read_text() == "precious" and _snapshot(data_project / "results") == before
+    # an ordinary log path is written and readable while the job runs (a plain file, 0666 less umask)
+    ok = _doracle("data", "--params", "params.yaml", "--out", "results/d.safetensors", "--log", "logs/ok.log",
+                  cwd=data_project)
+    assert ok.returncode == 0 and "prepared digits" in (data_project / "logs" / "ok.log").read_text()

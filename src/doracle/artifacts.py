@@ -89,31 +89,36 @@ def _umask() -> int:
     return umask
 
 
-def _remove_dead_writers_temp_files(path: Path) -> None:
-    """Remove the temp files of ``path`` whose writer, a process of this host, is gone (killed
-    between writing and renaming); a live writer's, or another host's, are left alone."""
+def _dead_writers_temp_paths(path: Path):
+    """The temp files and folders of ``path`` (``.NAME.HOST.PID.*.tmp``) whose writer, a process
+    of this host, is gone (killed between writing and renaming); a live writer's, or another
+    host's, are left out."""
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?P<host>[^.]+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         m = pattern.match(stale.name)
-        if not m or m["host"] != _HOST or int(m["pid"]) == os.getpid():
+        if not m or stale.is_symlink() or m["host"] != _HOST or int(m["pid"]) == os.getpid():
             continue
         try:
             os.kill(int(m["pid"]), 0)
             continue  # its writer is alive
         except ProcessLookupError:
-            pass
+            yield stale
         except OSError:  # alive, another user's
             continue
-        with contextlib.suppress(OSError):
-            stale.unlink()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and a rename: a crash (even
-    SIGKILL) leaves the old file or none, never a half-written one. The temp file
-    (``.NAME.HOST.PID.*.tmp``) of a writer that was killed is removed by the next write to ``path``.
-    The file gets the usual permissions (0666 less the umask), as a plain open would give it."""
-    path = Path(path)
+def _remove_dead_writers_temp_files(path: Path) -> None:
+    """Remove the temp files and folders that killed writers of ``path`` left."""
+    for stale in _dead_writers_temp_paths(path):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """``data`` in a fsynced temp file beside ``path`` (``.NAME.HOST.PID.*.tmp``, 0666 less the umask)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_dead_writers_temp_files(path)
@@ -126,25 +131,81 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except OSError as exc:  # e.g. a full disk: name the file, not the temp file
         Path(tmp).unlink(missing_ok=True)
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def atomic_write_files(files: list[tuple[str | Path, bytes]]) -> None:
+    """Write several files as one commit: every temp file is written (and fsynced) before the
+    first rename, then they are renamed in order. A failure while writing leaves every old file
+    as it was; a kill between two renames leaves the earlier ones new and the later ones old, so
+    put the file that vouches for the others (a sidecar with their hash) last."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files:
+            staged.append((_stage(Path(path), data), Path(path)))
+        for tmp, path in staged:
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+    finally:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory and a rename: a crash (even
+    SIGKILL) leaves the old file or none, never a half-written one. The temp file
+    (``.NAME.HOST.PID.*.tmp``) of a writer that was killed is removed by the next write to ``path``.
+    The file gets the usual permissions (0666 less the umask), as a plain open would give it."""
+    atomic_write_files([(path, data)])
+
+
+#: the file inside every folder doracle writes whole (a report): its content names the kind. A
+#: folder is replaced only when it holds this marker with the same kind
+FOLDER_MARKER = ".doracle-folder"
+
+
+def _check_replaceable(path: Path, kind: str, inputs) -> None:
+    """Refuse to replace ``path`` unless it is a ``kind`` folder doracle wrote (its marker), and
+    never when it is, or holds, one of ``inputs``."""
+    where = path.resolve()
+    for inp in inputs:
+        inp = Path(inp).resolve()
+        if inp == where or where in inp.parents:
+            raise ArtifactError(f"--out {path}: it holds the input {inp}; writing the {kind} there would delete "
+                                "it (choose another folder)")
+    if not (path.exists() or path.is_symlink()):
+        return
+    marker = path / FOLDER_MARKER
+    if path.is_symlink() or not path.is_dir() or not marker.is_file() or marker.read_text().strip() != kind:
+        raise ArtifactError(f"--out {path}: exists and is not a {kind} folder doracle wrote (no {FOLDER_MARKER} "
+                            f"naming {kind!r} in it): refusing to replace it. Remove it yourself, or choose "
+                            "another folder")
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path):
-    """Yield a fresh temporary folder beside ``path``; on success it replaces ``path`` (the old
-    folder is removed first, so a crash in between leaves no folder rather than a mixed one), on
-    failure it is removed and ``path`` is untouched."""
+def atomic_dir(path: str | Path, kind: str = "report", inputs=()):
+    """Yield a fresh temporary folder beside ``path`` (``.NAME.HOST.PID.*.tmp``, removed by the next
+    writer if this one is killed); on success it replaces ``path`` (the old folder is removed
+    first, so a crash in between leaves no folder rather than a mixed one), on failure it is
+    removed and ``path`` is untouched. An existing ``path`` is replaced only when it is a ``kind``
+    folder doracle wrote (:data:`FOLDER_MARKER`, written into every such folder), and never when
+    it holds one of ``inputs``: ``--out results/exp`` does not delete an experiment."""
     path = Path(path)
+    _check_replaceable(path, kind, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _remove_dead_writers_temp_files(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the folder from a cluster's other users
     try:
+        (tmp / FOLDER_MARKER).write_text(kind + "\n")
         yield tmp
         if path.exists():
             shutil.rmtree(path)
@@ -198,6 +259,11 @@ def write_json(path: str | Path, obj: Any, *, sealed: bool = True) -> None:
     and source hash); its timing keys go to its top-level ``timing`` block (written last), so
     everything before it is reproducible content, sealed by ``content_sha256``. ``sealed=False``:
     as it is (a file for other tools, e.g. DVC's flat metrics file, derived from sealed ones)."""
+    atomic_write_bytes(path, json_bytes(obj, sealed=sealed))
+
+
+def json_bytes(obj: Any, *, sealed: bool = True) -> bytes:
+    """``obj`` as :func:`write_json` writes it."""
     if isinstance(obj, dict) and sealed:
         body, timing = split_timing({k: v for k, v in obj.items() if k not in ("timing", SEAL)})
         timing = _merge_timing(obj.get("timing"), timing)
@@ -206,7 +272,7 @@ def write_json(path: str | Path, obj: Any, *, sealed: bool = True) -> None:
         body["provenance"] = provenance.record()  # the code writing it now (not a copied document's)
         body = json.loads(json.dumps(body, allow_nan=False))  # the content as it will be read back
         obj = {**body, SEAL: _content_sha256(body), **({"timing": timing} if timing else {})}
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n").encode())
+    return (json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n").encode()
 
 
 def timing_of(doc: dict, *keys: str) -> Any:
@@ -300,13 +366,19 @@ def metadata(kind: str, *, experiment: str | None, params: dict, seed: int | Non
 
 
 def save_tensors(path: str | Path, tensors: dict, meta: dict) -> None:
-    """Save torch tensors atomically to ``path`` (safetensors) and ``meta`` + hash to the sidecar."""
+    """Save torch tensors to ``path`` (safetensors) and ``meta`` + their hash to the sidecar, both as
+    one commit (:func:`atomic_write_files`)."""
     from safetensors.torch import save
 
     path = Path(path)
+    side = sidecar(path)
+    if side == path:
+        raise ArtifactError(f"{path}: a tensor file must not end in .json (its sidecar, {side}, would overwrite "
+                            "it): use a .safetensors path")
     data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-    atomic_write_bytes(path, data)
-    write_json(sidecar(path), {**meta, "sha256": hashlib.sha256(data).hexdigest()})
+    # one commit, the sidecar (which vouches for the tensors by their sha256) renamed last: a failure
+    # leaves the old pair, a kill between the renames a pair the reader refuses as mismatched
+    atomic_write_files([(path, data), (side, json_bytes({**meta, "sha256": hashlib.sha256(data).hexdigest()}))])
 
 
 def check_sha256(path: str | Path, expected: str, since: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,14 @@ def _logged(path: str | None, what: str):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     out, err = sys.stdout, sys.stderr
     t0 = time.perf_counter()
-    with open(path, "w", buffering=1) as fh:
+    try:  # never through a symbolic link: a linked log would overwrite the file it points to
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"--log {path}: is a symbolic link; refusing to write through it (remove the link, "
+                              "or give another path)") from None
+        raise
+    with open(fd, "w", buffering=1) as fh:
         sys.stdout = sys.stderr = fh
         try:
             yield

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from doracle.artifacts import (
-    atomic_write_bytes,
+    atomic_write_files,
+    json_bytes,
     read_json,
     rerun_hint,
     sha256_file,
     sidecar,
-    write_json,
 )
-from doracle.errors import ArtifactError
+from doracle.errors import ArtifactError, ConfigError
 
 SPLITS = ("train", "payoff", "test")
 
@@ -80,13 +80,19 @@ def prepare(params, out: str | Path) -> dict:
     idx = split_indices(raw.y, dict(cfg.splits), params.seed)
     if cfg.max_train is not None:
         idx["train"] = idx["train"][: cfg.max_train]
+    empty = [s for s in SPLITS if len(idx[s]) == 0]
+    if empty:
+        raise ConfigError(f"data.splits: the {', '.join(empty)} split(s) of {cfg.dataset} ({len(raw.y)} examples"
+                          f"{'' if cfg.max_train is None else f', data.max_train {cfg.max_train}'}) hold no example")
+    if sidecar(out) == Path(out):
+        raise ConfigError(f"--out {out}: a data set must not end in .json (its sidecar would overwrite it): use "
+                          "a .safetensors path")
     tensors = {}
     for s in SPLITS:
         tensors[f"x_{s}"] = np.ascontiguousarray(raw.x[idx[s]])
         tensors[f"y_{s}"] = np.ascontiguousarray(raw.y[idx[s]])
     xt = raw.x[idx["train"]].astype(np.float64) / raw.scale
     data = save(tensors)
-    atomic_write_bytes(out, data)
     h = hashlib.sha256()
     for s in SPLITS:
         h.update(idx[s].tobytes())
@@ -99,7 +105,9 @@ def prepare(params, out: str | Path) -> dict:
         "mean": xt.mean(axis=(0, 2, 3)).tolist(), "std": np.maximum(xt.std(axis=(0, 2, 3)), 1e-3).tolist(),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    write_json(sidecar(out), meta)
+    # both files as one commit, the sidecar (which vouches for the tensors) last: nothing is replaced
+    # until both are written, so a failure leaves the old data set whole
+    atomic_write_files([(out, data), (sidecar(out), json_bytes(meta))])
     return meta
 
 

@@ -127,7 +127,7 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
     pay = read_json(payoff_path)
     history = pop["state"]["history"]
     players = ("discriminator", "generator")
-    with atomic_dir(out) as d:
+    with atomic_dir(out, "report", (metrics_path, population_path, payoff_path)) as d:
         do_plots(pay, history, m["double_oracle"]["tolerance"], d, players=players, value="V(G, D)", vrange=None)
         plot_scores(m["models"], m.get("fid_real_vs_real"), d / "scores.png")
         grids = _samples(m, d)

@@ -250,7 +250,7 @@ def architecture_section(pop: dict) -> list[str]:
 def write_report(params, metrics_path: str, population_path: str, payoff_path: str, out: str) -> Path:
     """The AT report: ``out`` is the report folder (index.html, summary.md, the plots and their
     data for DVC), written whole."""
-    with atomic_dir(out) as d:
+    with atomic_dir(out, "report", (metrics_path, population_path, payoff_path)) as d:
         _write_report(params, metrics_path, population_path, payoff_path, d, Path(out))
     return Path(out) / "summary.md"
 

@@ -126,7 +126,7 @@ def write_report(study, spec: SweepSpec) -> Path:
         lines.append(f"| {t.number} | {t.state.name} | {vals} | {value} | {t.user_attrs.get('experiment', '')} | {note} |")
     lines.append("")
     with _report_lock(spec.dir):  # workers finishing together write one at a time
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, "sweep report") as tmp:
             notes = []
             for name, fn in PLOTS.items():
                 why = _plot(study, fn, tmp / name)
