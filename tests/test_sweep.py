@@ -217,6 +217,8 @@ BAD = {
     "unknown_space_key": ({"trails": 3}, "trails"),
     "storage_not_a_url": ({"storage": "results/x.log"}, "storage: 'results/x.log' is not a database URL"),
     "stale_below_three_beats": ({"stale_after_s": 60}, "stale_after_s"),
+    # valid at its integer bounds, invalid at what a float distribution samples between them
+    "float_on_an_int_key": ({"params": {"do.capacity": {"type": "float", "low": 2, "high": 6}}}, "do.capacity"),
 }
 
 
@@ -352,3 +354,58 @@ def test_dead_workers_trials_are_retried_once_on_any_storage(tmp_path, monkeypat
     got = [w.next_trial(study, dists) for _ in range(3)]
     assert [t.number for t in got[:2]] == [3, 4] and got[2] is None
     assert got[0].params == a.params and len(study.get_trials()) == 5
+
+
+@pytest.mark.parametrize("args, why", [(["--cores", "abc"], "'abc' is not a positive whole number"),
+                                       (["--cores", "0"], "'0' is not a positive whole number"),
+                                       (["--trials", "-1"], "'-1' is not a positive whole number"),
+                                       (["--worker", "x"], "'x' is not a whole number >= 0")])
+def test_bad_sweep_options_fail_before_any_trial(plain_project, args, why):
+    """A typo in an option would fail every trial and spend the study: refused up front."""
+    (plain_project / "sweeps/opts.yaml").write_text(yaml.safe_dump(space("opts", trials=2)))
+    proc = run(sweep_cmd("opts", *args), plain_project, check=False)
+    assert proc.returncode == 2 and why in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (plain_project / "results").exists()
+
+
+def test_a_trial_with_invalid_params_is_not_counted_stops_the_worker_and_a_fixed_rerun_runs(
+        tmp_path, monkeypatch, capsys):
+    """What the space's checks let through but the schema refuses (here: a categorical choice the
+    check never saw, as a hand-edited study could hold) fails its trial, which is not counted
+    against the study's trials; the worker stops with exit 2 naming it. Trials that fail for other
+    reasons make the exit code 1."""
+    from doracle.errors import ConfigError
+    from doracle.sweep import runner
+
+    proj = sweep_project(tmp_path, space("typo", trials=2))
+    real = runner.cfg.validate
+    raised = []
+
+    def validate(raw, source=None):
+        if not raised and "/trials/" in str(source):  # the first trial's params file
+            raised.append(source)
+            raise ConfigError("training.lr: Input should be greater than 0 (got -1)")
+        return real(raw, source)
+
+    monkeypatch.setattr(runner.cfg, "validate", validate)
+    from doracle.cli import main
+
+    monkeypatch.chdir(proj)
+    assert main(["sweep", "sweeps/typo.yaml"], extra={"pipeline": fake_trials.pipeline}) == 2
+    err = capsys.readouterr().err
+    assert "are invalid: training.lr: Input should be greater than 0" in err and "not counted" in err, err
+    study = load(proj, "typo")
+    assert states(study) == ["FAIL"] and "invalid_params" in study.trials[0].user_attrs
+    assert runner.counted(study.trials) == []
+    rc, out = fake_sweep(proj, "typo", monkeypatch=monkeypatch, capsys=capsys)  # the "fixed" rerun
+    assert rc == 0, out
+    assert states(load(proj, "typo")) == ["FAIL", "COMPLETE", "COMPLETE"]
+    # a trial failing in its pipeline: counted, and the worker's exit code says so
+    proj2 = sweep_project(tmp_path / "fails", space("broken", trials=1))
+
+    def broken(worker, trial_file, targets, log):
+        raise runner.TrialFailed("snakemake exited 1 (log: x)")
+
+    monkeypatch.chdir(proj2)
+    assert main(["sweep", "sweeps/broken.yaml"], extra={"pipeline": broken}) == 1
+    assert "1 trial(s) failed" in capsys.readouterr().err

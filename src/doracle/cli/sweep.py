@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from doracle.errors import ConfigError
@@ -43,7 +44,31 @@ def cmd_sweep(args) -> int:
           f"{', '.join(f'{n} {s}' for s, n in ran.items()) or 'no trial'}; report at {out}/summary.md", flush=True)
     if worker.stopping:
         return 128 + worker.stopping
+    if worker.invalid is not None:  # the trial is not counted: fix the input and rerun
+        raise ConfigError(f"{args.space}: {worker.invalid}; the trial is not counted against the study's "
+                          "trials: fix it and rerun")
+    if ran.get("FAIL"):
+        print(f"doracle: sweep {spec.space.study}: {ran['FAIL']} trial(s) failed (logs: {spec.dir}/logs/)",
+              file=sys.stderr, flush=True)
+        return 1
     return 0
+
+
+def _positive(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _non_negative(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
+def _cores(text: str) -> str:
+    """Snakemake's --cores: ``all`` or a positive number (checked here: a bad value would fail every trial)."""
+    return "all" if text == "all" else str(_positive(text))
 
 
 def register(sub) -> None:
@@ -53,10 +78,11 @@ def register(sub) -> None:
                     "together): each trial runs the pipeline with Snakemake on its own experiment. Run it in "
                     "several processes or SLURM jobs to share the study; rerun it to resume.")
     p.add_argument("space", help="the space file (e.g. sweeps/example.yaml)")
-    p.add_argument("--trials", type=int, help="override the space file's trials (the study's size)")
-    p.add_argument("--cores", default="all", help="Snakemake --cores for each trial's run (default: all)")
+    p.add_argument("--trials", type=_positive, help="override the space file's trials (the study's size)")
+    p.add_argument("--cores", default="all", type=_cores,
+                   help="Snakemake --cores for each trial's run: a positive number or all (default: all)")
     p.add_argument("--profile", help="a Snakemake profile for the trials' runs (e.g. profiles/slurm)")
-    p.add_argument("--worker", type=int, default=0,
+    p.add_argument("--worker", type=_non_negative, default=0,
                    help="this worker's index when several share the study (offsets the sampler's seed)")
     p.add_argument("--study", help="fail unless the space file's study is this (the Snakemake rule's check)")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report of the study as it is")

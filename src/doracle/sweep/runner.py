@@ -48,6 +48,11 @@ class TrialFailed(DoracleError):
     """A trial's pipeline run failed (its log says why)."""
 
 
+class InvalidTrial(DoracleError):
+    """A trial's params do not validate (what the space file allowed, the schema refuses): the
+    trial is not counted and the worker stops."""
+
+
 class Stopped(BaseException):
     """The worker got SIGTERM: its Snakemake run was stopped; the trial goes back for a retry."""
 
@@ -141,10 +146,12 @@ def _state(name: str):
 
 
 def counted(trials) -> list:
-    """The trials that take a place in the study: all but retried failures and surplus trials."""
+    """The trials that take a place in the study: all but retried failures, surplus trials and
+    trials whose params were invalid (the worker stopped on them: a fixed rerun runs the trials)."""
     retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
     fail = _state("FAIL")
-    return [t for t in trials if not (t.state == fail and (t.number in retried or t.user_attrs.get("surplus")))]
+    return [t for t in trials if not (t.state == fail and (t.number in retried or t.user_attrs.get("surplus")
+                                                           or "invalid_params" in t.user_attrs))]
 
 
 def _alive(t, stale_after_s: float) -> bool:
@@ -241,6 +248,7 @@ class Worker:
         self.say, self.on_trial = say, on_trial or (lambda: None)
         self.proc: subprocess.Popen | None = None
         self.stopping = 0  # the signal that asked this worker to stop
+        self.invalid: str | None = None  # why a trial's params were invalid (the worker stopped on it)
 
     def _on_signal(self, signum, frame) -> None:
         self.stopping = signum
@@ -291,7 +299,10 @@ class Worker:
         exp = trial.user_attrs.get("experiment") or spec.experiment(trial.number)
         raw = spec.trial_raw(trial.params, exp)
         trial_file = spec.dir / "trials" / f"{exp}.yaml"
-        params = cfg.validate(raw, str(trial_file))
+        try:
+            params = cfg.validate(raw, str(trial_file))
+        except ConfigError as exc:
+            raise InvalidTrial(f"trial {trial.number}'s params {json.dumps(trial.params)} are invalid: {exc}") from None
         header = (f"# trial {trial.number} of sweep {spec.space.study} ({spec.source}): {spec.space.base} with "
                   f"{json.dumps(trial.params)}\n")
         atomic_write_bytes(trial_file, (header + yaml.safe_dump(raw, sort_keys=False)).encode())
@@ -354,6 +365,10 @@ class Worker:
                     state = "COMPLETE"
                 except optuna.TrialPruned as exc:
                     state, note = "PRUNED", str(exc)
+                except InvalidTrial as exc:  # the space let through what the params refuse: stop here
+                    state, note = "FAIL", str(exc).splitlines()[0]
+                    trial.set_user_attr("invalid_params", str(exc))
+                    self.invalid = str(exc)
                 except (DoracleError, OSError, ValueError, KeyError) as exc:
                     state, note = "FAIL", str(exc).splitlines()[0]
                     trial.set_user_attr("error", str(exc))
@@ -377,6 +392,8 @@ class Worker:
                 self.say(f"trial {trial.number:04d} {state:<8} {result}  [{shown}]  {time.time() - start:.0f} s  "
                          f"results/{trial.user_attrs.get('experiment', '?')}")
                 self.on_trial()
+                if self.invalid is not None:
+                    break
         finally:
             signal.signal(signal.SIGTERM, old)
         self.study = study

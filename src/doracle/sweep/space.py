@@ -47,7 +47,16 @@ class _Range(_Strict):
         return self
 
     def values_to_check(self) -> list:
-        return [self.low, self.high]
+        """The bounds, and for a float range a value between them (a float distribution on an
+        integer key validates at integer bounds but fails on what it samples between them)."""
+        if self.type != "float" or self.low == self.high:
+            return [self.low, self.high]
+        if self.step:  # a point of its grid
+            return [self.low, self.low + self.step * (int((self.high - self.low) / self.step) // 2), self.high]
+        mid = (self.low * self.high) ** 0.5 if self.log else (self.low + self.high) / 2
+        if mid == int(mid):  # what a continuous distribution samples is fractional
+            mid += (self.high - self.low) / 7
+        return [self.low, mid, self.high]
 
 
 class FloatDist(_Range):
