@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import types
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -32,14 +34,39 @@ from doracle.errors import ConfigError, did_you_mean, unknown_name
 DEFAULT_PARAMS = "params.yaml"
 
 
+def _number_types(annotation) -> set:
+    """The plain types an annotation admits (Annotated, Optional and unions unwrapped)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _number_types(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return set().union(*(_number_types(a) for a in get_args(annotation)))
+    return {annotation} if isinstance(annotation, type) else set()
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # inf and nan refused in every float (a non-finite lr or eps passes every range check)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data):
+        """YAML's true / false are 1 / 0 to pydantic's int and float: refused where a number is due."""
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(name)
+                kinds = _number_types(field.annotation)
+                if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
+                    raise ValueError(f"{name}: a number is due, not the boolean {str(value).lower()}")
+        return data
 
 
 def parse_fraction(value: Any) -> Fraction:
     """'8/255' -> Fraction(8, 255); 0.1 -> Fraction('0.1'). Rejects anything else."""
     if isinstance(value, bool):
         raise ValueError("must be a number or a fraction such as 8/255")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number or a fraction such as 8/255, got {value}")
     if isinstance(value, int | float):
         return Fraction(str(value))
     if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*(/\s*\d+(\.\d*)?\s*)?", value):
@@ -613,6 +640,43 @@ def yaml_error(path: str | Path, exc: yaml.YAMLError) -> str:
         f"{where}: not valid YAML: {what}"
 
 
+#: the most aliases (``*name``) a params document may use: each can repeat a whole subtree, so a
+#: few nested ones expand without bound ("billion laughs")
+MAX_ALIASES = 20
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing duplicate keys (YAML keeps the last silently) and documents that
+    use more than :data:`MAX_ALIASES` aliases."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_ALIASES:
+                event = self.peek_event()
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"more than {MAX_ALIASES} aliases (a document that expands without bound?)",
+                    event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str):
+    """A YAML document as doracle reads params and space files (:class:`_ParamsLoader`)."""
+    return yaml.load(text, Loader=_ParamsLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_raw(path: str | Path, what: str = "params file") -> dict:
     """A params file's YAML (or another YAML file: ``what``) as a mapping (not validated); clear
     errors for a missing file, bad YAML (file and line), an empty file or a non-mapping."""
@@ -620,9 +684,11 @@ def read_raw(path: str | Path, what: str = "params file") -> dict:
     if not p.is_file():
         raise ConfigError(f"{p}: {what} not found")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = load_yaml(p.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(yaml_error(p, exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to be a {what}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read the {what} ({type(exc).__name__}: {exc})") from None
     if raw is None or raw == {}:
