@@ -218,6 +218,9 @@ BAD = {
     "storage_not_a_url": ({"storage": "results/x.log"}, "storage: 'results/x.log' is not a database URL"),
     "stale_below_three_beats": ({"stale_after_s": 60}, "stale_after_s"),
     # valid at its integer bounds, invalid at what a float distribution samples between them
+    "storage_without_its_driver": ({"storage": "mysql://u@localhost/db"},
+                                   "storage 'mysql://u@localhost/db' cannot be opened (no driver for it"),
+    "storage_of_an_unknown_database": ({"storage": "notadb://x"}, "storage 'notadb://x' cannot be opened"),
     "float_on_an_int_key": ({"params": {"do.capacity": {"type": "float", "low": 2, "high": 6}}}, "do.capacity"),
 }
 

@@ -454,7 +454,8 @@ class Resources(_Strict):
 
 
 class Params(_Strict):
-    experiment: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "digits"
+    # a folder name under results/, logs/, benchmarks/ (and a sweep appends -<study>-tNNNN): at most 100
+    experiment: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)] = "digits"
     game: str = "at"
     seed: Annotated[int, Field(ge=0)] = 0
     device: str = "auto"

@@ -62,7 +62,14 @@ def storage_of(spec: SweepSpec):
     import optuna
 
     if spec.journal is None:
-        return optuna.storages.RDBStorage(spec.space.storage)
+        try:
+            return optuna.storages.RDBStorage(spec.space.storage)
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors, named for the user
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            hint = (" (no driver for it: an unknown database, or its driver is not installed)"
+                    if isinstance(exc, ImportError) or type(exc).__name__ == "NoSuchModuleError" else "")
+            raise ConfigError(f"{spec.source}: storage {spec.space.storage!r} cannot be opened{hint}: "
+                              f"{type(exc).__name__}: {first}") from None
     spec.journal.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(spec.journal)))
 
