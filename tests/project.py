@@ -45,7 +45,8 @@ TINY_GAN = {
     "data": {"max_train": 240},
     "training": {"batch_size": 64},
     "do": {"iterations": 2, "tolerance": 0.01},
-    "gan": {"warmup_epochs": 2, "generator_epochs": 1, "discriminator_epochs": 1, "payoff_latents": 200,
+    "gan": {"warmup_epochs": 2, "pair_epochs": 1, "generator_epochs": 1, "discriminator_epochs": 1,
+            "payoff_latents": 200,
             "reference": {"epochs": 1}, "metrics": {"samples": 120, "is_split_size": 40, "bootstrap": 50, "grid": 16}},
 }
 

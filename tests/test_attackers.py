@@ -35,6 +35,7 @@ def _run_do(tmp, overrides: dict, iterations: int = 2) -> dict:
         population.prune(p, state, pay, meta, nxt)
         state = nxt
     out["payoff"] = read_json(tmp / f"payoff{iterations:03d}.json")
+    out["state"], out["params"], out["data"] = state, p, d
     out["defenders"] = [load_tensors(tmp / f"d{it:03d}.safetensors")[0] for it in range(1, iterations + 1)]
     out["attackers"] = [load_tensors(tmp / f"a{it:03d}.safetensors") for it in range(iterations + 1)]
     return out
@@ -67,6 +68,39 @@ def test_on_the_fly_and_cached_attackers_give_the_same_payoffs(tmp_path):
     d_f = load_tensors(tmp_path / "on_the_fly" / "d003.safetensors")[1]
     assert d_f["compute"]["forward_passes"] > d_c["compute"]["forward_passes"]
     assert set(d_f["opponent"]["materialized"].values()) == {"on_the_fly"}
+
+
+def test_the_closing_attacker_answers_the_final_sigma_d_on_the_payoff_split_only(tmp_path):
+    """AT's closing step: one more column, an attacker crafted against the final defender mixture on
+    the payoff split alone (no work on the training split, even when attackers are cached); its gain
+    is the exploitability, and the final sigma is the LP solution of the grown matrix."""
+    import numpy as np
+
+    from doracle.engine import solve
+    from doracle.games.at_game import AT
+
+    run = _run_do(tmp_path, {"do": {"attacker": {"materialize": "cache"}}}, iterations=1)
+    p, model, out = run["params"], str(tmp_path / "closing.safetensors"), str(tmp_path / "closed.json")
+    line = AT.close(p, run["data"], run["state"], model, out)
+    before, _ = population.read_population(run["state"])
+    closed, doc = population.read_population(out)
+    c = closed.closing
+    assert line.startswith(f"closing {c['id']} (attacker): exploitability of the defender mixture")
+    assert c["id"] == "a002" and c["player"] == "col" and c["deployed"] == "defender"
+    assert closed.row_ids == before.row_ids and closed.col_ids == [*before.col_ids, "a002"]
+    tensors, meta = load_tensors(model)
+    assert set(tensors) == {"x_payoff"} and meta["materialize"]["train"] == "none"
+    assert meta["target"]["ids"] == [i for i, q in zip(before.row_ids, before.sigma_row, strict=True) if q > 1e-9]
+    # the attack ran on the payoff split only: one forward + backward per PGD step per example per member
+    n_payoff = len(tensors["x_payoff"])
+    assert meta["compute"]["backward_passes"] % n_payoff == 0
+    assert meta["compute"]["backward_passes"] <= p.do.attacker.attack.steps * n_payoff * len(meta["target"]["ids"])
+    col = closed.payoff[:, -1]
+    assert c["exploitability"] == pytest.approx(before.value - float(before.sigma_row @ col), abs=1e-12)
+    lp = solve(closed.payoff)
+    np.testing.assert_allclose(closed.sigma_row, lp.row, atol=1e-12)
+    assert closed.value == pytest.approx(lp.value)
+    assert doc["strategies"]["a002"]["closing"] is True and doc["params"]["do"]["meta_solver"] == "lp"
 
 
 def test_cached_perturbations_are_the_on_the_fly_ones_in_any_batch():

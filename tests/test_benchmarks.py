@@ -46,3 +46,22 @@ def test_bench_gan_compares_do_gan_and_the_base_gan_per_seed(tmp_path):
         assert run0[model]["fid"] > 0 and run0[model]["passes"] > 0
         assert r["summary"][model]["fid"]["mean"] == run0[model]["fid"]
     assert r["ratio"]["fid"] == [pytest.approx(run0["do_mixture"]["fid"] / run0["base_gan"]["fid"])]
+
+
+@pytest.mark.slow
+def test_bench_gan_oracle_scores_each_config_on_the_payoff_split(tmp_path):
+    tiny = {"data": {"max_train": 240}, "do": {"iterations": 1},
+            "gan": {"warmup_epochs": 1, "pair_epochs": 1, "discriminator_epochs": 1, "payoff_latents": 100,
+                    "reference": {"epochs": 1}}}
+    configs = {"a": {}, "w0": {"gan": {"opponent_weight": 0.0}}}
+    r = _bench(tmp_path, "bench_gan_oracle.py", "--seeds", "0", "--set", json.dumps(tiny), "--base-gan",
+               "--configs", json.dumps(configs))
+    assert r["configs"] == configs
+    for name in configs:
+        run0 = r["results"][name]["0"]
+        assert run0["do_mixture"]["fid"] > 0 and run0["base_gan"]["fid"] > 0
+        assert sum(run0["sigma_G"].values()) == pytest.approx(1.0) and len(run0["gaps"]) == 1
+        assert set(run0["members"]) == {"g000", "g001"}
+    # the stored-mixture weight changes the DO run, not the base GAN (the same budget, the same bits)
+    assert r["results"]["a"]["0"]["base_gan"] == r["results"]["w0"]["0"]["base_gan"]
+    assert r["results"]["a"]["0"]["members"]["g001"] != r["results"]["w0"]["0"]["members"]["g001"]

@@ -7,6 +7,7 @@ from doracle.engine import (
     DOState,
     MatrixGame,
     cells_to_evaluate,
+    close,
     extend_payoff,
     initial_state,
     run_double_oracle,
@@ -143,3 +144,70 @@ def test_check_params_warns_when_the_payoff_split_cannot_resolve_the_tolerance(c
     f.write_text(yaml.safe_dump(p))
     proc = cli("check-params", "--params", f)
     assert proc.returncode == 0 and "warning" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- the closing best response
+
+
+@pytest.mark.parametrize("player", ["row", "col"])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_closing_response_and_exploitability_are_exact_on_matrix_games(seed, player):
+    """Stopped early (2 iterations of a 40x40 game), the final meta-strategy is exploitable; the
+    closing response is the exact best response to it, its gain the exact exploitability, and the
+    final sigma the LP solution of the matrix grown by exactly that one row or column."""
+    a = np.random.default_rng(seed).uniform(-1, 1, size=(40, 40))
+    game = MatrixGame(a)
+    before = run_double_oracle(MatrixGame(a), iterations=2)
+    st = run_double_oracle(game, iterations=2, closing=player)
+    assert (before.row_ids, before.col_ids) == (st.row_ids[:len(before.row_ids)], st.col_ids[:len(before.col_ids)])
+    rows = [int(r[1:]) for r in before.row_ids]
+    cols = [int(c[1:]) for c in before.col_ids]
+    rec = st.closing
+    if player == "row":  # the defended mixture is sigma_col: the best row against it, over the whole game
+        payoffs = a[:, cols] @ before.sigma_col
+        assert rec["id"] == f"r{int(np.argmax(payoffs))}"
+        assert rec["exploitability"] == pytest.approx(payoffs.max() - before.value, abs=1e-9)
+    else:
+        payoffs = before.sigma_row @ a[rows, :]
+        assert rec["id"] == f"c{int(np.argmin(payoffs))}"
+        assert rec["exploitability"] == pytest.approx(before.value - payoffs.min(), abs=1e-9)
+    assert rec["exploitability"] > 1e-6  # two iterations do not solve a 40x40 game
+    assert rec["exploitability_stderr"] == 0.0  # exact payoffs
+    grown = (len(st.row_ids) - len(before.row_ids), len(st.col_ids) - len(before.col_ids))
+    assert grown == ((1, 0) if player == "row" else (0, 1))
+    assert rec["evaluations"] == (len(before.col_ids) if player == "row" else len(before.row_ids))
+    sub = a[np.ix_([int(r[1:]) for r in st.row_ids], [int(c[1:]) for c in st.col_ids])]
+    np.testing.assert_array_equal(st.payoff, sub)
+    lp = solve(sub)
+    np.testing.assert_allclose(st.sigma_row, lp.row, atol=1e-12)
+    np.testing.assert_allclose(st.sigma_col, lp.col, atol=1e-12)
+    assert st.value == pytest.approx(lp.value) == rec["value"]
+    assert rec["value_before"] == before.value and st.history == before.history
+    assert DOState.from_json(json.loads(st.dumps())).closing == rec
+
+
+def test_a_converged_run_closes_with_no_gain_and_a_member_adds_nothing():
+    a = np.random.default_rng(5).normal(size=(15, 15))
+    st = run_double_oracle(MatrixGame(a), iterations=60)
+    closed = run_double_oracle(MatrixGame(a), iterations=60, closing="col")
+    assert st.converged and closed.closing["exploitability"] == pytest.approx(0.0, abs=1e-9)
+    if closed.closing["already_member"]:
+        assert closed.col_ids == st.col_ids and closed.closing["evaluations"] == 0
+    assert closed.value == pytest.approx(solve(a).value, abs=1e-6)
+
+
+def test_the_closing_gain_carries_the_cells_standard_errors():
+    st = DOState(["r0", "r1"], ["c0"], np.array([[0.6], [0.4]]), np.array([1.0, 0.0]), np.ones(1), 0.6)
+    se_old = np.array([[0.02], [0.03]])
+    closed, se, rec = close(st, "col", "c1", {("r0", "c1"): 0.5, ("r1", "c1"): 0.9}, payoff_stderr=se_old,
+                            stderr={("r0", "c1"): 0.04, ("r1", "c1"): 0.01})
+    assert rec["exploitability"] == pytest.approx(0.1)  # v - u(sigma_row, c1) = 0.6 - 0.5
+    assert rec["exploitability_stderr"] == pytest.approx(np.sqrt(0.04 ** 2 + 0.02 ** 2))
+    np.testing.assert_array_equal(se, [[0.02, 0.04], [0.03, 0.01]])
+    assert closed.col_ids == ["c0", "c1"] and closed.value == pytest.approx(solve(closed.payoff).value)
+    with pytest.raises(ValueError, match="already closed"):
+        close(closed, "col", "c2", {})
+    with pytest.raises(ValueError, match="exactly the cells"):
+        close(st, "col", "c1", {("r0", "c1"): 0.5})
+    with pytest.raises(ValueError, match="the other player's"):
+        close(st, "row", "c0", {})

@@ -47,8 +47,10 @@ def test_a_third_game_is_one_registered_class():
         name = "toy"
         players = ("row", "column")
         id_prefixes = ("r", "c")
+        deployed = "row"
         stage_params = {"train": ("seed",), "judge": ("seed",), "init": ("seed",), "best_response_row": ("seed",),
-                        "best_response_column": ("seed",), "payoff": ("seed",), "evaluate": ("seed",),
+                        "best_response_column": ("seed",), "payoff": ("seed",), "closing": ("seed",),
+                        "evaluate": ("seed",),
                         "metrics": ("seed",), "baseline": ("seed",), "report": ("experiment",)}
 
         def train_roles(self, params):
@@ -68,8 +70,12 @@ def test_a_third_game_is_one_registered_class():
         p = config.validate({"experiment": "toy", "game": "toy", "do": {"iterations": 2}})
         jobs = {j["name"]: j for j in pipeline.jobs(p)}
         assert {"train_judge", "train_baseline_naive", "do_init", "best_response_row_it001",
-                "best_response_column_it002", "payoff_it002", "evaluate_do_mixture", "evaluate_baseline_naive",
-                "metrics", "report"} <= set(jobs)
+                "best_response_column_it002", "payoff_it002", "close", "evaluate_do_mixture",
+                "evaluate_baseline_naive", "metrics", "report"} <= set(jobs)
+        # the closing step answers the deployed row player's last meta-strategy; evaluation reads its population
+        assert Toy().closing_player == "column"
+        assert jobs["close"]["inputs"]["state"] == "results/toy/do/it002/population.json"
+        assert jobs["evaluate_do_mixture"]["inputs"]["population"] == jobs["close"]["outputs"]["population"]
         assert jobs["payoff_it001"]["inputs"]["row"] == "results/toy/do/it001/row.safetensors"
         assert "--uses judge=results/toy/judge/model.safetensors" in jobs["evaluate_do_mixture"]["cmd"]
         assert Toy().strategy_id("column", 3) == "c003"
@@ -141,33 +147,34 @@ def test_each_gan_stage_tracks_only_what_it_reads():
 
 
 def run_first_iteration(p) -> dict:
-    """Data, reference classifier, init and one DO iteration (both best responses, payoff, solve,
-    prune) in process, at the pipeline's paths below the working directory; returns the paths."""
+    """Data, reference classifier, init, one DO iteration (the co-trained pair, payoff, solve, prune)
+    and the closing step in process, at the pipeline's paths below the working directory; returns
+    the paths."""
     from doracle.data import prepare
     from doracle.games import gan
     from doracle.games.population import prune, solve_meta
 
     P = {k: v.replace("{exp}", p.experiment) for k, v in pipeline.PATTERNS.items()}
     f = {"data": P["data"], "ref": P["model"].format(role="reference"), "init": P["init"],
-         "pop0": P["population"].format(it="000"), "disc": P["strategy"].format(it="001", player="discriminator"),
-         "gen": P["strategy"].format(it="001", player="generator"), "pay": P["payoff"].format(it="001"),
-         "meta": P["meta"].format(it="001"), "pop1": P["population"].format(it="001"),
+         "pop0": P["population"].format(it="000"), "pair": P["strategy"].format(it="001", player="pair"),
+         "pay": P["payoff"].format(it="001"), "meta": P["meta"].format(it="001"),
+         "pop1": P["population"].format(it="001"), "closing": P["closing_model"], "closed": P["closed"],
          "base": P["baseline"].format(method="base_gan")}
     prepare(p, f["data"])
     gan.train_reference(p, f["data"], f["ref"])
     gan.init(p, f["data"], f["init"], f["pop0"])
-    gan.best_response(p, "discriminator", f["data"], f["pop0"], 1, f["disc"])
-    gan.best_response(p, "generator", f["data"], f["pop0"], 1, f["gen"])
-    gan.payoff(p, f["data"], f["pop0"], 1, f["disc"], f["gen"], f["pay"])
+    gan.best_response(p, "pair", f["data"], f["pop0"], 1, f["pair"])
+    gan.payoff(p, f["data"], f["pop0"], 1, f["pair"], f["pair"], f["pay"])
     solve_meta(p, f["pop0"], f["pay"], f["meta"])
     prune(p, f["pop0"], f["pay"], f["meta"], f["pop1"])
+    gan.close(p, f["data"], f["pop1"], f["closing"], f["closed"])
     return f
 
 
 @pytest.fixture(scope="module")
 def jobs_dir(tmp_path_factory):
-    """Data, reference classifier, init, one DO iteration (both best responses, payoff, solve,
-    prune) and the base GAN, run in-process on the tiny configuration, at the pipeline's paths
+    """Data, reference classifier, init, one DO iteration (the co-trained pair, payoff, solve,
+    prune), the closing step and the base GAN, run in-process on the tiny configuration, at the pipeline's paths
     (metrics add up the compute of the jobs upstream of each model)."""
     import os
 
@@ -230,10 +237,33 @@ def test_the_init_job_is_reproducible_bit_for_bit(jobs, tmp_path):
     assert again["state"] == json.loads(Path(f["pop0"]).read_text())["state"]
 
 
-def test_best_responses_play_against_the_opponent_mixture_from_a_warm_start(jobs):
+def test_the_cotrained_pair_plays_both_opponent_mixtures_from_a_warm_start(jobs):
     p, f = jobs
+    meta = json.loads(Path(f["pair"]).with_suffix(".json").read_text())
+    assert meta["role"] == "pair" and list(meta["nets"]) == ["generator", "discriminator"]
+    assert meta["opponent"] == {"generator": {"ids": ["d000"], "probs": [1.0]},
+                                "discriminator": {"ids": ["g000"], "probs": [1.0]}}
+    assert meta["warm_start_from"] == {"generator": "g000", "discriminator": "d000"}
+    t = meta["training"]
+    assert t["updates"]["generator"] == t["updates"]["discriminator"] == t["batches_per_epoch"] > 0  # n_critic 1
+    assert t["weight"] == p.gan.opponent_weight and t["probs"] == {"generator": [1.0], "discriminator": [1.0]}
+    pop = json.loads(Path(f["pop1"]).read_text())
+    refs = pop["all_strategies"]
+    assert refs["d001"]["path"] == refs["g001"]["path"] == f["pair"]  # both join from one file
+    assert (refs["d001"]["player"], refs["g001"]["player"]) == ("discriminator", "generator")
+
+
+def test_the_frozen_oracle_trains_each_player_alone_against_the_other_mixture(jobs, tmp_path):
+    from doracle.games import gan
+
+    p, f = jobs
+    frozen = config.validate(gan_params(do={"iterations": 1, "tolerance": 0.01}, gan={"oracle": "frozen"}))
+    assert game_of(frozen).responders(frozen) == {"discriminator": ("discriminator",), "generator": ("generator",)}
+    assert game_of(p).responders(p) == {"pair": ("discriminator", "generator")}
     for player, opp in (("discriminator", "g000"), ("generator", "d000")):
-        meta = json.loads(Path(f["disc" if player == "discriminator" else "gen"]).with_suffix(".json").read_text())
+        out = tmp_path / f"{player}.safetensors"
+        gan.best_response(frozen, player, f["data"], f["pop0"], 1, str(out))
+        meta = json.loads(out.with_suffix(".json").read_text())
         assert meta["role"] == player and meta["opponent"] == {"ids": [opp], "probs": [1.0]}
         assert meta["warm_start_from"] == ("d000" if player == "discriminator" else "g000")
         other = "generator" if player == "discriminator" else "discriminator"
@@ -252,14 +282,44 @@ def test_the_payoff_extends_by_the_new_row_and_column_with_standard_errors(jobs)
     a, se = np.array(pay["payoff"]), np.array(pay["stderr"])
     assert a[0, 0] == json.loads(Path(f["pop0"]).read_text())["state"]["payoff"][0][0]
     ds = load(f["data"], "cpu")
-    cell = payoff_cell(load_net(f["gen"], "generator", "cpu"), load_net(f["disc"], "discriminator", "cpu"),
+    cell = payoff_cell(load_net(f["pair"], "generator", "cpu"), load_net(f["pair"], "discriminator", "cpu"),
                        ds.x["payoff"], fixed_latents(pipeline_seed(p), 200, 100))
     assert a[1, 1] == cell.value and se[1, 1] == cell.stderr
     assert (se > 0).all() and (se < 0.2).all()
-    # the discriminator best response beats the warm-up discriminator against g000 (it maximises V)
-    assert a[1, 0] > a[0, 0]
-    # the generator best response lowers V against d000 (it minimises)
-    assert a[0, 1] < a[0, 0]
+
+
+def test_the_closing_discriminator_answers_the_final_sigma_g_and_closes_the_population(jobs):
+    """One more row (the closing discriminator against the final sigma_G), its gain the exploitability,
+    the final sigma the LP solution of the grown matrix; the metrics and headline carry it."""
+    from doracle.data import load
+    from doracle.engine import solve
+    from doracle.games.gan import load_net
+    from doracle.games.population import read_population
+
+    p, f = jobs
+    before, _ = read_population(f["pop1"])
+    closed, doc = read_population(f["closed"])
+    c = closed.closing
+    assert c["id"] == "d002" and c["player"] == "row" and c["deployed"] == "generator"
+    assert closed.row_ids == [*before.row_ids, "d002"] and closed.col_ids == before.col_ids
+    np.testing.assert_array_equal(closed.payoff[:-1], before.payoff)
+    ds = load(f["data"], "cpu")
+    z = fixed_latents(pipeline_seed(p), 200, 100)
+    d = load_net(f["closing"], "discriminator", "cpu")
+    from doracle.games.gan import _load_strategy
+
+    row = [payoff_cell(_load_strategy(doc, g, "cpu"), d, ds.x["payoff"], z).value for g in closed.col_ids]
+    np.testing.assert_array_equal(closed.payoff[-1], row)
+    assert c["exploitability"] == pytest.approx(float(np.dot(row, before.sigma_col)) - before.value, abs=1e-12)
+    assert c["exploitability_stderr"] > 0 and c["value_before"] == before.value
+    lp = solve(closed.payoff)
+    np.testing.assert_allclose(closed.sigma_col, lp.col, atol=1e-12)
+    assert closed.value == pytest.approx(lp.value)
+    meta = json.loads(Path(f["closing"]).with_suffix(".json").read_text())
+    assert meta["closing"] == "d002" and meta["opponent"]["ids"] == [i for i, q in zip(
+        before.col_ids, before.sigma_col, strict=True) if q > 1e-9]
+    assert meta["training"]["updates"]["discriminator"] > 0 and meta["training"]["updates"]["generator"] == 0
+    assert doc["strategies"]["d002"]["closing"] is True
 
 
 def test_a_converged_population_passes_best_responses_through(jobs, tmp_path):
@@ -281,18 +341,22 @@ def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
 
     p, f = jobs
     evs = [str(tmp_path / n) for n in ("mix.json", "members.json", "base.json")]
-    gan.evaluate(p, f["data"], "do_mixture", evs[0], population=f["pop1"], checkpoint=None, reference=f["ref"])
-    gan.evaluate(p, f["data"], "do_members", evs[1], population=f["pop1"], checkpoint=None, reference=f["ref"])
+    gan.evaluate(p, f["data"], "do_mixture", evs[0], population=f["closed"], checkpoint=None, reference=f["ref"])
+    gan.evaluate(p, f["data"], "do_members", evs[1], population=f["closed"], checkpoint=None, reference=f["ref"])
     gan.evaluate(p, f["data"], "base_gan", evs[2], population=None, checkpoint=f["base"], reference=f["ref"])
-    from doracle.games.gan_game import merge_metrics
+    from doracle.games.gan_game import GAN, merge_metrics
 
-    m = merge_metrics(p, f["pop1"], evs, str(tmp_path / "metrics.json"))
+    m = merge_metrics(p, f["closed"], evs, str(tmp_path / "metrics.json"))
     assert set(m["models"]) == {"do_mixture", "g000", "g001", "base_gan"}
     for r in m["models"].values():
         assert r["fid"] > 0 and 1.0 <= r["inception_score"] <= 10.0 and 0 <= r["classes_covered"] <= 10
         assert r["n_fake"] == 120 and {"precision", "recall", "density", "coverage"} <= set(r)
-    state, _ = read_population(f["pop1"])
+    state, _ = read_population(f["closed"])
     assert set(m["double_oracle"]) == set(double_oracle_summary(state, 0.01))
+    assert m["double_oracle"]["exploitability"] == state.closing["exploitability"]
+    head = GAN.headline_metrics(m)
+    assert (head["do_exploitability"], head["do_exploitability_stderr"]) == (
+        state.closing["exploitability"], state.closing["exploitability_stderr"])
     assert m["double_oracle"]["support_size_col"] == len(m["models"]["do_mixture"]["members"])
     mix = m["models"]["do_mixture"]
     sigma = dict(zip(state.col_ids, state.sigma_col, strict=True))
@@ -300,13 +364,14 @@ def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
     assert abs(sum(mix["drawn_shares"]) - 1) < 1e-9 and len(mix["drawn_shares"]) == len(mix["members"])
     # the FID floor (real against real) is below every generator's
     assert 0 <= m["fid_real_vs_real"] < min(r["fid"] for r in m["models"].values())
-    # the budget in player-epochs: warm-up 2 x 2, one iteration of 1 + 1; base GAN 3 epochs (6 >= 6)
-    assert m["budget"] == {"do_player_epochs": 2 * 2 + 1 * (1 + 1), "base_gan_epochs": 3, "base_gan_player_epochs": 6}
+    # the budget in player-epochs: warm-up 2 x 2, one pair of 1 epoch (2), the closing discriminator's 1;
+    # base GAN 4 epochs (8 >= 7)
+    assert m["budget"] == {"do_player_epochs": 2 * 2 + 1 * 2 + 1, "base_gan_epochs": 4, "base_gan_player_epochs": 8}
     base = json.loads(Path(f["base"]).with_suffix(".json").read_text())
-    assert base["training"]["epochs"] == 3
-    # compute: the DO models count init, both best responses, payoff, solve, prune; base_gan its own job
+    assert base["training"]["epochs"] == 4
+    # compute: the DO models count init, the pair, payoff, solve, prune, close; base_gan its own job
     c = {k: v["compute"] for k, v in m["models"].items()}
-    assert c["do_mixture"]["jobs"] == 1 + 5 and c["base_gan"]["jobs"] == 1
+    assert c["do_mixture"]["jobs"] == 6 and c["base_gan"]["jobs"] == 1
     # a single generator: the jobs that led to its file (g000: the warm-up; g001: init + its best response)
     assert c["g000"]["jobs"] == 1 and c["g001"]["jobs"] == 2
     assert c["base_gan"]["passes"] == base["compute"]["forward_passes"] + base["compute"]["backward_passes"]
@@ -323,7 +388,7 @@ def test_the_evaluations_draw_the_reports_grids_and_the_report_refuses_a_changed
 
     p, f = jobs
     evs = [str(tmp_path / "mix.json"), str(tmp_path / "base.json")]
-    gan.evaluate(p, f["data"], "do_mixture", evs[0], population=f["pop1"], checkpoint=None, reference=f["ref"])
+    gan.evaluate(p, f["data"], "do_mixture", evs[0], population=f["closed"], checkpoint=None, reference=f["ref"])
     gan.evaluate(p, f["data"], "base_gan", evs[1], population=None, checkpoint=f["base"], reference=f["ref"])
     e = json.loads(Path(evs[1]).read_text())
     grid = decode_grid(e["models"]["base_gan"]["grid"])
@@ -334,16 +399,16 @@ def test_the_evaluations_draw_the_reports_grids_and_the_report_refuses_a_changed
                           runtime.derive_seed(p.seed, "report", "grid"))[0].numpy()
     assert np.abs(grid - want).max() <= 0.5 / 255 + 1e-6  # the same images, rounded to 8 bits
     metrics, report = str(tmp_path / "metrics.json"), tmp_path / "report"
-    m = gan_game.merge_metrics(p, f["pop1"], evs, metrics)
+    m = gan_game.merge_metrics(p, f["closed"], evs, metrics)
     assert all("grid" not in r for r in m["models"].values())  # metrics.json stays small
-    gan_game.GAN.report(p, metrics, f["pop1"], f["pay"], str(report))
+    gan_game.GAN.report(p, metrics, f["closed"], f["pay"], str(report))
     assert {x.name for x in report.glob("samples_*.png")} == {"samples_do_mixture.png",
                                                                        "samples_base_gan.png", "samples_real.png"}
     doc = json.loads(Path(evs[1]).read_text())
     doc["models"]["base_gan"]["fid"] += 1.0
     write_json(evs[1], doc)  # re-sealed: changed after the metrics job read it
     with pytest.raises(ArtifactError, match="changed since the metrics job read it"):
-        gan_game.GAN.report(p, metrics, f["pop1"], f["pay"], str(tmp_path / "report2"))
+        gan_game.GAN.report(p, metrics, f["closed"], f["pay"], str(tmp_path / "report2"))
 
 
 def test_the_mixture_evaluation_needs_the_reference_classifier(cli, jobs_dir, tmp_path):

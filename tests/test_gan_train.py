@@ -15,7 +15,15 @@ from torch import nn
 from doracle import models
 from doracle.errors import TrainingDiverged
 from doracle.games.gan_math import fixed_latents, payoff_cell
-from doracle.games.gan_train import GanOptim, train_discriminator, train_gan, train_generator
+from doracle.games.gan_train import (
+    GanOptim,
+    pair_d_loss,
+    pair_g_loss,
+    train_discriminator,
+    train_gan,
+    train_generator,
+    train_pair,
+)
 
 LATENT = 16
 FAST = GanOptim(batch_size=32, lr_generator=1e-3, lr_discriminator=1e-3)
@@ -267,6 +275,100 @@ def test_frozen_opponents_are_left_untouched(digits):
     flags = [p.requires_grad for p in d.parameters()]
     train_gan(g, d, x, epochs=1, optim=FAST, seed=0)
     assert [p.requires_grad for p in d.parameters()] == flags
+
+
+# ---------------------------------------------------------------- the co-trained oracle
+
+
+class ConstD(nn.Module):
+    """A discriminator whose logit is ``c`` for every image (plus 0 x the image: a graph to the input)."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.c = nn.Parameter(torch.tensor(float(c)))
+
+    def forward(self, x):
+        return self.c + 0.0 * x.flatten(1).sum(1)
+
+
+def sp(t: float) -> float:
+    return math.log1p(math.exp(t))  # softplus
+
+
+def test_the_cotrained_losses_weight_each_stored_opponent_by_sigma_and_w():
+    """On constant-logit discriminators every term is known: softplus(-c) real / generator,
+    softplus(c) fake."""
+    real, fake = torch.zeros(4, 1, 8, 8), torch.zeros(4, 1, 8, 8)
+    d_new = ConstD(0.3)
+    stored_fakes = [(torch.zeros(4, 1, 8, 8), 0.25), (torch.zeros(4, 1, 8, 8), 0.75)]
+    w = 0.6
+    loss_d = pair_d_loss(d_new, real, fake, stored_fakes, w).item()
+    # L_D(D'; G') + w sum_i p_i L_D(D'; G_i), L_D = softplus(-c) + softplus(c)
+    assert loss_d == pytest.approx((sp(-0.3) + sp(0.3)) + w * (0.25 + 0.75) * (sp(-0.3) + sp(0.3)), rel=1e-6)
+    assert pair_d_loss(d_new, real, fake, stored_fakes, 0.0).item() == pytest.approx(sp(-0.3) + sp(0.3), rel=1e-6)
+    stored_d = [(ConstD(-1.0), 0.2), (ConstD(2.0), 0.8)]
+    loss_g = pair_g_loss(fake, d_new, stored_d, w).item()
+    assert loss_g == pytest.approx(sp(-0.3) + w * (0.2 * sp(1.0) + 0.8 * sp(-2.0)), rel=1e-6)
+    assert pair_g_loss(fake, d_new, stored_d, 0.0).item() == pytest.approx(sp(-0.3), rel=1e-6)
+
+
+def _hash(m: nn.Module) -> str:
+    import hashlib
+
+    return hashlib.sha256(b"".join(t.numpy().tobytes() for t in m.state_dict().values())).hexdigest()
+
+
+def test_the_cotrained_pair_trains_both_new_networks_and_leaves_the_stored_ones_unchanged(digits):
+    x, _ = digits
+    g, d = pair("dcgan", 0)
+    gens = [unusual(pair("dcgan", 1)[0]), pair("dcgan", 2)[0].eval()]
+    discs = [pair("dcgan", 3)[1].eval(), pair("dcgan", 4)[1].eval()]
+    before = [(_hash(m), snapshot(m)) for m in (*gens, *discs)]
+    g0, d0 = _hash(g), _hash(d)
+    s = train_pair(g, d, x, epochs=2, optim=FAST, seed=0, generators=gens, generator_probs=[0.4, 0.6],
+                   discriminators=discs, discriminator_probs=[0.7, 0.3], weight=1.0)
+    assert _hash(g) != g0 and _hash(d) != d0  # both new networks trained
+    for m, (h, (_state, modes, flags)) in zip((*gens, *discs), before, strict=True):
+        assert _hash(m) == h and [t.training for t in m.modules()] == modes
+        assert [p.requires_grad for p in m.parameters()] == flags and all(p.grad is None for p in m.parameters())
+    assert not g.training and not d.training
+    batches = s["batches_per_epoch"]
+    assert s["updates"] == {"generator": 2 * batches, "discriminator": 2 * batches}
+    assert s["probs"] == {"generator": pytest.approx([0.4, 0.6]), "discriminator": pytest.approx([0.7, 0.3])}
+
+
+def test_a_zero_probability_opponent_is_not_run_and_a_zero_weight_is_ordinary_gan_training(digits):
+    x, _ = digits
+    g, d = pair("mlp", 0)
+    g1, d1 = pair("mlp", 1)
+    g2, d2 = pair("mlp", 2)
+
+    def run(**kw):
+        gc, dc = copy.deepcopy(g), copy.deepcopy(d)
+        return gc, dc, train_pair(gc, dc, x, epochs=2, optim=FAST, seed=3, **kw)
+
+    a = run(generators=[g1], generator_probs=[1.0], discriminators=[d1], discriminator_probs=[1.0], weight=0.5)
+    # NaN networks at probability 0: a member that ran, or reached a gradient, would make everything NaN
+    b = run(generators=[g1, NaND(g2)], generator_probs=[1.0, 0.0], discriminators=[d1, NaND(d2)],
+            discriminator_probs=[1.0, 0.0], weight=0.5)
+    assert same(a[0], b[0]) and same(a[1], b[1])
+    assert a[2]["compute"] == b[2]["compute"] and a[2]["losses"] == b[2]["losses"]
+    plain_g, plain_d = copy.deepcopy(g), copy.deepcopy(d)
+    plain = train_gan(plain_g, plain_d, x, epochs=2, optim=FAST, seed=3)
+    zero = run(generators=[g1], generator_probs=[1.0], discriminators=[d1], discriminator_probs=[1.0], weight=0.0)
+    assert same(zero[0], plain_g) and same(zero[1], plain_d)  # w = 0: the stored opponents play no part
+    assert zero[2]["compute"] == plain["compute"]
+    assert not (same(a[0], plain_g) and same(a[1], plain_d))  # w > 0: they do
+
+
+def test_n_critic_steps_the_discriminator_that_many_times_per_generator_step(digits):
+    x = digits[0][:128]  # 4 batches of 32
+    g, d = pair("mlp")
+    s = train_gan(g, d, x, epochs=3, optim=FAST, seed=0, n_critic=2)
+    assert s["updates"] == {"discriminator": 12, "generator": 6} and s["n_critic"] == 2
+    assert len(s["losses"]["generator"]) == len(s["losses"]["discriminator"]) == 3
+    with pytest.raises(ValueError, match="n_critic must be at least 1"):
+        train_gan(g, d, x, epochs=1, optim=FAST, seed=0, n_critic=0)
 
 
 # ---------------------------------------------------------------- device

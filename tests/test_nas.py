@@ -210,7 +210,7 @@ def gan_dir(tmp_path_factory):
     os.chdir(d)
     try:
         raw = gan_params(do={"iterations": 1, "tolerance": 0.01})
-        raw["gan"]["generator_epochs"] = 2  # the full budget differs from the candidates' short one
+        raw["gan"]["pair_epochs"] = 2  # the full budget differs from the candidates' short one
         p = config.validate({**raw, "nas": GAN_NAS})
         f = run_first_iteration(p)
         yield p, f, d
@@ -223,9 +223,9 @@ def test_gan_players_search_with_their_own_direction_and_budget(gan_dir, monkeyp
 
     p, f, d = gan_dir
     monkeypatch.chdir(d)
+    meta = read_json(Path(f["pair"]).with_suffix(".json"))  # the co-trained pair: both players searched
     for player, direction in (("discriminator", "maximize"), ("generator", "minimize")):
-        meta = read_json(Path(f["disc" if player == "discriminator" else "gen"]).with_suffix(".json"))
-        rec = meta["nas"]
+        rec = meta["nas"][player]
         assert rec["direction"] == direction and rec["trainings"] == 3 and len(rec["candidates"]) == 2
         assert all(c["epochs"] == 1 for c in rec["candidates"])
         scores = [c["score"] for c in rec["candidates"]]
@@ -233,22 +233,28 @@ def test_gan_players_search_with_their_own_direction_and_budget(gan_dir, monkeyp
         assert rec["chosen"] == scores.index(best)
         chosen = rec["candidates"][rec["chosen"]]
         assert meta["nets"][player]["arch"] == chosen["arch"] and meta["nets"][player]["options"] == chosen["options"]
-        assert "warm_start_from" not in meta and "warm_start_skipped" in rec  # d000/g000 are DCGANs
-    calls = []
-    real = gan.train_generator
+        assert "warm_start_skipped" in rec  # d000/g000 are DCGANs
+    assert "warm_start_from" not in meta
+    calls = {"candidates": [], "pair": []}
+    real_g, real_pair = gan.train_generator, gan.train_pair
 
     def counting(*args, **kwargs):
-        calls.append(kwargs["steps"])
-        return real(*args, **kwargs)
+        calls["candidates"].append(kwargs["steps"])
+        return real_g(*args, **kwargs)
+
+    def counting_pair(*args, **kwargs):
+        calls["pair"].append(kwargs["epochs"])
+        return real_pair(*args, **kwargs)
 
     monkeypatch.setattr(gan, "train_generator", counting)
-    for k in (1, 2):  # budget counted on the real training function, and a bit-identical rerun
-        gan.best_response(p, "generator", f["data"], f["pop0"], 1, str(tmp_path / f"g{k}.safetensors"))
+    monkeypatch.setattr(gan, "train_pair", counting_pair)
+    for k in (1, 2):  # budget counted on the real training functions, and a bit-identical rerun
+        gan.best_response(p, "pair", f["data"], f["pop0"], 1, str(tmp_path / f"g{k}.safetensors"))
     from doracle.data import load
 
     steps = gan._steps_per_epoch(p, len(load(f["data"], "cpu").y["train"]))
-    assert calls == [steps, steps, p.gan.generator_epochs * steps] * 2  # K short + 1 full, twice
-    assert sha(tmp_path / "g1.safetensors") == sha(tmp_path / "g2.safetensors") == sha(f["gen"])
+    assert calls == {"candidates": [steps, steps] * 2, "pair": [p.gan.pair_epochs] * 2}  # K short + 1 full, twice
+    assert sha(tmp_path / "g1.safetensors") == sha(tmp_path / "g2.safetensors") == sha(f["pair"])
 
 
 def test_a_mixed_architecture_gan_population_evaluates_and_reports(gan_dir, monkeypatch):
@@ -256,9 +262,9 @@ def test_a_mixed_architecture_gan_population_evaluates_and_reports(gan_dir, monk
 
     p, f, d = gan_dir
     monkeypatch.chdir(d)
-    g0, g1 = gan.load_net(f["init"], "generator", "cpu"), gan.load_net(f["gen"], "generator", "cpu")
+    g0, g1 = gan.load_net(f["init"], "generator", "cpu"), gan.load_net(f["pair"], "generator", "cpu")
     assert type(g0).__name__ == "DCGANGenerator" and type(g1).__name__ == "MLPGenerator"
-    options = read_json(Path(f["gen"]).with_suffix(".json"))["nets"]["generator"]["options"]
+    options = read_json(Path(f["pair"]).with_suffix(".json"))["nets"]["generator"]["options"]
     linears = [m for m in g1.net if isinstance(m, torch.nn.Linear)]
     assert len(linears) == options["depth"] + 1 and linears[0].out_features == options["width"]
     assert "options" not in read_json(Path(f["init"]).with_suffix(".json"))["nets"]["generator"]
@@ -267,10 +273,10 @@ def test_a_mixed_architecture_gan_population_evaluates_and_reports(gan_dir, monk
     evals = []
     for target in gan_game.GAN.TARGETS:
         evals.append(f"{target}.json")
-        r = gan.evaluate(p, f["data"], target, evals[-1], population=f["pop1"], checkpoint=None, reference=f["ref"])
-    assert set(r["models"]) == set(read_json(f["pop1"])["state"]["col_ids"])
-    gan_game.merge_metrics(p, f["pop1"], evals, "metrics.json")
-    summary = gan_game.GAN.report(p, "metrics.json", f["pop1"], f["pay"], "report").read_text()
+        r = gan.evaluate(p, f["data"], target, evals[-1], population=f["closed"], checkpoint=None, reference=f["ref"])
+    assert set(r["models"]) == set(read_json(f["closed"])["state"]["col_ids"])
+    gan_game.merge_metrics(p, f["closed"], evals, "metrics.json")
+    summary = gan_game.GAN.report(p, "metrics.json", f["closed"], f["pay"], "report").read_text()
     assert "## Architecture search" in summary and "| generator | g001 |" in summary
     assert "| g000 | generator | doracle_gen_dcgan |" in summary
 

@@ -168,7 +168,7 @@ def test_snakemake_plans_the_whole_experiment_of_a_preset(project, name):
     iterations = [pipeline.it3(t) for t in range(1, T + 1)]
     assert job_stats(out) == {
         "prepare_data": 1, "train": 1, "train_baseline": len(methods), "do_init": 1, "best_response": 2 * T,
-        **{r: T for r in ("payoff", "solve", "prune")},
+        **{r: T for r in ("payoff", "solve", "prune")}, "close": 1,
         "evaluate_do": len(AT.TARGETS), "evaluate_baseline": len(methods), "metrics": 1, "report": 1,
         "all": 1}
     by_rule: dict[str, list[dict]] = {}

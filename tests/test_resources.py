@@ -27,7 +27,7 @@ def test_threads_are_params_threads_for_the_torch_rules_only():
     threads = {rule: pipeline.rule_threads(p, rule) for rule in pipeline.COMMANDS}
     # the torch jobs (they call runtime.setup with params.threads) use it; the others one thread
     assert {r for r, t in threads.items() if t == 3} == {
-        "train", "train_baseline", "do_init", "best_response", "payoff", "evaluate_do", "evaluate_baseline"}
+        "train", "train_baseline", "do_init", "best_response", "payoff", "close", "evaluate_do", "evaluate_baseline"}
     assert all(t == 1 for r, t in threads.items() if r in pipeline.LOCAL_RULES)
 
 

@@ -339,12 +339,18 @@ class Gan(_Strict):
     spectral_norm: bool = False
     batch_size: Annotated[int, Field(ge=2)] = 64  # BatchNorm needs two images a batch
     lr_generator: Annotated[float, Field(gt=0.0)] = 1e-4
-    lr_discriminator: Annotated[float, Field(gt=0.0)] = 1e-4
+    lr_discriminator: Annotated[float, Field(gt=0.0)] = 2e-4
     betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]] = (0.5, 0.999)
     warmup_epochs: Annotated[int, Field(ge=0)] = 5  # 0: DO starts from freshly initialised networks
     warmup_lr_discriminator: Annotated[float, Field(gt=0.0)] = 2e-4
-    generator_epochs: PosInt = 5          # per generator best response (epochs of the training split's batches)
-    discriminator_epochs: PosInt = 5      # per discriminator best response
+    # cotrained (the DO-GAN authors'): each iteration trains a new (G', D') pair together, each also
+    # against the other's stored mixture; frozen: each player's best response against frozen opponents
+    oracle: Literal["cotrained", "frozen"] = "cotrained"
+    pair_epochs: PosInt = 2               # per co-trained pair (epochs of the training split's batches)
+    n_critic: PosInt = 1                  # discriminator steps per generator step (pairs, warm-up, base GAN)
+    opponent_weight: Annotated[float, Field(ge=0.0, le=100.0)] = 0.1  # w: a pair's stored-mixture terms
+    generator_epochs: PosInt = 5          # per generator best response (frozen oracle)
+    discriminator_epochs: PosInt = 5      # per discriminator best response (frozen oracle; the closing one)
     warm_start: bool = True
     payoff_latents: Annotated[int, Field(ge=2)] = 2000
     reference: GanReference = Field(default_factory=GanReference)

@@ -55,6 +55,10 @@ PATTERNS = {
     "strategy": f"{R}/do/it{{it}}/{{player}}.safetensors",  # a best response
     "payoff": f"{R}/do/it{{it}}/payoff.json",
     "meta": f"{R}/do/it{{it}}/meta.json",
+    # the closing step: the best response to the deployed player's final meta-strategy, and the
+    # population it closes (one more row or column, solved once more): what evaluation reads
+    "closing_model": f"{R}/do/closing/response.safetensors",
+    "closed": f"{R}/do/closing/population.json",
     "evaluation_do": f"{R}/evaluation/do/{{target}}.json",
     "evaluation_baseline": f"{R}/evaluation/baselines/{{method}}.json",
     "metrics": f"{R}/metrics.json",
@@ -81,6 +85,8 @@ COMMANDS = {
               "--out {output.meta} --log {log}"),
     "prune": ("doracle do prune --params {params.file} --state {input.state} --payoff {input.payoff} "
               "--meta {input.meta} --out {output.population} --log {log}"),
+    "close": ("doracle do close --params {params.file} --data {input.data} --state {input.state} "
+              "--model-out {output.model} --out {output.population} --log {log}"),
     "evaluate_do": ("doracle evaluate --params {params.file} --data {input.data} --model {wildcards.target} "
                     "--population {input.population}{params.uses} --state {params.state} --out {output.evaluation} "
                     "--log {log}"),
@@ -106,6 +112,7 @@ RULE_RESOURCES = {
     "payoff": "payoff",
     "solve": None,
     "prune": None,
+    "close": "best_response",
     "evaluate_do": "evaluate",
     "evaluate_baseline": "evaluate",
     "metrics": None,
@@ -125,6 +132,7 @@ def job_stages(rule: str, wildcards: dict) -> tuple[str, ...]:
         "payoff": ("payoff",),
         "solve": ("solve",),
         "prune": ("prune",),
+        "close": ("closing",),
         "evaluate_do": ("evaluate",),
         "evaluate_baseline": ("evaluate",),
         "metrics": ("metrics",),
@@ -254,17 +262,21 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
         it, prev = it3(t), it3(t - 1)
         state = p("population", it=prev)
         new = {}
-        for player in game.players:
-            new[player] = p("strategy", it=it, player=player)
-            add("best_response", f"best_response_{player}_it{it}", {"data": data, "state": state},
-                {"model": new[player], "model_meta": sidecar(new[player])}, {"it": it, "player": player})
+        for responder, players in game.responders(params).items():  # one job per player, or one per pair
+            path = p("strategy", it=it, player=responder)
+            new.update(dict.fromkeys(players, path))
+            add("best_response", f"best_response_{responder}_it{it}", {"data": data, "state": state},
+                {"model": path, "model_meta": sidecar(path)}, {"it": it, "player": responder})
         add("payoff", f"payoff_it{it}", {"data": data, "state": state, "row": new[row], "col": new[col]},
             {"payoff": p("payoff", it=it)}, {"it": it})
         add("solve", f"solve_it{it}", {"state": state, "payoff": p("payoff", it=it)}, {"meta": p("meta", it=it)},
             {"it": it})
         add("prune", f"prune_it{it}", {"state": state, "payoff": p("payoff", it=it), "meta": p("meta", it=it)},
             {"population": p("population", it=it)}, {"it": it})
-    final = p("population", it=it3(T))
+    closing = p("closing_model")
+    add("close", "close", {"data": data, "state": p("population", it=it3(T))},
+        {"population": p("closed"), "model": closing, "model_meta": sidecar(closing)})
+    final = p("closed")
     eval_uses = {r: trained[r] for r in game.eval_roles(params)}
     evs = []
     for t in game.targets(params):

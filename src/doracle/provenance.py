@@ -41,6 +41,7 @@ RULE_CODE = {
     "payoff": _NETS,
     "solve": (),
     "prune": (),
+    "close": _NETS,
     "evaluate_do": (*_NETS, "evaluation"),
     "evaluate_baseline": (*_NETS, "evaluation"),
     "metrics": (*_NETS, "evaluation"),

@@ -1,9 +1,12 @@
 # The double-oracle chain, the same for every game. Iteration 000 (do_init) starts both
 # populations; iteration t >= 1 reads population.json of t-1: a best response per player
-# ({player}: AT defender / attacker, GAN discriminator / generator), the new payoff row and
+# ({player}: AT defender / attacker, GAN discriminator / generator, or a GAN pair trained
+# together: gan.oracle cotrained), the new payoff row and
 # column, the meta-solve, pruning. After convergence later iterations pass the state through, so
-# the DAG is the same for every run. The chain is the critical path: its jobs go first (priority),
-# baselines fill the free cores.
+# the DAG is the same for every run. After the last iteration the closing step (rule close) answers
+# the deployed player's final meta-strategy with one more best response, adds its row or column and
+# solves once more: evaluation reads that closed population. The chain is the critical path: its
+# jobs go first (priority), baselines fill the free cores.
 
 
 rule do_init:
@@ -102,3 +105,24 @@ rule prune:
         **WF.params("prune"),
     shell:
         pl.COMMANDS["prune"]
+
+
+rule close:
+    input:
+        unpack(WF.inputs("close")),
+    output:
+        population=P["closed"],
+        model=P["closing_model"],
+        model_meta=pl.sidecar(P["closing_model"]),
+    log:
+        pl.log_path(P["closed"]),
+    benchmark:
+        pl.bench_path(P["closed"])
+    priority: 10
+    threads: WF.threads("close")
+    resources:
+        **WF.resources("close"),
+    params:
+        **WF.params("close"),
+    shell:
+        pl.COMMANDS["close"]

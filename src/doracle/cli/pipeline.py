@@ -105,8 +105,11 @@ def cmd_do_init(args):
 def cmd_do_best_response(args):
     p = _params(args)
     game = _game(p)
-    if args.player not in game.players:
-        raise ConfigError(f"--player {args.player!r}: the {p.game} game's players are {', '.join(game.players)}")
+    responders = game.responders(p)
+    if args.player not in responders:
+        how = "" if tuple(responders) == game.players else f" ({', '.join(responders)} with these params)"
+        raise ConfigError(f"--player {args.player!r}: the {p.game} game's players are {', '.join(game.players)}"
+                          f"{how}")
     with _logged(args.log, f"it{args.iteration:03d} best response ({args.player})"):
         print(game.best_response(p, args.player, args.data, args.state, args.iteration, args.out))
 
@@ -135,6 +138,12 @@ def cmd_do_prune(args):
         doc = prune(p, args.state, args.payoff, args.meta, args.out)
         st = doc["state"]
         print(f"population {len(st['row_ids'])}x{len(st['col_ids'])}, converged {st['converged']}")
+
+
+def cmd_do_close(args):
+    p = _params(args)
+    with _logged(args.log, "closing best response"):
+        print(_game(p).close(p, args.data, args.state, args.model_out, args.out))
 
 
 def cmd_evaluate(args):
@@ -250,7 +259,8 @@ def register(sub) -> None:
                         description="AT: train a defender / craft an attacker; GAN: train a generator / a "
                                     "discriminator, against the other player's mixture.")
     common(p)
-    p.add_argument("--player", required=True, help="AT: defender | attacker; GAN: discriminator | generator")
+    p.add_argument("--player", required=True, help="AT: defender | attacker; GAN: pair (gan.oracle: cotrained, "
+                   "both players together) or discriminator | generator (gan.oracle: frozen)")
     p.add_argument("--data", required=True)
     p.add_argument("--state", required=True, help="population.json of the previous iteration")
     p.add_argument("--iteration", type=int, required=True)
@@ -278,6 +288,19 @@ def register(sub) -> None:
         p.add_argument(a, required=True)
     p.set_defaults(handler=cmd_do_prune)
 
+    p = dsub.add_parser("close", help="the closing best response: exploitability of the deployed mixture",
+                        description="After the last iteration: the deployed player's opponent (AT: an attacker, "
+                                    "on the payoff split; GAN: a discriminator) answers the deployed player's final "
+                                    "meta-strategy; its gain over the game value is the deployed mixture's "
+                                    "exploitability. Its row or column joins the payoff matrix and the meta-game is "
+                                    "solved once more: the evaluations read the closed population.")
+    common(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--state", required=True, help="population.json of the last iteration")
+    p.add_argument("--model-out", required=True, help="the closing strategy (.safetensors)")
+    p.add_argument("--out", required=True, help="the closed population.json")
+    p.set_defaults(handler=cmd_do_close)
+
     p = sub.add_parser("evaluate", help="evaluate one DO target or baseline (AT: attack suite; GAN: FID, IS)",
                        description="Evaluate a DO target (with --population) or a baseline (with --checkpoint). "
                                    "AT (do_mixture, do_best_member, do_uniform): params.evaluation's suite, "
@@ -289,7 +312,7 @@ def register(sub) -> None:
     common(p)
     p.add_argument("--data", required=True)
     p.add_argument("--model", required=True, help="label: a DO target, or a baseline's name")
-    p.add_argument("--population", help="final population.json (DO targets)")
+    p.add_argument("--population", help="the closed population.json (DO targets; do/closing/)")
     p.add_argument("--checkpoint", help="the baseline's .safetensors")
     p.add_argument("--uses", action="append", metavar="ROLE=PATH", help="a model trained outside the loop")
     p.add_argument("--state", help="resumable state file: finished attacks survive a kill")
@@ -298,7 +321,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("metrics", help="merge the evaluations into metrics.json with the DO summary")
     common(p)
-    p.add_argument("--population", required=True, help="final population.json")
+    p.add_argument("--population", required=True, help="the closed population.json (do/closing/)")
     p.add_argument("--evaluation", nargs="+", required=True, help="evaluation JSON files")
     p.add_argument("--out", required=True, help="metrics.json")
     p.add_argument("--headline", help="headline.json: the headline numbers, flat (DVC's metrics file)")

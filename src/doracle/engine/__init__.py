@@ -14,6 +14,7 @@ from doracle.engine.state import (
     DOState,
     advance,
     cells_to_evaluate,
+    close,
     extend_payoff,
     gains,
     gap_record,
@@ -22,6 +23,6 @@ from doracle.engine.state import (
 
 __all__ = [
     "Game", "MatrixGame", "run_double_oracle", "PRUNERS", "prune", "META_SOLVERS", "MetaSolution",
-    "check_payoff_matrix", "exploitability", "solve", "DOState", "advance", "cells_to_evaluate",
+    "check_payoff_matrix", "exploitability", "solve", "DOState", "advance", "cells_to_evaluate", "close",
     "extend_payoff", "gains", "gap_record", "initial_state",
 ]

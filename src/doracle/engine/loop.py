@@ -6,7 +6,14 @@ from collections.abc import Callable
 
 from doracle.engine.game import Game
 from doracle.engine.solvers import solve
-from doracle.engine.state import DOState, advance, cells_to_evaluate, extend_payoff, initial_state
+from doracle.engine.state import (
+    DOState,
+    advance,
+    cells_to_evaluate,
+    close,
+    extend_payoff,
+    initial_state,
+)
 
 
 def run_double_oracle(
@@ -18,8 +25,13 @@ def run_double_oracle(
     pruners: list[str] | None = None,
     prune_options: dict | None = None,
     callback: Callable[[DOState], None] | None = None,
+    closing: str | None = None,
 ) -> DOState:
-    """Run up to ``iterations`` DO iterations; stop early once the DO gap is <= ``tolerance``."""
+    """Run up to ``iterations`` DO iterations; stop early once the DO gap is <= ``tolerance``.
+
+    ``closing`` (``"row"`` or ``"col"``): then one closing best response of that player to the other
+    player's final meta-strategy (:func:`~doracle.engine.state.close`); the returned state's
+    ``closing`` holds the deployed mixture's exploitability."""
     if iterations < 1:
         raise ValueError("iterations must be >= 1")
     opts = {"solver": solver, **(prune_options or {})}
@@ -38,4 +50,12 @@ def run_double_oracle(
             callback(state)
         if state.converged:
             break
+    if closing is not None:
+        if closing == "row":
+            new = game.best_response_row(state.col_ids, state.sigma_col)
+            cells = [] if new in state.row_ids else [(new, c) for c in state.col_ids]
+        else:
+            new = game.best_response_col(state.row_ids, state.sigma_row)
+            cells = [] if new in state.col_ids else [(r, new) for r in state.row_ids]
+        state = close(state, closing, new, {c: game.payoff(*c) for c in cells}, solver=solver)[0]
     return state

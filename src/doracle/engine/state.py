@@ -12,6 +12,12 @@ One iteration t:
    (from the payoff cells' standard errors, when payoffs are estimates) and the convergence status;
 5. pruning shrinks the populations; ``converged`` only when the gap *and* its upper confidence
    bound are <= tolerance (``within_noise`` when only the estimate is).
+
+After the last iteration, :func:`close` adds one more best response: the opponent of the deployed
+player answers the deployed player's final meta-strategy (PSRO's remedy for a last best response
+that nobody answered). Its gain over the final game value, with its standard error, is the
+deployed mixture's exploitability; its row or column joins the matrix, and the meta-game is solved
+once more (no pruning): the deployed mixture comes from that solve.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class DOState:
     iteration: int = 0
     converged: bool = False
     history: list[dict] = field(default_factory=list)
+    #: the closing best response's record (:func:`close`), None before it
+    closing: dict | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -57,6 +65,7 @@ class DOState:
                 sigma_col=np.asarray(d["sigma_col"], dtype=float),
                 value=float(d["value"]), iteration=int(d["iteration"]),
                 converged=bool(d["converged"]), history=list(d["history"]),
+                closing=None if d.get("closing") is None else dict(d["closing"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"not a valid double-oracle state: {exc!r}") from None
@@ -176,3 +185,62 @@ def advance(state: DOState, rows, cols, a, new_row, new_col, sol: MetaSolution, 
         iteration=state.iteration + 1, converged=gap["status"] == "converged",
         history=state.history + [record],
     )
+
+
+def close(state: DOState, player: str, new_id: str, values: dict[tuple[str, str], float], *, solver: str = "lp",
+          stderr: dict[tuple[str, str], float] | None = None, payoff_stderr: np.ndarray | None = None):
+    """The closing step: ``new_id``, a best response of ``player`` (``"row"`` or ``"col"``) to the
+    other player's final meta-strategy, joins the matrix, and the meta-game is solved once more.
+
+    ``values`` (and ``stderr``, the cells' standard errors) hold exactly the new row's cells against
+    every column (or the new column's against every row); none when ``new_id`` is already a member
+    of ``player``'s population (an exact oracle may answer so: nothing joins); ``payoff_stderr`` is the standard error
+    of the cells already in the matrix. The deployed player is the other one; the closing gain is
+    ``u(new_row, sigma_col) - v`` (``v - u(sigma_row, new_col)`` for a column), its standard error as
+    in :func:`gap_record`. Returns ``(closed state, grown standard errors or None, record)``; the
+    state keeps its iteration, convergence and history, and ``closing`` holds the record.
+    """
+    if player not in ("row", "col"):
+        raise ValueError(f"player must be 'row' or 'col', got {player!r}")
+    if state.closing is not None:
+        raise ValueError(f"the state is already closed (by {state.closing['id']})")
+    own, others = (state.row_ids, state.col_ids) if player == "row" else (state.col_ids, state.row_ids)
+    if new_id in others:
+        raise ValueError(f"the closing strategy {new_id!r} is the other player's")
+    se_old = np.zeros_like(state.payoff) if payoff_stderr is None else np.asarray(payoff_stderr, dtype=float)
+    member = new_id in own  # an exact oracle may answer with a member: nothing joins, its cells are known
+    if member:
+        k = own.index(new_id)
+        new, se_new = (state.payoff[k], se_old[k]) if player == "row" else (state.payoff[:, k], se_old[:, k])
+        cells = []
+    else:
+        cells = [(new_id, o) if player == "row" else (o, new_id) for o in others]
+        if set(values) != set(cells):
+            raise ValueError(f"the closing values must hold exactly the cells {cells}, got {sorted(values)}")
+        new = np.array([values[c] for c in cells], dtype=float)
+        se_new = np.array([(stderr or {}).get(c, 0.0) for c in cells], dtype=float)
+    var_v = float((np.outer(state.sigma_row, state.sigma_col) ** 2 * se_old ** 2).sum())
+    rows, cols, a, se = list(state.row_ids), list(state.col_ids), state.payoff, se_old
+    if player == "row":
+        gain = float(new @ state.sigma_col) - state.value
+        var = float((state.sigma_col ** 2 * se_new ** 2).sum())
+        if not member:
+            rows, a, se = [*rows, new_id], np.vstack([a, new]), np.vstack([se, se_new])
+    else:
+        gain = state.value - float(state.sigma_row @ new)
+        var = float((state.sigma_row ** 2 * se_new ** 2).sum())
+        if not member:
+            cols, a, se = [*cols, new_id], np.column_stack([a, new]), np.column_stack([se, se_new])
+    sol = solve(a, solver)
+    record = {
+        "player": player, "id": new_id, "answers": dict(zip(others, map(float, state.sigma_col if player == "row"
+                                                                          else state.sigma_row), strict=True)),
+        "exploitability": gain, "exploitability_stderr": float(np.sqrt(var + var_v)),
+        "value_before": float(state.value), "value": float(sol.value), "solver": sol.solver,
+        "sigma_row": dict(zip(rows, map(float, sol.row), strict=True)),
+        "sigma_col": dict(zip(cols, map(float, sol.col), strict=True)),
+        "evaluations": len(cells), "already_member": member,
+    }
+    closed = DOState(rows, cols, a, sol.row, sol.col, float(sol.value), iteration=state.iteration,
+                     converged=state.converged, history=state.history, closing=record)
+    return closed, (se if payoff_stderr is not None or stderr is not None else None), record

@@ -35,12 +35,18 @@ class Game:
     players: tuple[str, str]
     #: strategy id prefixes of the two players ("d" -> d000, d001, ...)
     id_prefixes: tuple[str, str]
+    #: the player whose meta-strategy is deployed and evaluated (AT: the defender; GAN: the
+    #: generator); the other player answers its final meta-strategy in the closing step
+    deployed: str
     #: the params (dotted keys) each of the game's stages reads: recorded in its artifacts,
     #: tracked by DVC and Snakemake. Stages: train, <each train role>, baseline, init,
-    #: best_response_<player>, payoff, evaluate, metrics, report (data, solve, prune are common)
+    #: best_response_<each responders() key>, payoff, closing, evaluate, metrics, report (data,
+    #: solve, prune are common)
     stage_params: dict[str, tuple[str, ...]]
     #: the column headed by this label in the report's models table, and how to read it
     headline: str = ""
+    #: the best-response job that trains both players together (:meth:`responders`)
+    PAIR = "pair"
     #: params (dotted keys) that change the job graph itself, beyond experiment, game and
     #: do.iterations (pipeline.DAG_PARAMS): after changing one, dvc.yaml must be regenerated
     dag_params: tuple[str, ...] = ()
@@ -63,8 +69,19 @@ class Game:
         return ()
 
     def targets(self, params) -> tuple[str, ...]:
-        """The DO evaluation targets (one evaluation job each, reading the final population)."""
+        """The DO evaluation targets (one evaluation job each, reading the closed population)."""
         raise NotImplementedError
+
+    def responders(self, params) -> dict[str, tuple[str, ...]]:
+        """Each iteration's best-response jobs, ``{job's --player: the players whose new strategy it
+        writes}``: one job per player (the default), or ``{"pair": both players}`` for a game whose
+        oracle trains both together (the GAN's ``gan.oracle: cotrained``)."""
+        return {p: (p,) for p in self.players}
+
+    @property
+    def closing_player(self) -> str:
+        """The player of the closing best response: the deployed player's opponent."""
+        return self.players[1 - self.players.index(self.deployed)]
 
     def check_names(self, params) -> None:
         """Check the registry names the game's params use (imports torch)."""
@@ -82,7 +99,8 @@ class Game:
 
         keys = self.stage_params[stage]
         player = stage.removeprefix("best_response_")
-        if player != stage and player in nas_families(self.name):
+        players = self.players if player == self.PAIR else (player,)
+        if player != stage and set(players) & set(nas_families(self.name)):
             keys = (*keys, "nas")
         return keys
 
@@ -102,6 +120,19 @@ class Game:
     def payoff(self, params, data: str, state: str, iteration: int, row: str, col: str, out: str) -> dict:
         raise NotImplementedError
 
+    def closing_job(self, params, data: str, state: str, model_out: str, out: str) -> dict:
+        """The closing step (:func:`doracle.games.population.close_job`): the closing best response
+        to the deployed player's final meta-strategy, its payoff cells and the last meta-solve;
+        returns the closed population's document."""
+        raise NotImplementedError
+
+    def close(self, params, data: str, state: str, model_out: str, out: str) -> str:
+        """The closing job (:meth:`closing_job`) and the line the CLI prints."""
+        c = self.closing_job(params, data, state, model_out, out)["state"]["closing"]
+        return (f"closing {c['id']} ({self.closing_player}): exploitability of the {self.deployed} mixture "
+                f"{c['exploitability']:.4f} ± {c['exploitability_stderr']:.4f}; value {c['value_before']:.4f} -> "
+                f"{c['value']:.4f}")
+
     def evaluate(self, params, data: str, label: str, out: str, *, population: str | None,
                  checkpoint: str | None, state_path: str | None, uses: dict[str, str]) -> str:
         raise NotImplementedError
@@ -115,11 +146,14 @@ class Game:
     # ------------------------------------------------------------------ DVC: metrics and plots
     def headline_metrics(self, metrics: dict) -> dict:
         """headline.json (``dvc metrics show/diff``, ``dvc exp show``): flat keys, numbers only, from
-        metrics.json; deterministic (no durations, no timestamps). The DO summary; games add theirs."""
+        metrics.json; deterministic (no durations, no timestamps). The DO summary (the deployed
+        mixture's exploitability from the closing step among it); games add theirs."""
         do = metrics["double_oracle"]
+        closing = {} if do.get("exploitability") is None else {
+            "do_exploitability": do["exploitability"], "do_exploitability_stderr": do["exploitability_stderr"]}
         return {"do_gap": do["final_gap"], "do_gap_upper": do.get("final_gap_upper", do["final_gap"]),
                 "do_value": do["value"], "do_iterations_run": do["iterations_run"],
-                "do_support_size": do["support_size"]}
+                "do_support_size": do["support_size"], **closing}
 
     def dvc_plots(self, params, report: str) -> list[dict]:
         """dvc.yaml's ``plots:`` of one experiment (``report``: its report folder): the DO gap and

@@ -35,6 +35,7 @@ from doracle.games.population import (
     _strategy,
     best_member,
     checked_ref,
+    close_job,
     payoff_job,
     read_population,
     skip_artifact,
@@ -77,16 +78,19 @@ def _mixture(doc: dict, ids: list[str], probs, device: str) -> tuple[Mixture, li
     return Mixture([_load_strategy(doc, i, device) for i, _ in keep], [p for _, p in keep]), [i for i, _ in keep]
 
 
-def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target: dict, seed: int) -> tuple[dict, dict]:
+def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target: dict, seed: int,
+                    payoff_only: bool = False) -> tuple[dict, dict]:
     """The attacker strategy against ``mixture``: its perturbations of the payoff split, and of the
     training split when it is cached (:func:`doracle.games.attackers.materialize`). ``target``
-    holds the ids, probabilities and artifact refs of the mixture's members."""
+    holds the ids, probabilities and artifact refs of the mixture's members. ``payoff_only``: the
+    payoff split alone (the closing attacker, which no defender trains against)."""
     from doracle.attacks import run_attack
     from doracle.games.attackers import materialize
 
     spec = params.do.attacker.attack
     tm = params.threat_model
-    mode, why = materialize(params, len(ds.y["train"]), ds.shape)
+    mode, why = ("none", "the closing attacker: no defender trains against it") if payoff_only else \
+        materialize(params, len(ds.y["train"]), ds.shape)
     splits = ("train", "payoff") if mode == "cache" else ("payoff",)
     seeds = {split: runtime.derive_seed(seed, split) for split in ("train", "payoff")}
     out = {}
@@ -232,9 +236,9 @@ def best_response_attacker(params: Params, data_path: str, state_path: str, iter
 # ----------------------------------------------------------------------------- payoff, solve, prune
 
 
-def payoff(params: Params, data_path: str, state_path: str, iteration: int, defender: str, attacker: str,
-           out: str) -> dict:
-    """Extend the payoff matrix by the new row and column only; known cells are reused."""
+def _cells(params: Params, data_path: str):
+    """The payoff cells' evaluator of the payoff and closing jobs: ``cells(doc, [(d, a), ...])``
+    gives each defender's accuracy on the payoff split under each attacker, with standard errors."""
 
     def cells(doc, todo):
         device = runtime.setup(0, params.device, params.threads)
@@ -250,4 +254,35 @@ def payoff(params: Params, data_path: str, state_path: str, iteration: int, defe
             costs.append(cost)
         return values, errs, len(y), compute.add(*costs)
 
-    return payoff_job(params, game_of(params), state_path, iteration, defender, attacker, out, cells, [data_path])
+    return cells
+
+
+def payoff(params: Params, data_path: str, state_path: str, iteration: int, defender: str, attacker: str,
+           out: str) -> dict:
+    """Extend the payoff matrix by the new row and column only; known cells are reused."""
+    return payoff_job(params, game_of(params), state_path, iteration, defender, attacker, out,
+                      _cells(params, data_path), [data_path])
+
+
+def close(params: Params, data_path: str, state_path: str, model_out: str, out: str) -> dict:
+    """The closing step: an attacker crafted against the final sigma_D (``do.attacker.attack`` on the
+    payoff split only: no defender trains against it), its column of accuracies, and the last
+    meta-solve. Its gain is the deployed defender mixture's exploitability
+    (:func:`doracle.games.population.close_job`)."""
+
+    def respond(state, doc, sid, path):
+        seed = runtime.derive_seed(params.seed, "closing")
+        device = runtime.setup(seed, params.device, params.threads)
+        ds = load_dataset(data_path, device)
+        mixture, ids = _mixture(doc, state.row_ids, state.sigma_row, device)
+        t0 = time.perf_counter()
+        target = {"ids": ids, "probs": mixture.probs, "refs": target_refs(doc, ids)}
+        tensors, info = _craft_attacker(params, ds, mixture, target, seed, payoff_only=True)
+        info["attack_seconds"] = time.perf_counter() - t0
+        meta = artifacts.metadata("attacker", experiment=params.experiment, params=stage_params(params, "closing"),
+                                  seed=seed, inputs=[data_path, state_path], closing=sid, **info)
+        artifacts.save_tensors(path, tensors, meta)
+        return meta
+
+    return close_job(params, game_of(params), state_path, model_out, out, respond, _cells(params, data_path),
+                     [data_path])

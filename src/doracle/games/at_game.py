@@ -24,6 +24,7 @@ class AdversarialTraining(Game):
     name = "at"
     players = ("defender", "attacker")
     id_prefixes = ("d", "a")
+    deployed = "defender"
     stage_params = {
         "train": ("seed", "device", "threads", "model", "training", "threat_model", "defenses"),
         "base": ("base",),
@@ -33,6 +34,8 @@ class AdversarialTraining(Game):
                                    "defenses", "do.defender"),
         "best_response_attacker": ("seed", "device", "threads", "threat_model", "do.attacker"),
         "payoff": ("device", "threads"),
+        # the closing attacker (on the payoff split only), its payoff cells and the last solve
+        "closing": ("seed", "device", "threads", "threat_model", "do.attacker", "do.meta_solver"),
         "evaluate": ("seed", "device", "threads", "threat_model", "evaluation"),
         "metrics": ("seed", "threat_model", "evaluation", "do.tolerance"),
         "report": ("experiment", "game"),
@@ -83,6 +86,9 @@ class AdversarialTraining(Game):
 
     def payoff(self, params, data, state, iteration, row, col, out):
         return _jobs().payoff(params, data, state, iteration, row, col, out)
+
+    def closing_job(self, params, data, state, model_out, out):
+        return _jobs().close(params, data, state, model_out, out)
 
     def evaluate(self, params, data, label, out, *, population, checkpoint, state_path, uses):
         from doracle.evaluation.suite import evaluate

@@ -1,9 +1,14 @@
 """The GAN game (DO-GAN; Aung et al., CVPR 2022), as pipeline jobs on artifacts.
 
-* Discriminator (row player, maximises): ``D`` with ``D(x) = sigmoid(logit)``. Its best response
-  is trained against the generator mixture sigma_G (exact expectation over the members).
-* Generator (column player, minimises): ``G(z)``. Its best response is trained against the
-  discriminator mixture sigma_D with the non-saturating loss weighted by sigma_D.
+* Discriminator (row player, maximises): ``D`` with ``D(x) = sigmoid(logit)``.
+* Generator (column player, minimises): ``G(z)``.
+* Best responses (``gan.oracle``; losses in docs/methods.md): ``cotrained`` (the authors'): one job
+  trains a new generator and a new discriminator together as a GAN, each also against the other's
+  stored mixture weighted by sigma (:func:`~doracle.games.gan_train.train_pair`); ``frozen``: a
+  discriminator trained against sigma_G and a generator against sigma_D (non-saturating loss),
+  each alone against frozen opponents (exact expectations over the members).
+* Closing step (:func:`close`): a discriminator trained against the final sigma_G; its gain is the
+  deployed generator mixture's exploitability.
 * Payoff ``U[i, j] = V(G_j, D_i) = E log D_i(x) + E log(1 - D_i(G_j(z)))`` on the payoff split and
   ``gan.payoff_latents`` fixed latents, with its standard error (:mod:`doracle.games.gan_math`).
   Rows are discriminators because the engine's row player maximises.
@@ -16,13 +21,15 @@
   density / coverage, in the features of a reference classifier trained on the same data by its
   own job (``train_reference``); Inception FID/IS with ``gan.metrics.inception`` (clusters).
 * Baseline ``base_gan``: ordinary GAN training with the same total budget as the whole DO run,
-  counted in player-epochs over the training split: a warm-up epoch trains both players (2), a
-  best-response epoch one (1), so ``base_gan`` trains ``ceil((2 W + T (E_G + E_D)) / 2)`` epochs.
-  Both players' measured passes are recorded beside it.
+  counted in player-epochs over the training split: a warm-up or pair epoch trains both players
+  (2), a frozen best-response epoch one (1), the closing discriminator's epochs count
+  (:func:`doracle.games.gan_game.player_epochs`). Both players' measured passes are recorded
+  beside it.
 
 GAN artifacts hold networks under their player's prefix (``generator.<param>``,
 ``discriminator.<param>``) and the sidecar records each network's architecture (``nets``), so
-one loader reads the init file (both players), a best response (one) and the baseline (both).
+one loader reads the init file (both players), a pair (both), a best response (one) and the
+baseline (both).
 """
 
 from __future__ import annotations
@@ -41,12 +48,19 @@ from doracle.engine import DOState
 from doracle.errors import ArtifactError, ConfigError
 from doracle.games import GAMES, classifiers, game_of
 from doracle.games.gan_math import fixed_latents, payoff_cell, sample_mixture
-from doracle.games.gan_train import GanOptim, train_discriminator, train_gan, train_generator
+from doracle.games.gan_train import (
+    GanOptim,
+    train_discriminator,
+    train_gan,
+    train_generator,
+    train_pair,
+)
 from doracle.games.population import (
     _population_doc,
     _strategy,
     best_member,
     checked_ref,
+    close_job,
     payoff_job,
     read_population,
     skip_artifact,
@@ -157,7 +171,7 @@ def _ordinary_gan(params: Params, data: str, seed: int, epochs: int, desc: str):
     specs = {r: _net_spec(params, r, ds.shape) for r in ROLES}
     nets = {r: _build(specs[r]).to(device) for r in ROLES}
     stats = train_gan(nets["generator"], nets["discriminator"], ds.x["train"], epochs=epochs,
-                      optim=_optim(params, warmup=True), seed=seed, desc=desc)
+                      optim=_optim(params, warmup=True), seed=seed, desc=desc, n_critic=params.gan.n_critic)
     return ds, device, nets, specs, stats
 
 
@@ -192,7 +206,9 @@ def init(params: Params, data: str, init_out: str, out: str) -> dict:
 
 
 def best_response(params: Params, player: str, data: str, state_path: str, iteration: int, out: str) -> dict:
-    """A generator trained against sigma_D, or a discriminator trained against sigma_G."""
+    """A generator trained against sigma_D, or a discriminator trained against sigma_G (``gan.oracle:
+    frozen``), or (``player == "pair"``, ``gan.oracle: cotrained``) a new generator and a new
+    discriminator trained together, each also against the other's stored mixture (the authors')."""
     stage = f"best_response_{player}"
     state, doc = read_population(state_path)
     if state.converged:
@@ -201,31 +217,94 @@ def best_response(params: Params, player: str, data: str, state_path: str, itera
     seed = runtime.derive_seed(params.seed, stage, iteration)
     device = runtime.setup(seed, params.device, params.threads)
     ds = load_dataset(data, device, train_device="cpu")
-    me, them = ("row", "col") if player == "discriminator" else ("col", "row")
-    ids, probs = support(state, them)
-    opponents = [_load_strategy(doc, i, device) for i in ids]
-    arch, options, found = None, {}, {}
-    if params.nas.searches(player):
-        arch, options, found = _search(params, player, ds, opponents, probs, seed, device, iteration)
-        runtime.setup(seed, params.device, params.threads)  # the full training starts as a plain one would
-    spec = _net_spec(params, player, ds.shape, arch, options)
-    net = _build(spec).to(device)
+    roles = ROLES if player == game_of(params).PAIR else (player,)
+    mixtures = {r: _opponents(state, doc, r, device) for r in roles}  # each role's opponent mixture
+    nets, specs, starts, found = {}, {}, {}, {}
+    for role in roles:
+        ids, probs, opponents = mixtures[role]
+        nets[role], specs[role], start, searched = _new_player(params, role, ds, state, doc, opponents, probs, seed,
+                                                               device, iteration)
+        if start:
+            starts[role] = start
+        if searched:
+            found[role] = searched
+    desc = f"it{iteration:03d} {player}"
+    if player == game_of(params).PAIR:
+        g = params.gan
+        stats = train_pair(nets["generator"], nets["discriminator"], ds.x["train"], epochs=g.pair_epochs,
+                           optim=_optim(params), seed=seed, desc=desc, n_critic=g.n_critic,
+                           generators=mixtures["discriminator"][2], generator_probs=mixtures["discriminator"][1],
+                           discriminators=mixtures["generator"][2], discriminator_probs=mixtures["generator"][1],
+                           weight=g.opponent_weight)
+        opponent = {r: {"ids": mixtures[r][0], "probs": mixtures[r][1]} for r in roles}
+    else:
+        ids, probs, opponents = mixtures[player]
+        stats = _train_player(params, player, nets[player], opponents, probs, ds, seed, desc)
+        opponent = {"ids": ids, "probs": probs}
     extra = {}
-    if params.gan.warm_start:
-        start = best_member(state, me)
-        member = checked_ref(doc, start)["path"]
-        if net_spec_of(member, player) == spec:
-            net.load_state_dict(_load_strategy(doc, start, device).state_dict())
-            extra["warm_start_from"] = start
-        else:  # DONAS chose another architecture than the best member's: train from scratch
-            found["warm_start_skipped"] = f"{start} is another architecture"
-    stats = _train_player(params, player, net, opponents, probs, ds, seed, f"it{iteration:03d} {player}")
-    meta = artifacts.metadata("gan", experiment=params.experiment, params=stage_params(params, stage), seed=seed, inputs=[data, state_path],
-                              role=player, iteration=iteration, opponent={"ids": ids, "probs": probs},
-                              training=stats, compute=compute.add(stats["compute"], found["compute"])
-                              if "compute" in found else stats["compute"], device=device, **extra, **({"nas": found} if found else {}))
-    save_nets(out, {player: net}, {player: spec}, meta)
+    if starts:
+        extra["warm_start_from"] = starts if player == game_of(params).PAIR else starts[player]
+    nas_cost = [f["compute"] for f in found.values() if "compute" in f]
+    if found:
+        extra["nas"] = found if player == game_of(params).PAIR else found[player]
+    meta = artifacts.metadata("gan", experiment=params.experiment, params=stage_params(params, stage), seed=seed,
+                              inputs=[data, state_path], role=player, iteration=iteration, opponent=opponent,
+                              training=stats, compute=compute.add(stats["compute"], *nas_cost) if nas_cost
+                              else stats["compute"], device=device, **extra)
+    save_nets(out, nets, specs, meta)
     return meta
+
+
+def _opponents(state, doc: dict, role: str, device: str) -> tuple[list[str], list[float], list]:
+    """The opponent mixture a ``role`` best response plays: (ids, probabilities, loaded networks)."""
+    ids, probs = support(state, "col" if role == "discriminator" else "row")
+    return ids, probs, [_load_strategy(doc, i, device) for i in ids]
+
+
+def _new_player(params: Params, role: str, ds, state, doc: dict, opponents: list, probs: list[float], seed: int,
+                device: str, iteration: int | None, search: bool = True):
+    """A best response's network before training: its architecture (DONAS's choice when the role
+    searches), warm-started from the role's best current member (``gan.warm_start``) when that has
+    the same architecture. Returns (net, spec, the member it starts from or None, the search record)."""
+    arch, options, found = None, {}, {}
+    if search and params.nas.searches(role):
+        arch, options, found = _search(params, role, ds, opponents, probs, seed, device, iteration)
+        runtime.setup(seed, params.device, params.threads)  # the full training starts as a plain one would
+    spec = _net_spec(params, role, ds.shape, arch, options)
+    net = _build(spec).to(device)
+    start = None
+    if params.gan.warm_start:
+        member = best_member(state, "row" if role == "discriminator" else "col")
+        if net_spec_of(checked_ref(doc, member)["path"], role) == spec:
+            net.load_state_dict(_load_strategy(doc, member, device).state_dict())
+            start = member
+        else:  # DONAS chose another architecture than the best member's: train from scratch
+            found["warm_start_skipped"] = f"{member} is another architecture"
+    return net, spec, start, found
+
+
+def close(params: Params, data: str, state_path: str, model_out: str, out: str) -> dict:
+    """The closing step: a discriminator trained against the final sigma_G (the frozen oracle's
+    discriminator best response, ``gan.discriminator_epochs``, warm-started as best responses are,
+    never searching architectures), its row of V, and the last meta-solve. Its gain is the deployed
+    generator mixture's exploitability (:func:`doracle.games.population.close_job`)."""
+
+    def respond(state, doc, sid, path):
+        seed = runtime.derive_seed(params.seed, "closing")
+        device = runtime.setup(seed, params.device, params.threads)
+        ds = load_dataset(data, device, train_device="cpu")
+        ids, probs, opponents = _opponents(state, doc, "discriminator", device)
+        net, spec, start, _ = _new_player(params, "discriminator", ds, state, doc, opponents, probs, seed, device,
+                                          None, search=False)
+        stats = _train_player(params, "discriminator", net, opponents, probs, ds, seed, f"closing {sid}")
+        meta = artifacts.metadata("gan", experiment=params.experiment, params=stage_params(params, "closing"),
+                                  seed=seed, inputs=[data, state_path], role="discriminator", closing=sid,
+                                  opponent={"ids": ids, "probs": probs}, training=stats, compute=stats["compute"],
+                                  device=device, **({"warm_start_from": start} if start else {}))
+        save_nets(path, {"discriminator": net}, {"discriminator": spec}, meta)
+        return meta
+
+    return close_job(params, game_of(params), state_path, model_out, out, respond, _cells(params, data), [data])
 
 
 def _train_player(params: Params, player: str, net, opponents: list, probs: list[float], ds, seed: int, desc: str,
@@ -274,8 +353,9 @@ def _search(params: Params, player: str, ds, opponents: list, probs: list[float]
     return arch, options, found
 
 
-def payoff(params: Params, data: str, state_path: str, iteration: int, row: str, col: str, out: str) -> dict:
-    """The new discriminator's row and the new generator's column of V(G, D)."""
+def _cells(params: Params, data: str):
+    """The payoff cells' evaluator of the payoff and closing jobs: ``cells(doc, [(d, g), ...])``
+    gives V(g, d) on the payoff split and the fixed payoff latents, with standard errors."""
 
     def cells(doc, todo):
         device = runtime.setup(0, params.device, params.threads)
@@ -290,7 +370,12 @@ def payoff(params: Params, data: str, state_path: str, iteration: int, row: str,
                 values[(r, c)], errs[(r, c)], n = cell.value, cell.stderr, cell.n
         return values, errs, n, counter.to_json()
 
-    return payoff_job(params, game_of(params), state_path, iteration, row, col, out, cells, [data])
+    return cells
+
+
+def payoff(params: Params, data: str, state_path: str, iteration: int, row: str, col: str, out: str) -> dict:
+    """The new discriminator's row and the new generator's column of V(G, D)."""
+    return payoff_job(params, game_of(params), state_path, iteration, row, col, out, _cells(params, data), [data])
 
 
 # ----------------------------------------------------------------------------- evaluation

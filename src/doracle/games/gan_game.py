@@ -28,9 +28,12 @@ def _jobs():
 
 
 def player_epochs(params: Params) -> dict:
-    """The DO run's planned budget in player-epochs, and the base GAN's epochs that match it."""
+    """The DO run's planned budget in player-epochs, and the base GAN's epochs that match it: a
+    warm-up or co-trained pair epoch trains both players (2), a frozen-oracle best-response epoch one
+    (1); the closing discriminator's epochs count too."""
     g = params.gan
-    do = 2 * g.warmup_epochs + params.do.iterations * (g.generator_epochs + g.discriminator_epochs)
+    per_iteration = 2 * g.pair_epochs if g.oracle == "cotrained" else g.generator_epochs + g.discriminator_epochs
+    do = 2 * g.warmup_epochs + params.do.iterations * per_iteration + g.discriminator_epochs
     return {"do_player_epochs": do, "base_gan_epochs": math.ceil(do / 2), "base_gan_player_epochs": 2 * math.ceil(do / 2)}
 
 
@@ -90,22 +93,30 @@ class GanGame(Game):
     name = "gan"
     players = ("discriminator", "generator")
     id_prefixes = ("d", "g")
+    deployed = "generator"
     TARGETS = ("do_mixture", "do_members")
     _NETS = ("gan.generator", "gan.discriminator", "gan.latent_dim", "gan.spectral_norm", "gan.batch_size",
              "gan.betas")
-    _BUDGET = ("gan.warmup_epochs", "gan.generator_epochs", "gan.discriminator_epochs", "do.iterations")
+    _BUDGET = ("gan.oracle", "gan.warmup_epochs", "gan.pair_epochs", "gan.generator_epochs",
+               "gan.discriminator_epochs", "do.iterations")
+    dag_params = ("gan.oracle",)
     # each stage tracks only what it reads: editing the metrics settings retrains nothing
     stage_params = {
         "train": ("seed", "device", "threads"),
         "reference": ("training", "gan.reference"),
-        "baseline": (*_NETS, "gan.lr_generator", "gan.warmup_lr_discriminator", *_BUDGET),
+        "baseline": (*_NETS, "gan.lr_generator", "gan.warmup_lr_discriminator", "gan.n_critic", *_BUDGET),
         "init": ("seed", "device", "threads", *_NETS, "gan.lr_generator", "gan.warmup_epochs",
-                 "gan.warmup_lr_discriminator", "gan.payoff_latents"),
+                 "gan.warmup_lr_discriminator", "gan.n_critic", "gan.payoff_latents"),
+        "best_response_pair": ("seed", "device", "threads", *_NETS, "gan.lr_generator", "gan.lr_discriminator",
+                               "gan.pair_epochs", "gan.n_critic", "gan.opponent_weight", "gan.warm_start"),
         "best_response_discriminator": ("seed", "device", "threads", *_NETS, "gan.lr_discriminator",
                                         "gan.discriminator_epochs", "gan.warm_start"),
         "best_response_generator": ("seed", "device", "threads", *_NETS, "gan.lr_generator", "gan.generator_epochs",
                                     "gan.warm_start"),
         "payoff": ("seed", "device", "threads", "gan.latent_dim", "gan.payoff_latents"),
+        # the closing discriminator (the frozen oracle's), its payoff cells and the last solve
+        "closing": ("seed", "device", "threads", *_NETS, "gan.lr_discriminator", "gan.discriminator_epochs",
+                    "gan.warm_start", "gan.payoff_latents", "do.meta_solver"),
         "evaluate": ("seed", "device", "threads", "gan.metrics"),
         "metrics": ("seed", *_BUDGET, "do.tolerance"),
         "report": ("experiment", "game"),
@@ -126,6 +137,11 @@ class GanGame(Game):
 
     def targets(self, params):
         return self.TARGETS
+
+    def responders(self, params):
+        if params.gan.oracle == "cotrained":
+            return {self.PAIR: self.players}
+        return super().responders(params)
 
     def check_names(self, params):
         models.check_gan_arch(params.gan.generator, "generator")
@@ -151,6 +167,9 @@ class GanGame(Game):
 
     def payoff(self, params, data, state, iteration, row, col, out):
         return _jobs().payoff(params, data, state, iteration, row, col, out)
+
+    def closing_job(self, params, data, state, model_out, out):
+        return _jobs().close(params, data, state, model_out, out)
 
     def evaluate(self, params, data, label, out, *, population, checkpoint, state_path, uses):
         if "reference" not in uses:

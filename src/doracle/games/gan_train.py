@@ -5,11 +5,15 @@ Pure functions on models and tensors (no artifacts, no params), like :mod:`dorac
 the GAN game's jobs call them with warm-started models and save what they return.
 
 - :func:`train_gan`: simultaneous GAN training, as DCGAN trains: per batch one discriminator step,
-  then one generator step. The double oracle's warm-up and the base-GAN baseline.
-- :func:`train_generator`: the generator oracle, a best response to the discriminator mixture
-  ``sigma_D``.
-- :func:`train_discriminator`: the discriminator oracle, a best response to the generator mixture
-  ``sigma_G``.
+  then (every ``n_critic``-th batch) one generator step. The double oracle's warm-up and the
+  base-GAN baseline.
+- :func:`train_pair`: the co-trained oracle (``gan.oracle: cotrained``, the DO-GAN authors'): a new
+  generator and discriminator trained together as in :func:`train_gan`, each also against the other
+  player's stored mixture, weighted by sigma (:func:`pair_d_loss`, :func:`pair_g_loss`).
+- :func:`train_generator`: the frozen-opponent generator oracle (``gan.oracle: frozen``), a best
+  response to the discriminator mixture ``sigma_D``.
+- :func:`train_discriminator`: the frozen-opponent discriminator oracle, a best response to the
+  generator mixture ``sigma_G`` (also the closing best response of both oracles).
 
 **Losses.** With logits ``l = D(x)`` (``D = sigmoid(l)``) the discriminator minimises
 ``mean softplus(-l_real) + mean softplus(l_fake)``: binary cross-entropy with real -> 1 and
@@ -163,46 +167,112 @@ class _Losses:
     def __init__(self, players: tuple[str, ...], device, optim: GanOptim, desc: str) -> None:
         dtype = torch.float32 if device.type == "mps" else torch.float64  # as a Python float, where possible
         self.sums = torch.zeros(len(players), dtype=dtype, device=device)
-        self.players, self.optim, self.desc, self.count = players, optim, desc, 0
+        self.players, self.optim, self.desc = players, optim, desc
+        self.counts = [0] * len(players)
         self.history: dict[str, list[float]] = {"generator": [], "discriminator": []}
 
     def add(self, *losses: torch.Tensor) -> None:
         """One batch's losses, in the order of ``players``."""
         self.sums += torch.stack([loss.detach() for loss in losses])
-        self.count += 1
+        self.counts = [c + 1 for c in self.counts]
+
+    def add_one(self, player: str, loss: torch.Tensor) -> None:
+        """One step's loss of one player (the players step at different rates: ``n_critic``)."""
+        k = self.players.index(player)
+        self.sums[k] += loss.detach()
+        self.counts[k] += 1
 
     def flush(self, where: str) -> None:
         """Append the means since the last flush; raise if a player's loss is not finite."""
-        for player, total in zip(self.players, self.sums.tolist(), strict=True):
-            mean = total / max(self.count, 1)
+        for player, total, count in zip(self.players, self.sums.tolist(), self.counts, strict=True):
+            mean = total / max(count, 1)
             if not math.isfinite(mean):
                 raise TrainingDiverged(
                     f"{self.desc}: the {player} loss became {mean} in {where} (lower the {player}'s learning "
                     f"rate, GanOptim.lr_{player} = {getattr(self.optim, f'lr_{player}')})")
             self.history[player].append(mean)
         self.sums.zero_()
-        self.count = 0
+        self.counts = [0] * len(self.players)
 
 
-def _d_loss(discriminator: nn.Module, real: torch.Tensor, fakes) -> torch.Tensor:
-    """``mean softplus(-D(real)) + sum_i p_i mean softplus(D(fake_i))``: ``-V`` on the batch."""
-    return F.softplus(-_logits(discriminator, real)).mean() + sum(
+def _d_loss(discriminator: nn.Module, real: torch.Tensor, fakes, real_weight: float = 1.0) -> torch.Tensor:
+    """``real_weight * mean softplus(-D(real)) + sum_i p_i mean softplus(D(fake_i))``: ``-V`` on the
+    batch (``real_weight`` 1 and the ``p_i`` summing to 1); each batch run through D on its own."""
+    real_term = F.softplus(-_logits(discriminator, real)).mean()
+    return (real_term if real_weight == 1.0 else real_weight * real_term) + sum(
         p * F.softplus(_logits(discriminator, fake)).mean() for fake, p in fakes)
 
 
+def _g_loss(fake: torch.Tensor, discriminators) -> torch.Tensor:
+    """``sum_j p_j * mean softplus(-D_j(fake))``: the non-saturating generator loss against
+    ``[(D_j, p_j)]``."""
+    return sum(p * F.softplus(-_logits(d, fake)).mean() for d, p in discriminators)
+
+
+def pair_d_loss(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, stored_fakes,
+                weight: float) -> torch.Tensor:
+    """The co-trained discriminator's loss on one batch:
+    ``L_D(D'; G') + w * sum_i p_i L_D(D'; G_i)`` with ``L_D(D; G) = mean softplus(-D(x)) + mean
+    softplus(D(G(z)))`` (``-V`` on the batch), i.e. ``(1 + w sum_i p_i) mean softplus(-D'(x)) + mean
+    softplus(D'(fake)) + w sum_i p_i mean softplus(D'(fake_i))``. ``fake`` is G'(z) and
+    ``stored_fakes`` ``[(G_i(z), p_i)]``, all detached; ``w = weight``."""
+    mass = sum(p for _, p in stored_fakes)
+    return _d_loss(discriminator, real, [(fake, 1.0), *((f, weight * p) for f, p in stored_fakes)],
+                   real_weight=1.0 + weight * mass if weight and stored_fakes else 1.0)
+
+
+def pair_g_loss(fake: torch.Tensor, discriminator: nn.Module, stored_discriminators, weight: float) -> torch.Tensor:
+    """The co-trained generator's loss on one batch: ``L_G(G'; D') + w * sum_j q_j L_G(G'; D_j)`` with
+    ``L_G(G; D) = mean softplus(-D(G(z)))`` (non-saturating), ``fake = G'(z)``, ``stored_discriminators``
+    ``[(D_j, q_j)]``; the discriminators' weights get no gradient (the caller freezes them)."""
+    loss = _g_loss(fake, [(discriminator, 1.0)])
+    return loss + _g_loss(fake, [(d, weight * q) for d, q in stored_discriminators]) if weight and \
+        stored_discriminators else loss
+
+
 def train_gan(generator: nn.Module, discriminator: nn.Module, x_train: torch.Tensor, *, epochs: int,
-              optim: GanOptim, seed: int, desc: str = "gan") -> dict:
+              optim: GanOptim, seed: int, desc: str = "gan", n_critic: int = 1) -> dict:
     """Ordinary (simultaneous) GAN training of both players in place; returns the run's stats.
 
-    Per batch: one discriminator step (real -> 1, ``G(z)`` -> 0, the fakes detached), then one
-    generator step with the non-saturating loss on the same fakes against the updated
-    discriminator (whose weights get no gradient there). Used for the DO warm-up and for the
-    base-GAN baseline. Stats: ``epochs``, ``batches_per_epoch``, ``updates`` (optimizer steps per
-    player), ``losses`` (per-epoch means per player), ``compute``, ``train_seconds``.
+    Per batch: one discriminator step (real -> 1, ``G(z)`` -> 0, the fakes detached), then, on every
+    ``n_critic``-th batch, one generator step with the non-saturating loss on the same fakes against
+    the updated discriminator (whose weights get no gradient there). Used for the DO warm-up and
+    for the base-GAN baseline. Stats: ``epochs``, ``batches_per_epoch``, ``n_critic``, ``updates``
+    (optimizer steps per player), ``losses`` (per-epoch means per player), ``compute``,
+    ``train_seconds``.
     """
+    return train_pair(generator, discriminator, x_train, epochs=epochs, optim=optim, seed=seed, desc=desc,
+                      n_critic=n_critic)
+
+
+def train_pair(generator: nn.Module, discriminator: nn.Module, x_train: torch.Tensor, *, epochs: int,
+               optim: GanOptim, seed: int, desc: str = "pair", n_critic: int = 1,
+               generators: Sequence[nn.Module] = (), generator_probs=None,
+               discriminators: Sequence[nn.Module] = (), discriminator_probs=None, weight: float = 0.0) -> dict:
+    """The co-trained oracle (the DO-GAN authors' prototype, σ-weighted): a new pair (G', D') trained
+    together as an ordinary GAN, G' also against the stored discriminators of sigma_D
+    (``discriminators``, ``discriminator_probs``) and D' against the stored generators of sigma_G,
+    each term weighted by its probability and by ``weight`` (:func:`pair_d_loss`,
+    :func:`pair_g_loss`). Both new networks are trained in place; the stored ones are frozen (see
+    the module's docstring) and members with probability <= 1e-12 are not run at all.
+
+    Per batch: one D' step; on every ``n_critic``-th batch one G' step on the same fakes against
+    the updated D' (its weights and the stored discriminators' frozen). Without stored opponents
+    (or ``weight`` 0) this is :func:`train_gan`. Stats as :func:`train_gan`'s, plus ``weight`` and
+    the stored opponents' ``probs`` when there are any.
+    """
+    if n_critic < 1:
+        raise ValueError(f"n_critic must be at least 1, got {n_critic}")
+    if weight < 0 or not math.isfinite(weight):
+        raise ValueError(f"weight must be finite and >= 0, got {weight}")
     device = module_device(generator)
     _check_device([discriminator], "discriminator", device)
-    latent_dim, spans = _latent_dim([generator]), _spans(len(x_train), optim.batch_size)
+    stored_g, p_g = _support(generators, generator_probs, "generator", device) if generators else ([], [])
+    stored_d, p_d = _support(discriminators, discriminator_probs, "discriminator", device) if discriminators \
+        else ([], [])
+    if not weight:
+        stored_g, stored_d = [], []  # a zero weight: the stored opponents are not run at all
+    latent_dim, spans = _latent_dim([generator, *(g for g, _ in stored_g)]), _spans(len(x_train), optim.batch_size)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     opt_g, opt_d = optim.adam(generator, "generator"), optim.adam(discriminator, "discriminator")
     losses = _Losses(("discriminator", "generator"), device, optim, desc)
@@ -210,29 +280,40 @@ def train_gan(generator: nn.Module, discriminator: nn.Module, x_train: torch.Ten
     t0 = time.perf_counter()
     generator.train()
     discriminator.train()
-    with PassCounter([generator, discriminator]) as counter:
+    opponents = _unique([*(g for g, _ in stored_g), *(d for d, _ in stored_d)])
+    with PassCounter(_unique([generator, discriminator, *opponents])) as counter, frozen(opponents):
         bar = progress(range(epochs), desc, unit="epoch")
         for epoch in bar:
-            for real, z in _epoch(x_train, spans, gen, latent_dim, device):
-                fake = generator(z)
+            for b, (real, z) in enumerate(_epoch(x_train, spans, gen, latent_dim, device)):
+                g_step = (b + 1) % n_critic == 0
+                with torch.set_grad_enabled(g_step):
+                    fake = generator(z)
+                with torch.no_grad():
+                    stored_fakes = [(g(z), p) for g, p in stored_g]
                 opt_d.zero_grad(set_to_none=True)
-                loss_d = _d_loss(discriminator, real, [(fake.detach(), 1.0)])
+                loss_d = pair_d_loss(discriminator, real, fake.detach(), stored_fakes, weight)
                 loss_d.backward()
                 optimizer_step(opt_d)
+                updates["discriminator"] += 1
+                losses.add_one("discriminator", loss_d)
+                if not g_step:
+                    continue
                 opt_g.zero_grad(set_to_none=True)
                 with weights_frozen([discriminator]):
-                    loss_g = F.softplus(-_logits(discriminator, fake)).mean()
+                    loss_g = pair_g_loss(fake, discriminator, stored_d, weight)
                     loss_g.backward()
                 optimizer_step(opt_g)
-                losses.add(loss_d, loss_g)
-                updates["discriminator"] += 1
                 updates["generator"] += 1
+                losses.add_one("generator", loss_g)
             losses.flush(f"epoch {epoch + 1}")
             bar.set_postfix(d=f"{losses.history['discriminator'][-1]:.4f}", g=f"{losses.history['generator'][-1]:.4f}")
     generator.eval()
     discriminator.eval()
-    return {"epochs": epochs, "batches_per_epoch": len(spans), "updates": updates, "losses": losses.history,
-            "compute": counter.to_json(), "train_seconds": time.perf_counter() - t0}
+    stats = {"epochs": epochs, "batches_per_epoch": len(spans), "n_critic": n_critic, "updates": updates,
+             "losses": losses.history, "compute": counter.to_json(), "train_seconds": time.perf_counter() - t0}
+    if generators or discriminators:
+        stats = {**stats, "weight": weight, "probs": {"generator": p_g, "discriminator": p_d}}
+    return stats
 
 
 def train_generator(generator: nn.Module, discriminators: Sequence[nn.Module], probs, *, steps: int,
@@ -267,7 +348,7 @@ def train_generator(generator: nn.Module, discriminators: Sequence[nn.Module], p
                 zs = to_device(torch.randn(chunk * bs, latent_dim, generator=gen), device).split(bs)
             fake = generator(zs[k])
             opt.zero_grad(set_to_none=True)
-            loss = sum(q * F.softplus(-_logits(d, fake)).mean() for d, q in members)
+            loss = _g_loss(fake, members)
             loss.backward()
             optimizer_step(opt)
             losses.add(loss)

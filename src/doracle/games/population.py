@@ -19,6 +19,7 @@ from doracle.engine import (
     MetaSolution,
     advance,
     cells_to_evaluate,
+    close,
     extend_payoff,
     gap_record,
     solve,
@@ -105,10 +106,47 @@ def payoff_job(params: Params, game, state_path: str, iteration: int, row: str, 
     return result
 
 
+def close_job(params: Params, game, state_path: str, model_out: str, out: str, respond, cells,
+              inputs: list[str]) -> dict:
+    """The closing step of any game (:func:`doracle.engine.close`): the opponent of the deployed
+    player (``game.deployed``) answers the deployed player's final meta-strategy, its row or column
+    joins the payoff matrix, and the meta-game is solved once more (``do.meta_solver``, no pruning).
+
+    ``respond(state, doc, sid, model_out)`` trains the closing strategy ``sid`` against that
+    meta-strategy and saves it to ``model_out`` (its sidecar records its compute); ``cells(doc, cells)`` is the
+    payoff job's (:func:`payoff_job`). Writes the closed population to ``out``: what the
+    evaluation, metrics and report jobs read. Runs whether or not DO converged."""
+    state, doc = read_population(state_path)
+    if state.closing is not None:
+        raise ArtifactError(f"{state_path}: this population is already closed (by {state.closing['id']})")
+    player = game.closing_player
+    side = "row" if player == game.players[0] else "col"
+    sid = game.strategy_id(player, state.iteration + 1)
+    respond(state, doc, sid, model_out)
+    strategies = {**doc["all_strategies"], sid: _strategy(model_out, player, closing=True)}
+    todo = [(sid, c) for c in state.col_ids] if side == "row" else [(r, sid) for r in state.row_ids]
+    values, errs, n, cost = cells({**doc, "strategies": {**doc["strategies"], sid: strategies[sid]}}, todo)
+    closed, se, record = close(state, side, sid, values, solver=params.do.meta_solver, stderr=errs,
+                               payoff_stderr=np.asarray(doc["payoff_stderr"], dtype=float))
+    closed.closing = {**record, "player_name": player, "deployed": game.deployed}
+    newdoc = _population_doc(params, closed, se, n, strategies, runtime.derive_seed(params.seed, "closing"),
+                             stage="closing")
+    newdoc["inputs"] = artifacts.inputs_record((*inputs, state_path, model_out))
+    newdoc["closed_from"] = state_path
+    newdoc["compute"] = cost  # the closing response's own compute is in its sidecar
+    write_json(out, newdoc)
+    return newdoc
+
+
 def double_oracle_summary(state: DOState, tolerance: float) -> dict:
-    """The ``double_oracle`` object of every game's metrics.json: how the run ended."""
+    """The ``double_oracle`` object of every game's metrics.json: how the run ended, and the closing
+    best response's exploitability of the deployed mixture (None for a population not closed)."""
     hist = state.history
+    c = state.closing or {}
     return {
+        "exploitability": c.get("exploitability"), "exploitability_stderr": c.get("exploitability_stderr"),
+        "closing": {k: c[k] for k in ("id", "player_name", "deployed", "value_before", "value", "answers")
+                    if k in c} or None,
         "iterations_run": len(hist), "converged": bool(state.converged),
         # converged | within_noise (gap <= tolerance, its upper bound is not) | not_converged
         "status": hist[-1]["status"] if hist else "not_converged",
@@ -121,10 +159,10 @@ def double_oracle_summary(state: DOState, tolerance: float) -> dict:
     }
 
 
-def _population_doc(params, state: DOState, stderr, n, strategies: dict, seed) -> dict:
+def _population_doc(params, state: DOState, stderr, n, strategies: dict, seed, stage: str = "prune") -> dict:
     return {
         "kind": "population", "experiment": params.experiment, "game": params.game, "seed": seed,
-        "params": stage_params(params, "prune"),
+        "params": stage_params(params, stage),
         "state": state.to_json(), "payoff_stderr": np.asarray(stderr).tolist(), "payoff_n": n,
         "strategies": {s: strategies[s] for s in state.row_ids + state.col_ids},
         "all_strategies": strategies,

@@ -176,6 +176,14 @@ def do_section(do: dict, history: list[dict], players=("defender", "attacker")) 
         "the upper bound within the tolerance, `within_noise` means only the estimate is)",
         f"- game value (payoff split): {do['value']:.4f}",
     ]
+    c = do.get("closing")
+    if c and do.get("exploitability") is not None:
+        lines.append(
+            f"- exploitability of the deployed {c['deployed']} mixture: **{do['exploitability']:.4f} ± "
+            f"{do['exploitability_stderr']:.4f}** (the closing best response {c['id']}, a {c['player_name']} trained "
+            f"against the final meta-strategy, gains that much over the game value {c['value_before']:.4f}; it joined "
+            f"the matrix and the meta-game was solved once more: value {c['value']:.4f}, the deployed mixture is that "
+            "solve's)")
     table = [
         "",
         "![payoff heatmap](payoff_heatmap.png)",
@@ -220,8 +228,12 @@ def architecture_section(pop: dict) -> list[str]:
 
     metas = {sid: read_json(sidecar(ref["path"])) for sid, ref in pop["all_strategies"].items()
              if sidecar(ref["path"]).is_file()}
+    def record(sid):  # a co-trained pair's file holds one search record per player that searched
+        nas, player = metas[sid].get("nas"), pop["all_strategies"][sid]["player"]
+        return nas if nas is None or "candidates" in nas else nas.get(player)
+
     searched = sorted((m.get("iteration", 0), pop["all_strategies"][sid]["player"], sid) for sid, m in metas.items()
-                      if "nas" in m)
+                      if record(sid) is not None)
     if not searched:
         return []
     lines = ["", "## Architecture search", "",
@@ -232,7 +244,7 @@ def architecture_section(pop: dict) -> list[str]:
              "| it | player | strategy | candidate | architecture | short epochs | score | chosen |",
              "|---|---|---|---|---|---|---|---|"]
     for it, player, sid in searched:
-        nas = metas[sid]["nas"]
+        nas = record(sid)
         for k, c in enumerate(nas["candidates"]):
             lines.append(f"| {it} | {player} | {sid} | {k} | {_arch_text(c['arch'], c['options'])} | {c['epochs']} | "
                          f"{c['score']:.4f} | {'**yes**' if k == nas['chosen'] else ''} |")
