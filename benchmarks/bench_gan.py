@@ -1,14 +1,18 @@
-"""DO-GAN against the base GAN at equal total compute, on the embedded digits data.
+"""DO-GAN against the base GAN at equal budget, on the embedded digits data: paired differences with intervals.
 
-    python benchmarks/bench_gan.py [--seeds 0 1 2] [--params params-gan.yaml] [--json out.json]
+    python benchmarks/bench_gan.py [--seeds 0 1 2 3 4] [--variant-seeds 0 1 2] [--params params-gan.yaml]
+                                   [--set JSON] [--json out.json]
 
 For each seed, runs the real GAN pipeline (``snakemake -c2`` in a throw-away project whose
-params.yaml is the params file with that seed) and reads its metrics.json: FID and classes covered (in the
-reference classifier's features) of the deployed DO generator mixture, of the base GAN trained
-with the same budget in player-epochs (a warm-up epoch trains both players, a best-response epoch
-one), and of the warm-up generator g000 (the DO run's starting point). Prints mean ± sd over
-seeds, the ratios DO / base GAN measured in the same run, and both models' measured passes and
-wall seconds. docs/performance.md records a run.
+params.yaml is the params file with that seed) and reads its metrics.json and its evaluation
+files. The DO generator mixture and the base GAN (ordinary GAN training with the same budget in
+player-epochs) are scored on the same real images and the same latents, resampled alike, so each
+seed gives a **paired difference** DO mixture − base GAN with its bootstrap 95% interval, for FID,
+recall, coverage and classes covered (doracle.evaluation.intervals). Printed: per seed and
+variant the differences with their intervals and verdicts, each model's counted passes, and the
+mean difference over seeds (± sd). Variants, on ``--variant-seeds``: the frozen-opponent oracle
+(``gan.oracle: frozen``) and fictitious play instead of the LP (``do.meta_solver:
+fictitious_play``). docs/performance.md records a run.
 """
 
 from __future__ import annotations
@@ -23,72 +27,93 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, new_project, sh  # noqa: E402
-from doracle.artifacts import timing_of  # noqa: E402
+from common import ROOT, merge, new_project, sh  # noqa: E402
+from doracle.evaluation.intervals import paired_difference  # noqa: E402
 
-KEYS = ("fid", "classes_covered", "inception_score", "coverage")
+#: the metrics compared (FID: lower is better; the others: higher is better)
+METRICS = ("fid", "recall", "coverage", "classes_covered")
+VARIANTS = {"default": {}, "frozen oracle": {"gan": {"oracle": "frozen"}},
+            "fictitious play": {"do": {"meta_solver": "fictitious_play"}}}
 
 
-def run_seed(base: dict, seed: int, tmp: Path) -> dict:
-    params = {**base, "seed": seed, "experiment": f"gan-seed{seed}"}
-    proj = new_project(tmp / f"seed{seed}", params)
+def _replicates(model: dict, metric: str) -> list:
+    return model["fid_bootstrap"] if metric == "fid" else model.get("bootstrap_replicates", {}).get(metric, [])
+
+
+def run_seed(base: dict, seed: int, tmp: Path, name: str) -> dict:
+    exp = f"gan-{name.replace(' ', '-')}-seed{seed}"
+    proj = new_project(tmp / exp, {**base, "seed": seed, "experiment": exp})
     wall, _ = sh(["snakemake", "-c2", "-q"], proj)
-    m = json.loads((proj / f"results/gan-seed{seed}/metrics.json").read_text())
-    out = {name: {k: m["models"][name][k] for k in KEYS} | {"passes": m["models"][name]["compute"]["passes"],
-                                                             "wall_seconds": timing_of(m, "models", name, "compute", "wall_seconds")}
-           for name in ("do_mixture", "base_gan", "g000")}
-    out["members"] = m["models"]["do_mixture"]["members"]
-    out["fid_real_vs_real"] = m["fid_real_vs_real"]
-    out["pipeline_seconds"] = wall
-    out["budget"] = m["budget"]
+    res = proj / "results" / exp
+    m = json.loads((res / "metrics.json").read_text())
+    do = json.loads((res / "evaluation/do/do_mixture.json").read_text())["models"]["do_mixture"]
+    gan = json.loads((res / "evaluation/baselines/base_gan.json").read_text())["models"]["base_gan"]
+    out = {"seed": seed, "pipeline_seconds": wall, "budget": m["budget"],
+           "members": do["members"], "probs": do["probs"],
+           "exploitability": m["double_oracle"]["exploitability"],
+           "exploitability_stderr": m["double_oracle"]["exploitability_stderr"],
+           "passes": {k: m["models"][k]["compute"]["passes"] for k in ("do_mixture", "base_gan")},
+           "do_mixture": {k: do[k] for k in METRICS}, "base_gan": {k: gan[k] for k in METRICS},
+           "difference": {k: paired_difference(do[k], _replicates(do, k), gan[k], _replicates(gan, k))
+                          for k in METRICS}}
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds of the default settings")
+    ap.add_argument("--variant-seeds", type=int, nargs="*", default=[0, 1, 2],
+                    help="seeds of each variant (frozen oracle, fictitious play); none: skip the variants")
     ap.add_argument("--params", default=str(ROOT / "params-gan.yaml"))
     ap.add_argument("--set", default="{}", help="JSON merged into the params (e.g. a shorter budget for tests)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    from common import merge
-
     base = merge(yaml.safe_load(Path(args.params).read_text()), json.loads(args.set))
-    runs = {}
+    plan = [("default", s) for s in args.seeds] + [(v, s) for v in list(VARIANTS)[1:] for s in args.variant_seeds]
+    runs: dict[str, dict[int, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
-            runs[seed] = run_seed(base, seed, Path(tmp))
-            r = runs[seed]
-            print(f"seed {seed}: DO mixture FID {r['do_mixture']['fid']:.2f} ({r['do_mixture']['classes_covered']} "
-                  f"classes), base GAN FID {r['base_gan']['fid']:.2f} ({r['base_gan']['classes_covered']} classes), "
-                  f"{r['pipeline_seconds']:.0f} s", file=sys.stderr, flush=True)
+        for name, seed in plan:
+            r = runs.setdefault(name, {})[seed] = run_seed(merge(base, VARIANTS[name]), seed, Path(tmp), name)
+            d = r["difference"]["fid"]
+            print(f"{name} seed {seed}: FID DO mixture {r['do_mixture']['fid']:.1f}, base GAN {r['base_gan']['fid']:.1f}, "
+                  f"difference {d['difference']:+.1f} [{d['interval'][0]:+.1f}, {d['interval'][1]:+.1f}] "
+                  f"({r['pipeline_seconds']:.0f} s)", file=sys.stderr, flush=True)
 
-    def vals(model, key):
-        return [runs[s][model][key] for s in args.seeds]
+    def cell(d: dict, digits: int) -> str:
+        lo, hi = d["interval"]
+        return f"{d['difference']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
-    def ms(model, key):
-        v = vals(model, key)
-        return st.mean(v), (st.stdev(v) if len(v) > 1 else 0.0)
-
-    summary = {model: {k: dict(zip(("mean", "sd"), ms(model, k), strict=True)) for k in (*KEYS, "passes")}
-               for model in ("do_mixture", "base_gan", "g000")}
-    ratio = {k: [runs[s]["do_mixture"][k] / runs[s]["base_gan"][k] for s in args.seeds] for k in ("fid", "passes")}
-    b = runs[args.seeds[0]]["budget"]
-    print(f"digits, {b['do_player_epochs']} player-epochs each (base GAN: {b['base_gan_epochs']} epochs), "
-          f"seeds {args.seeds} (mean ± sd)")
-    print("| model | FID ↓ | classes covered | IS | coverage | passes (M) |")
-    print("|---|---|---|---|---|---|")
-    for model, label in (("do_mixture", "DO-GAN mixture"), ("base_gan", "base GAN"), ("g000", "warm-up generator g000")):
-        s = summary[model]
-        print(f"| {label} | {s['fid']['mean']:.1f} ± {s['fid']['sd']:.1f} | {s['classes_covered']['mean']:.1f} ± "
-              f"{s['classes_covered']['sd']:.1f} | {s['inception_score']['mean']:.2f} ± {s['inception_score']['sd']:.2f} | "
-              f"{s['coverage']['mean']:.2f} ± {s['coverage']['sd']:.2f} | {s['passes']['mean'] / 1e6:.2f} |")
-    print(f"\nFID ratio DO / base GAN per seed: {', '.join(f'{r:.2f}' for r in ratio['fid'])}; passes ratio: "
-          f"{', '.join(f'{r:.2f}' for r in ratio['passes'])}")
-    better = sum(r < 1 for r in ratio["fid"])
-    print(f"DO-GAN's mixture has the lower FID in {better} of {len(args.seeds)} seeds.")
+    digits = {"fid": 1, "recall": 3, "coverage": 3, "classes_covered": 1}
+    b = runs["default"][args.seeds[0]]["budget"]
+    print(f"digits, DO {b['do_player_epochs']} player-epochs, base GAN {b['base_gan_epochs']} epochs "
+          f"({b['base_gan_player_epochs']} player-epochs). Paired differences DO mixture − base GAN on the same "
+          "real images and latents, bootstrap 95% intervals (FID: negative favours DO; the others: positive does)")
+    print("| variant | seed | FID | recall | coverage | classes covered | σ_G | exploitability | passes DO / base |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    summary = {}
+    for name, by_seed in runs.items():
+        for seed, r in by_seed.items():
+            sigma = ", ".join(f"{i} {p:.2f}" for i, p in zip(r["members"], r["probs"], strict=True))
+            print(f"| {name} | {seed} | " + " | ".join(cell(r["difference"][k], digits[k]) for k in METRICS) +
+                  f" | {sigma} | {r['exploitability']:.3f} ± {r['exploitability_stderr']:.3f} | "
+                  f"{r['passes']['do_mixture'] / r['passes']['base_gan']:.2f} |")
+        summary[name] = {}
+        for k in METRICS:
+            diffs = [r["difference"][k]["difference"] for r in by_seed.values()]
+            verdicts = [r["difference"][k]["verdict"] for r in by_seed.values()]
+            summary[name][k] = {"mean": st.mean(diffs), "sd": st.stdev(diffs) if len(diffs) > 1 else 0.0,
+                                "do_better": sum(v == ("lower" if k == "fid" else "higher") for v in verdicts),
+                                "do_worse": sum(v == ("higher" if k == "fid" else "lower") for v in verdicts),
+                                "seeds": len(diffs)}
+    print("\nMean difference over seeds (± sd); in how many seeds the interval favours DO / the base GAN:")
+    print("| variant | seeds | " + " | ".join(METRICS) + " |")
+    print("|---|---|" + "---|" * len(METRICS))
+    for name, s in summary.items():
+        print(f"| {name} | {len(runs[name])} | " + " | ".join(
+            f"{s[k]['mean']:+.{digits[k]}f} ± {s[k]['sd']:.{digits[k]}f} (DO {s[k]['do_better']}, base "
+            f"{s[k]['do_worse']})" for k in METRICS) + " |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": runs, "summary": summary, "ratio": ratio}, indent=1))
+        Path(args.json).write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
 
 
 if __name__ == "__main__":

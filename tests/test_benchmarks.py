@@ -35,17 +35,22 @@ def test_bench_epoch_counts_flops_and_throughput(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_gan_compares_do_gan_and_the_base_gan_per_seed(tmp_path):
+def test_bench_gan_gives_paired_differences_with_intervals_per_seed(tmp_path):
     tiny = {"data": {"max_train": 240}, "do": {"iterations": 1},
-            "gan": {"warmup_epochs": 1, "generator_epochs": 1, "discriminator_epochs": 1, "payoff_latents": 100,
+            "gan": {"warmup_epochs": 1, "pair_epochs": 1, "discriminator_epochs": 1, "payoff_latents": 100,
                     "reference": {"epochs": 1}, "metrics": {"samples": 60, "is_split_size": 30, "bootstrap": 20, "grid": 4}}}
-    r = _bench(tmp_path, "bench_gan.py", "--seeds", "0", "--set", json.dumps(tiny))
-    run0 = r["runs"]["0"]
-    assert run0["budget"] == {"do_player_epochs": 4, "base_gan_epochs": 2, "base_gan_player_epochs": 4}
-    for model in ("do_mixture", "base_gan", "g000"):
-        assert run0[model]["fid"] > 0 and run0[model]["passes"] > 0
-        assert r["summary"][model]["fid"]["mean"] == run0[model]["fid"]
-    assert r["ratio"]["fid"] == [pytest.approx(run0["do_mixture"]["fid"] / run0["base_gan"]["fid"])]
+    r = _bench(tmp_path, "bench_gan.py", "--seeds", "0", "--variant-seeds", "--set", json.dumps(tiny))
+    assert set(r["runs"]) == {"default"}
+    run0 = r["runs"]["default"]["0"]
+    # warm-up 2 x 1, one pair of 1 epoch (2), the closing discriminator's 1: 5 player-epochs
+    assert run0["budget"] == {"do_player_epochs": 5, "base_gan_epochs": 3, "base_gan_player_epochs": 6}
+    for k in ("fid", "recall", "coverage", "classes_covered"):
+        d = run0["difference"][k]
+        assert d["difference"] == pytest.approx(run0["do_mixture"][k] - run0["base_gan"][k])
+        assert d["interval"][0] <= d["difference"] <= d["interval"][1]
+        assert r["summary"]["default"][k]["mean"] == d["difference"]
+    assert run0["passes"]["do_mixture"] > 0 and run0["passes"]["base_gan"] > 0
+    assert run0["exploitability_stderr"] > 0
 
 
 @pytest.mark.slow

@@ -441,12 +441,15 @@ def test_snakemake_runs_the_gan_experiment_and_reports_it(gan_project):
     res = proj / "results/tinygan"
     m = json.loads((res / "metrics.json").read_text())
     assert m["game"] == "gan" and {"base_gan", "do_mixture", "g000"} <= set(m["models"])
-    pop = json.loads((res / "do/it002/population.json").read_text())
+    pop = json.loads((res / "do/closing/population.json").read_text())  # the closed population: one more row
     assert set(m["models"]) == {"base_gan", "do_mixture", *pop["state"]["col_ids"]}
+    assert pop["state"]["row_ids"][-1] == pop["state"]["closing"]["id"] == "d003"
+    assert m["double_oracle"]["exploitability"] == pop["state"]["closing"]["exploitability"]
     for r in m["models"].values():
         assert {"fid", "inception_score", "classes_covered", "compute"} <= set(r)
     c = {k: v["compute"] for k, v in m["models"].items()}
-    assert c["base_gan"]["jobs"] == 1 and c["do_mixture"]["jobs"] == 1 + 2 * 5  # init, 2 iterations of 5 jobs
+    # init, 2 iterations of 4 jobs (the co-trained pair is one), close
+    assert c["base_gan"]["jobs"] == 1 and c["do_mixture"]["jobs"] == 1 + 2 * 4 + 1
     assert m["double_oracle"]["iterations_run"] == 2
     rep = res / "report"
     text = (rep / "summary.md").read_text()
@@ -490,6 +493,7 @@ def test_dvc_repro_of_the_gan_experiment_gives_the_same_bytes(gan_project, share
     proj, _ = gan_project
     other = shared_dvc.gan
     for rel in ("do/it000/init.safetensors", "do/it002/payoff.json", "do/it002/population.json",
+                "do/closing/response.safetensors", "do/closing/population.json",
                 "baselines/base_gan/model.safetensors", "reference/model.safetensors"):
         assert sha(other / "results/tinygan" / rel) == sha(proj / "results/tinygan" / rel), rel
     a = json.loads((proj / "results/tinygan/metrics.json").read_text())

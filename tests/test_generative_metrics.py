@@ -328,6 +328,32 @@ def test_paired_difference_of_a_model_with_itself_is_zero_and_other_models_are_t
     assert fid_comparisons({"noise": noise}, {"noise": noise["fid_bootstrap"]}) == {}  # no base GAN: none
 
 
+def test_recall_coverage_and_classes_have_paired_replicates_on_the_same_resamples(digits):
+    """The evaluation records precision / recall / density / coverage / classes covered on FID's
+    resamples: a model against itself differs by 0 in every one, the replicates' mean sits near the
+    point estimate, and noise is told apart from real images in recall and coverage."""
+    from doracle.evaluation.intervals import paired_difference
+
+    n = 200
+    ev = gm.GenerativeMetrics(digits.clf, digits.train[:n], split_size=50, bootstrap=100, seed=4, min_share=0.05)
+    real, again, noise = ev(digits.test[:n]), ev(digits.test[:n]), ev(digits.noise[:n])
+    reps = real["bootstrap_replicates"]
+    assert set(reps) == {"precision", "recall", "density", "coverage", "classes_covered"}
+    assert all(len(v) == 100 for v in reps.values())
+    for key in reps:
+        same = paired_difference(real[key], reps[key], again[key], again["bootstrap_replicates"][key])
+        assert same["difference"] == 0 and same["interval"] == [0.0, 0.0]
+        assert abs(sum(reps[key]) / 100 - real[key]) <= 0.1 * max(abs(real[key]), 1e-9) + 0.05
+    for key in ("recall", "coverage"):
+        d = paired_difference(noise[key], noise["bootstrap_replicates"][key], real[key], reps[key])
+        assert d["verdict"] == "lower" and d["interval"][1] < 0, (key, d)
+    # the point estimates are prdc's, unchanged
+    feats = gm.extract(gm.ClassifierFeatures(digits.clf, "penultimate"), digits.test[:n])
+    assert {k: real[k] for k in ("precision", "recall", "density", "coverage")} == gm.prdc(ev.real_features, feats)
+    assert gm.GenerativeMetrics(digits.clf, digits.train[:n], split_size=50)(digits.test[:n])[
+        "bootstrap_replicates"] == {}
+
+
 def test_is_splits_have_a_fixed_size(digits):
     """The IS-style score uses n // split_size splits of exactly split_size images, so it does not
     move with the sample count beyond the extra splits."""

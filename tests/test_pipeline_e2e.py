@@ -74,7 +74,7 @@ def test_main_job_outputs_metrics_and_report(snake):
     c = {k: v["compute"] for k, v in m["models"].items()}
     walls = {k: timing_of(m, "models", k, "compute", "wall_seconds") for k in c}
     assert c["erm"]["jobs"] == 1 and c["pgd_at"]["jobs"] == 1
-    assert c["do_mixture"]["jobs"] == 1 + 1 + 2 * 5  # base, init, 2 iterations of 5 jobs
+    assert c["do_mixture"]["jobs"] == 1 + 1 + 2 * 5 + 1  # base, init, 2 iterations of 5 jobs, close
     assert c["do_mixture"] == c["do_best_member"] == c["do_uniform"]
     for k, v in c.items():
         assert walls[k] > 0 and v["forward_passes"] > 0 and v["backward_passes"] > 0
@@ -107,6 +107,11 @@ def test_main_job_outputs_metrics_and_report(snake):
     headline = json.loads((proj / f"results/{EXP}/headline.json").read_text())
     assert headline["do_mixture_worst_case"] == m["models"]["do_mixture"]["robust_accuracy"]["worst_case"]
     assert headline["do_gap"] == do["final_gap"] and headline["erm_clean_accuracy"] == m["models"]["erm"]["clean_accuracy"]
+    # the closing attacker answered the final sigma_D: its gain is the DO mixture's exploitability
+    assert do["closing"]["id"] == "a003" and do["closing"]["deployed"] == "defender"
+    assert (headline["do_exploitability"], headline["do_exploitability_stderr"]) == (
+        do["exploitability"], do["exploitability_stderr"])
+    assert f"exploitability of the deployed defender mixture: **{do['exploitability']:.4f}" in text
     assert all(isinstance(v, int | float) and "second" not in k for k, v in headline.items())
 
 
@@ -114,8 +119,8 @@ def test_every_job_has_a_log_and_a_benchmark(snake):
     proj, _ = snake
     logs = list((proj / "logs" / EXP).rglob("*.log"))
     benches = list((proj / "benchmarks" / EXP).rglob("*.tsv"))
-    # data, base, 2 baselines, init, 2 x 5 DO jobs, 3 + 2 evaluations, metrics, report
-    assert len(logs) == len(benches) == 22
+    # data, base, 2 baselines, init, 2 x 5 DO jobs, close, 3 + 2 evaluations, metrics, report
+    assert len(logs) == len(benches) == 23
     for b in benches:
         rows = list(csv.DictReader(io.StringIO(b.read_text()), delimiter="\t"))
         assert float(rows[0]["s"]) > 0
@@ -427,7 +432,7 @@ def test_jobs_ran_only_the_code_their_rule_declares(shared):
 
     rule_of = {("data",): "prepare_data", ("train",): "train", ("do", "init"): "do_init",
                ("do", "best-response"): "best_response", ("do", "payoff"): "payoff", ("do", "solve"): "solve",
-               ("do", "prune"): "prune", ("evaluate",): "evaluate_do", ("metrics",): "metrics",
+               ("do", "prune"): "prune", ("do", "close"): "close", ("evaluate",): "evaluate_do", ("metrics",): "metrics",
                ("report",): "report"}
     seen = set()
     for line in shared.modules.read_text().splitlines():
@@ -615,7 +620,7 @@ def test_report_out_refuses_a_folder_it_did_not_write(shared_copy):
     res = shared_copy / "results" / EXP
     before = {p: p.read_bytes() for p in res.rglob("*") if p.is_file()}
     base = ["doracle", "report", "--params", f"{res}/params.yaml", "--metrics", f"{res}/metrics.json",
-            "--population", f"{res}/do/it002/population.json", "--payoff", f"{res}/do/it002/payoff.json"]
+            "--population", f"{res}/do/closing/population.json", "--payoff", f"{res}/do/it002/payoff.json"]
     (shared_copy / "mine").mkdir()
     (shared_copy / "mine" / "notes.txt").write_text("mine")
     for out in (res, shared_copy / "mine", res / "do"):

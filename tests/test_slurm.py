@@ -33,7 +33,7 @@ EXP = "tiny"
 # CPU job on `cpu`, so both kinds of submission are checked. Results must not depend on any of it.
 # Written out rather than derived, so that a rule losing its GPU request anywhere between params.yaml
 # and sbatch fails the test.
-GPU_RULES = {"train", "train_baseline", "do_init", "best_response", "evaluate_do", "evaluate_baseline"}
+GPU_RULES = {"train", "train_baseline", "do_init", "best_response", "close", "evaluate_do", "evaluate_baseline"}
 # The test cluster has no slurmdbd, so `sacct` fails: status by squeue (MinJobAge 3600 s there).
 # retries 0: a failing job must fail the test, not be hidden by a resubmission.
 SLURM_RUN = ["snakemake", "--profile", "profiles/slurm", "--jobs", "4", "--local-cores", "1",
@@ -126,7 +126,7 @@ def test_every_heavy_job_went_through_sbatch_with_its_resources(runs):
     of the params), and its GPUs were allocated. No other job of the run was submitted."""
     proj, params, jobs = runs["slurm"], runs["params"], runs["jobs"]
     heavy = [j for j in pipeline.jobs(params) if j["rule"] not in pipeline.LOCAL_RULES]
-    assert len(heavy) == 15  # base, 2 baselines, init, 2 x (2 best responses + payoff), 3 + 2 evaluations
+    assert len(heavy) == 16  # base, 2 baselines, init, 2 x (2 best responses + payoff), close, 3 + 2 evaluations
     seen = set()
     for job in heavy:
         log = (proj / job["log"]).read_text()
@@ -196,7 +196,7 @@ def test_results_equal_a_local_run_of_the_same_params(runs):
     a, b = runs["slurm"] / "results" / EXP, runs["local"] / "results" / EXP
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "params.yaml")
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "params.yaml")
-    assert len([f for f in files if f.suffix == ".safetensors"]) == 9
+    assert len([f for f in files if f.suffix == ".safetensors"]) == 10
     # the --config override reached the jobs in their SLURM job steps: they read the params file
     # as the workflow resolved it (written out, not the project's file copied)
     resolved = (a / "params.yaml").read_text()
@@ -244,7 +244,7 @@ def test_a_sweep_runs_its_trials_jobs_through_the_slurm_profile(slurm_cluster, t
     assert study.trials[0].value == metrics["models"]["do_mixture"]["robust_accuracy"]["worst_case"]
     new = {j: rec for j, rec in scontrol_jobs(env).items() if j not in before}
     comments = sorted(rec["Comment"] for rec in new.values())
-    # base model, init, one iteration's two best responses and payoff, three DO evaluations
-    assert len(comments) == 8 and all(c.startswith("rule_") and f"_wildcards_{exp}" in c for c in comments), comments
+    # base model, init, one iteration's two best responses and payoff, close, three DO evaluations
+    assert len(comments) == 9 and all(c.startswith("rule_") and f"_wildcards_{exp}" in c for c in comments), comments
     assert all(rec["JobState"] == "COMPLETED" for rec in new.values())
     assert not any(re.match(rf"rule_({'|'.join(pipeline.LOCAL_RULES)})_", c) for c in comments)

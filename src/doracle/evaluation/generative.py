@@ -205,30 +205,45 @@ def _kth_neighbour_distance(x: torch.Tensor, k: int, chunk: int) -> torch.Tensor
     return torch.cat([torch.cdist(c, x).topk(k + 1, dim=1, largest=False).values[:, -1] for c in x.split(chunk)])
 
 
-def prdc(real_features: torch.Tensor, fake_features: torch.Tensor, *, k: int = 5,
-         chunk: int = 1024) -> dict[str, float]:
-    """Precision, recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020)
-    between two feature sets ``(N, d)`` and ``(M, d)``, by k-nearest-neighbour balls (float64,
-    distances in chunks of ``chunk`` rows)."""
+def prdc_points(real_features: torch.Tensor, fake_features: torch.Tensor, *, k: int = 5,
+                chunk: int = 1024) -> dict[str, torch.Tensor]:
+    """The per-point terms whose means are :func:`prdc`'s metrics: per generated sample, whether it
+    lies in some real k-NN ball (``precision``) and how many real balls hold it (``density_hits``);
+    per real sample, whether it lies in some generated ball (``recall``) and whether its own ball
+    holds a generated sample (``coverage``). Radii from the full sets (float64)."""
     real, fake = real_features.double(), fake_features.to(real_features.device).double()
     if real.shape[0] <= k or fake.shape[0] <= k:
         raise ValueError(f"prdc needs more than k = {k} real and fake features (got {real.shape[0]}, {fake.shape[0]})")
     r_real = _kth_neighbour_distance(real, k, chunk)
     r_fake = _kth_neighbour_distance(fake, k, chunk)
-    in_real_ball = 0  # fakes inside some real ball
-    ball_hits = 0  # (fake, real ball) pairs
+    in_ball, hits = [], []
     for c in fake.split(chunk):
         inside = torch.cdist(c, real) <= r_real[None, :]
-        in_real_ball += int(inside.any(1).sum())
-        ball_hits += int(inside.sum())
-    recalled = covered = 0
+        in_ball.append(inside.any(1))
+        hits.append(inside.sum(1))
+    recalled, covered = [], []
     for c, r in zip(real.split(chunk), r_real.split(chunk), strict=True):
         d = torch.cdist(c, fake)
-        recalled += int((d <= r_fake[None, :]).any(1).sum())
-        covered += int((d.min(1).values <= r).sum())
-    n, m = real.shape[0], fake.shape[0]
-    return {"precision": in_real_ball / m, "recall": recalled / n, "density": ball_hits / (k * m),
-            "coverage": covered / n}
+        recalled.append((d <= r_fake[None, :]).any(1))
+        covered.append(d.min(1).values <= r)
+    return {"precision": torch.cat(in_ball).cpu(), "density_hits": torch.cat(hits).cpu(),
+            "recall": torch.cat(recalled).cpu(), "coverage": torch.cat(covered).cpu()}
+
+
+def _prdc_means(points: dict[str, torch.Tensor], k: int, real_idx=None, fake_idx=None) -> dict[str, float]:
+    f = (lambda t: t) if fake_idx is None else (lambda t: t[fake_idx])
+    r = (lambda t: t) if real_idx is None else (lambda t: t[real_idx])
+    m, n = len(f(points["precision"])), len(r(points["recall"]))
+    return {"precision": int(f(points["precision"]).sum()) / m, "recall": int(r(points["recall"]).sum()) / n,
+            "density": int(f(points["density_hits"]).sum()) / (k * m), "coverage": int(r(points["coverage"]).sum()) / n}
+
+
+def prdc(real_features: torch.Tensor, fake_features: torch.Tensor, *, k: int = 5,
+         chunk: int = 1024) -> dict[str, float]:
+    """Precision, recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020)
+    between two feature sets ``(N, d)`` and ``(M, d)``, by k-nearest-neighbour balls (float64,
+    distances in chunks of ``chunk`` rows)."""
+    return _prdc_means(prdc_points(real_features, fake_features, k=k, chunk=chunk), k)
 
 
 def _inception_image(images: torch.Tensor) -> torch.Tensor:
@@ -326,6 +341,22 @@ class GenerativeMetrics:
         return [fid_from_stats(*gaussian_stats(real[r]), *gaussian_stats(fake[f]))
                 for r, f in zip(real_idx, fake_idx, strict=True)]
 
+    def other_replicates(self, points: dict[str, torch.Tensor], logits: torch.Tensor) -> dict[str, list]:
+        """Precision, recall, density, coverage and classes covered on the same bootstrap resamples
+        as FID's (the k-NN radii held at the full sets'; real samples resampled for recall and
+        coverage, generated ones for the others): paired comparisons of any two models."""
+        if not self.bootstrap:
+            return {}
+        real_idx, fake_idx = self.resample_indices(len(points["precision"]))
+        predicted = logits.argmax(1).cpu()
+        out: dict[str, list] = {"precision": [], "recall": [], "density": [], "coverage": [], "classes_covered": []}
+        for r, f in zip(real_idx, fake_idx, strict=True):
+            for key, v in _prdc_means(points, self.k, r, f).items():
+                out[key].append(v)
+            counts = torch.bincount(predicted[f], minlength=logits.shape[1])
+            out["classes_covered"].append(int((counts >= self.min_share * counts.sum()).sum()))
+        return out
+
     def __call__(self, fake: torch.Tensor) -> dict:
         logits = extract(self.logits, fake, batch_size=self.batch_size)
         counts = torch.bincount(logits.argmax(1).cpu(), minlength=logits.shape[1])
@@ -336,14 +367,16 @@ class GenerativeMetrics:
         fake_features = extract(self.penultimate, fake, batch_size=self.batch_size)
         fid = fid_from_stats(*self.real_stats, *gaussian_stats(fake_features.to(self.real_features.device)))
         replicates = self.fid_replicates(fake_features) if self.bootstrap else []
+        points = prdc_points(self.real_features, fake_features, k=self.k)
+        covered = int((counts >= self.min_share * counts.sum()).sum())
         out = {
             "fid": fid, "fid_interval": centered_interval(fid, replicates), "fid_bootstrap": replicates,
-            "bootstrap": self.bootstrap,
+            "bootstrap": self.bootstrap, "bootstrap_replicates": self.other_replicates(points, logits),
             "is_mean": is_mean, "is_std": is_std, "is_splits": splits, "is_split_size": self.split_size,
-            "classes_covered": int((counts >= self.min_share * counts.sum()).sum()),
+            "classes_covered": covered,
             "classes_min_share": self.min_share, "num_classes": int(counts.numel()),
             "class_counts": counts.tolist(),
-            **prdc(self.real_features, fake_features, k=self.k), "k": self.k,
+            **_prdc_means(points, self.k), "k": self.k,
             "features": f"classifier penultimate ({self.penultimate.num_features}-d)",
             "n_real": int(self.real.shape[0]), "n_fake": int(fake.shape[0]), "seed": self.seed,
         }

@@ -55,7 +55,7 @@ def merge_metrics(params: Params, population: str, evaluations: list[str], out: 
             # every job upstream of the model: the base GAN's job, the whole DO run for the mixture,
             # the jobs that led to a single generator's file for that generator
             # the grids (read by the report) and the bootstrap replicates (the comparisons below) stay out
-            models_[name] = {**{k: v for k, v in r.items() if k not in ("grid", "fid_bootstrap")},
+            models_[name] = {**{k: v for k, v in r.items() if k not in ("grid", "fid_bootstrap", "bootstrap_replicates")},
                              "inception_score": r["is_mean"], "compute": model_cost(params, r["produced_by"])}
             replicates[name] = r.get("fid_bootstrap") or []
     if any(r["sha256"] != refs[0]["sha256"] for r in refs):
