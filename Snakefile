@@ -53,7 +53,12 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/sweep.smk"
 
 
+onerror:
+    pl.release_claims(WF.experiments.values())  # the params claims of this run (pipeline.claim_params)
+
+
 onsuccess:
+    pl.release_claims(WF.experiments.values())
     for exp, (params, _) in WF.experiments.items():
         print(f"doracle: {exp}: report at {pl.summary_path(params)}, in a browser {pl.html_path(params)} "
               f"(metrics: {P['metrics'].format(exp=exp)}, headline: {P['headline'].format(exp=exp)})")

@@ -137,6 +137,74 @@ def test_the_resolved_file_is_not_changed_under_another_runs_jobs(tmp_path):
     assert path.read_text() == "a: 2\n"
 
 
+def test_a_run_claims_the_params_it_writes_and_a_second_run_on_other_params_stops(tmp_path, monkeypatch):
+    """Before Snakemake takes its lock, a run claims the experiment's params file (host, pid,
+    digest): a second run with other params stops before writing, naming the first; the same
+    params pass (Snakemake's lock decides); a claim whose process is gone is replaced."""
+    import os
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from doracle import pipeline
+    from doracle.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    path, locks = Path(pipeline.resolved_path("e")), tmp_path / "locks"
+    claim = path.parent / pipeline.CLAIM
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # the first run, alive
+    try:
+        pipeline.claim_params(path, "a: 1\n", pid=other.pid)
+        path.write_text("a: 1\n")
+        with pytest.raises(ConfigError, match=rf"another Snakemake run \(host \S+, pid {other.pid}\) is running "
+                                              r"this experiment with other params"):
+            pipeline.write_resolved(path, "a: 2\n", lockdir=locks)
+        assert path.read_text() == "a: 1\n"  # nothing written under the first run's jobs
+        pipeline.write_resolved(path, "a: 1\n", lockdir=locks)  # the same params: nothing to write
+        pipeline.claim_params(path, "a: 1\n")  # the same params: left to Snakemake's lock
+        assert json.loads(claim.read_text())["pid"] == other.pid
+        pipeline.release_claims([(SimpleNamespace(experiment="e"), None)])  # not ours: kept
+        assert claim.exists()
+    finally:
+        other.kill()
+        other.wait()
+    pipeline.write_resolved(path, "a: 2\n", lockdir=locks)  # its process is gone: the claim is replaced
+    assert path.read_text() == "a: 2\n" and json.loads(claim.read_text())["pid"] == os.getpid()
+    pipeline.release_claims([(SimpleNamespace(experiment="e"), None)])
+    assert not claim.exists()
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_cannot_mix_their_params(tmp_path):
+    """The hostile review's race: a run with base epochs 2 and, 0.1 s later, one with 3. Whichever
+    claims the experiment first trains with its own params; the other stops naming it; a dry run
+    with the winner's params then has nothing to do."""
+    import subprocess
+    import time
+
+    proj = make_project(tmp_path / "race", params_with(), dvc=False)
+    target = f"results/{EXP}/base/model.safetensors"
+    procs = []
+    for epochs in (2, 3):
+        procs.append(subprocess.Popen(["snakemake", "-c1", target, "--config", f"base={{epochs: {epochs}}}"], cwd=proj,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        time.sleep(0.02)
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(c == 0 for c in codes) == [False, True], (codes, outs)
+    winner = codes.index(0)
+    loser_out = outs[1 - winner]
+    # stopped by the claim, before writing anything (the lock check of before came later, and left
+    # a window in which the second run rewrote the params the first run's jobs then read)
+    assert "is running this experiment with other params" in loser_out, loser_out
+    meta = json.loads((proj / f"results/{EXP}/base/model.json").read_text())
+    assert meta["training"]["epochs"] == (2, 3)[winner], meta["training"]
+    assert meta["params"]["base"]["epochs"] == (2, 3)[winner]
+    proc = dry_run(proj, target, "--config", f"base={{epochs: {(2, 3)[winner]}}}")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert not (proj / f"results/{EXP}" / ".params.claim").exists()  # released when the run ended
+
+
 def test_a_duplicate_experiment_name_is_refused_before_anything_is_written(tmp_path):
     two = make_project(tmp_path, params_with(), dvc=False)
     (two / "params-b.yaml").write_text(yaml.safe_dump(params_with({"experiment": "b"})))

@@ -429,15 +429,97 @@ def _locked(folder: Path, lockdir: Path) -> bool:
     return False
 
 
+#: beside an experiment's resolved params: which Snakemake run wrote them and is running on them
+CLAIM = ".params.claim"
+
+
+def _claim_alive(claim: dict) -> bool:
+    """Whether the process of a claim still runs (a claim from another host counts as alive)."""
+    import os
+
+    if claim.get("host") != artifacts._HOST:
+        return True
+    try:
+        os.kill(int(claim["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError, TypeError):
+        return True  # another user's process, or a claim we cannot read as ours
+    return True
+
+
+def claim_params(path: str | Path, text: str, *, pid: int | None = None) -> None:
+    """Claim ``path`` (an experiment's resolved params) for this Snakemake run before writing it:
+    ``<folder>/.params.claim`` (created exclusively) holds this host, the run's pid and the digest
+    of ``text``. Another live run's claim on other params refuses, naming it; a claim whose process
+    is gone (a run that ended or was killed) is replaced; a live claim on the same params is left
+    to Snakemake's own lock. So two runs started together cannot mix their params: the second one
+    stops before writing anything its jobs would read. :func:`release_claims` drops the claim."""
+    import hashlib
+    import json
+    import os
+    import time
+
+    from doracle.errors import ConfigError
+
+    claim = Path(path).parent / CLAIM
+    mine = {"host": artifacts._HOST, "pid": pid or os.getpid(), "params_sha256": hashlib.sha256(text.encode()).hexdigest()}
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):
+        try:
+            fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        except FileExistsError:
+            try:
+                other = json.loads(claim.read_text())
+                other = other if isinstance(other, dict) else {}
+            except (OSError, ValueError):
+                other = {}  # being written, or damaged: a claim of nobody once old enough
+            if (other.get("host"), other.get("pid")) == (mine["host"], mine["pid"]) or (
+                    other and other.get("params_sha256") == mine["params_sha256"]):
+                return
+            if other and _claim_alive(other):
+                raise ConfigError(
+                    f"{path}: another Snakemake run (host {other.get('host')}, pid {other.get('pid')}) is running "
+                    f"this experiment with other params ({claim}); its jobs read that file. Wait for it to end, "
+                    "or stop it, then rerun (a claim whose process is gone is replaced by itself; from another "
+                    f"host, remove {claim} once that run is over).") from None
+            if not other and claim.exists() and os.stat(claim).st_mtime > time.time() - 5:
+                time.sleep(0.2)  # a claim being written right now: read it again
+                continue
+            claim.unlink(missing_ok=True)  # its run is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(mine))
+        return
+    raise ConfigError(f"{claim}: could not claim the experiment's params file (other runs keep claiming it)")
+
+
+def release_claims(experiments, *, pid: int | None = None) -> None:
+    """Remove the params claims this process holds (the Snakefile's onsuccess / onerror)."""
+    import json
+    import os
+
+    for params, _ in experiments:
+        claim = Path(resolved_path(params.experiment)).parent / CLAIM
+        try:
+            other = json.loads(claim.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(other, dict) and (other.get("host"), other.get("pid")) == (artifacts._HOST, pid or os.getpid()):
+            claim.unlink(missing_ok=True)
+
+
 def write_resolved(path: str | Path, text: str, *, dry_run: bool = False, lockdir: str | Path = ".snakemake/locks"):
     """Write ``text`` to ``path`` atomically when it differs from what is there. Not in a dry run
     (nothing is written, the jobs print what they would read), and never under another run's
-    feet: while another Snakemake run holds files of this experiment its jobs may be reading it."""
+    feet: the run claims the file first (:func:`claim_params`), and while another Snakemake run
+    holds files of this experiment its jobs may be reading it."""
     from doracle.errors import ConfigError
 
     path = Path(path)
     if (path.read_text() if path.is_file() else None) == text or dry_run:
         return
+    claim_params(path, text)
     if _locked(path.parent, Path(lockdir)):
         raise ConfigError(
             f"{path}: these params differ from those of the Snakemake run that holds this experiment's "
