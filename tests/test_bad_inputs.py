@@ -24,6 +24,7 @@ CATEGORIES = {
     "payoff-csv": "empty, ragged, non-numeric, NaN/inf, constant or huge payoff CSVs",
     "data": "data sets of the wrong dtype or with out-of-range labels",
     "architecture": "architectures that do not fit the data's shape",
+    "artifact": "JSON artifacts that are not objects, hold NaN, lack keys or are of another kind",
 }
 
 

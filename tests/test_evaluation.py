@@ -317,3 +317,19 @@ def test_arc_stops_on_examples_every_member_gets_wrong_and_keeps_their_perturbat
     assert (acc[lost] == 0).all() and moved[~lost].float().mean() > 0.5
     standing = run_attack(spec, mix, x[~lost], y[~lost], eps=32 / 255, seed=0)
     assert torch.allclose(mix.expected_accuracy(standing, y[~lost]), acc[~lost])
+
+
+@pytest.mark.parametrize("content", ['{"fingerprint": "f", "un', "[1, 2]", '{"fingerprint": "f", "units": {"a": "x"}}',
+                                     '{"fingerprint": "f", "units": [1]}', '{"fingerprint": "f", "units": NaN}'])
+def test_a_damaged_evaluation_state_is_started_over_not_trusted(tmp_path, content):
+    """The evaluation state is a cache of finished attacks: truncated, not an object, or holding
+    no valid units, it is reported and ignored (the evaluation starts over), never a traceback."""
+    from doracle.evaluation.suite import State
+
+    path = tmp_path / "e.state.json"
+    path.write_text(content)
+    said = []
+    st = State(str(path), "f", said.append)
+    assert st.units == {} and len(said) == 1 and "starting over" in said[0] and str(path) in said[0]
+    st.put("a", torch.tensor([1.0, 0.0]))  # and it is rewritten whole on the next finished attack
+    assert State(str(path), "f", said.append).units == {"a": [1.0, 0.0]}

@@ -292,14 +292,22 @@ def content(doc: Any) -> Any:
     return {k: v for k, v in doc.items() if k != "timing"} if isinstance(doc, dict) else doc
 
 
+def _no_constant(name: str):
+    raise ValueError(f"it holds {name}, which is not JSON (doracle never writes it)")
+
+
 def _parse_json(path: str | Path) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            return json.load(fh, parse_constant=_no_constant)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: missing artifact") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc}; truncated or corrupted?); {rerun_hint(path)}") from None
+    except ValueError as exc:  # NaN / Infinity
+        raise ArtifactError(f"{path}: not an artifact doracle wrote: {exc}; {rerun_hint(path)}") from None
+    except IsADirectoryError:
+        raise ArtifactError(f"{path}: is a folder, not a JSON artifact") from None
 
 
 def _check_seal(path: str | Path, doc: Any) -> None:
@@ -313,11 +321,27 @@ def _check_seal(path: str | Path, doc: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """A JSON artifact, its seal checked (refused when edited after it was written) and, in a job
-    process, its experiment (:func:`expect_experiment`)."""
+    """A JSON artifact (an object), its seal checked (refused when edited after it was written) and,
+    in a job process, its experiment (:func:`expect_experiment`)."""
     doc = _parse_json(path)
+    if not isinstance(doc, dict):
+        raise ArtifactError(f"{path}: not an artifact doracle wrote (a JSON {type(doc).__name__}, not an object); "
+                            f"{rerun_hint(path)}")
     _check_seal(path, doc)
     _check_experiment(path, doc)
+    return doc
+
+
+def require(path: str | Path, doc: dict, kind: str, keys: Iterable[str]) -> dict:
+    """``doc`` (read from ``path``) when it is a ``kind`` document with every key of ``keys``;
+    otherwise an :class:`ArtifactError` naming the file and what it lacks."""
+    if doc.get("kind") != kind:
+        got = f"a {doc['kind']!r} document" if isinstance(doc.get("kind"), str) else "no doracle document kind"
+        raise ArtifactError(f"{path}: not a {kind} file ({got})")
+    missing = [k for k in keys if k not in doc]
+    if missing:
+        raise ArtifactError(f"{path}: a {kind} file without {', '.join(missing)} (written by hand or by another "
+                            f"tool?); {rerun_hint(path)}")
     return doc
 
 

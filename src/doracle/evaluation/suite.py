@@ -33,6 +33,7 @@ from doracle.artifacts import read_json, timing_of, write_json
 from doracle.attacks import run_attack
 from doracle.config import Params, parse_fraction
 from doracle.data import load as load_dataset
+from doracle.errors import ArtifactError
 from doracle.evaluation.autoattack import LogitAverage, run_autoattack
 from doracle.evaluation.checks import run_checks
 from doracle.games import classifiers
@@ -95,12 +96,20 @@ class State:
     def __init__(self, path: str | None, fingerprint: str, log) -> None:
         self.path, self.fingerprint, self.units = (Path(path) if path else None), fingerprint, {}
         if self.path and self.path.is_file():
-            doc = read_json(self.path)
+            try:  # a cache of finished attacks, not an output: a damaged one is started over
+                doc = read_json(self.path)
+            except ArtifactError as exc:
+                log(f"evaluation state {self.path} is damaged ({exc}): not resuming from it, starting over")
+                return
+            units = doc.get("units")
             if doc.get("fingerprint") != fingerprint:
                 log(f"evaluation state {self.path} was made for other models, data or attacks: "
                     "not resuming from it, starting over")
+            elif not isinstance(units, dict) or not all(
+                    isinstance(v, list) and all(isinstance(a, int | float) for a in v) for v in units.values()):
+                log(f"evaluation state {self.path} holds no valid finished attacks: not resuming from it, starting over")
             else:
-                self.units = doc["units"]
+                self.units = units
                 log(f"resuming: {len(self.units)} finished attack(s) reused from {self.path}")
 
     def get(self, key: str):

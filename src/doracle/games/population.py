@@ -32,11 +32,21 @@ def _strategy(path: str | Path, player: str, **extra) -> dict:
     return {"path": str(path), "sha256": sha256_file(path), "player": player, **extra}
 
 
+#: the keys every population file holds (:func:`_population_doc`)
+POPULATION_KEYS = ("state", "payoff_stderr", "payoff_n", "strategies", "all_strategies")
+
+
 def read_population(path: str | Path) -> tuple[DOState, dict]:
     doc = read_json(path)
     if doc.get("kind") != "population":
         raise ArtifactError(f"{path}: not a double-oracle population file")
-    return DOState.from_json(doc["state"]), doc
+    artifacts.require(path, doc, "population", POPULATION_KEYS)
+    if not isinstance(doc["state"], dict):
+        raise ArtifactError(f"{path}: its state is not a JSON object")
+    try:
+        return DOState.from_json(doc["state"]), doc
+    except ArtifactError as exc:
+        raise ArtifactError(f"{path}: {exc}") from None
 
 
 def best_member(state: DOState, player: str = "row") -> str:
@@ -171,7 +181,7 @@ def _population_doc(params, state: DOState, stderr, n, strategies: dict, seed, s
 
 def solve_meta(params: Params, state_path: str, payoff_path: str, out: str) -> dict:
     state, _ = read_population(state_path)
-    pay = read_json(payoff_path)
+    pay = artifacts.require(payoff_path, read_json(payoff_path), "payoff", ("iteration", "payoff", "row_ids", "col_ids"))
     base = {"kind": "meta", "experiment": params.experiment, "iteration": pay["iteration"], "params": stage_params(params, "solve")}
     if pay.get("skipped"):
         doc = {**base, "skipped": True, "solution": {"row": state.sigma_row.tolist(), "col": state.sigma_col.tolist(),
@@ -190,7 +200,8 @@ def solve_meta(params: Params, state_path: str, payoff_path: str, out: str) -> d
 
 def prune(params: Params, state_path: str, payoff_path: str, meta_path: str, out: str) -> dict:
     state, doc = read_population(state_path)
-    pay, meta = read_json(payoff_path), read_json(meta_path)
+    pay = artifacts.require(payoff_path, read_json(payoff_path), "payoff", ("iteration", "payoff", "row_ids", "col_ids"))
+    meta = artifacts.require(meta_path, read_json(meta_path), "meta", ("solution",))
     iteration = int(pay["iteration"])
     if pay.get("skipped"):
         new = DOState(state.row_ids, state.col_ids, state.payoff, state.sigma_row, state.sigma_col, state.value,
