@@ -8,7 +8,8 @@ params.yaml is the params file with that seed) and reads its metrics.json and it
 files. The DO generator mixture and the base GAN (ordinary GAN training with the same budget in
 player-epochs) are scored on the same real images and the same latents, resampled alike, so each
 seed gives a **paired difference** DO mixture − base GAN with its bootstrap 95% interval, for FID,
-recall, coverage and classes covered (doracle.evaluation.intervals). Printed: per seed and
+recall, coverage and classes covered (doracle.evaluation.intervals), and the FID difference to
+``base_gan_passes``, the base GAN trained for as many counted passes as the whole DO run. Printed: per seed and
 variant the differences with their intervals and verdicts, each model's counted passes, and the
 mean difference over seeds (± sd). Variants, on ``--variant-seeds``: the frozen-opponent oracle
 (``gan.oracle: frozen``) and fictitious play instead of the LP (``do.meta_solver:
@@ -48,14 +49,19 @@ def run_seed(base: dict, seed: int, tmp: Path, name: str) -> dict:
     m = json.loads((res / "metrics.json").read_text())
     do = json.loads((res / "evaluation/do/do_mixture.json").read_text())["models"]["do_mixture"]
     gan = json.loads((res / "evaluation/baselines/base_gan.json").read_text())["models"]["base_gan"]
+    gan_p = json.loads((res / "evaluation/baselines/base_gan_passes.json").read_text())["models"]["base_gan_passes"]
     out = {"seed": seed, "pipeline_seconds": wall, "budget": m["budget"],
            "members": do["members"], "probs": do["probs"],
            "exploitability": m["double_oracle"]["exploitability"],
            "exploitability_stderr": m["double_oracle"]["exploitability_stderr"],
-           "passes": {k: m["models"][k]["compute"]["passes"] for k in ("do_mixture", "base_gan")},
+           "passes": {k: m["models"][k]["compute"]["passes"] for k in ("do_mixture", "base_gan", "base_gan_passes")},
+           "base_gan_passes_epochs": m["budget"]["base_gan_passes"]["epochs"],
            "do_mixture": {k: do[k] for k in METRICS}, "base_gan": {k: gan[k] for k in METRICS},
+           "base_gan_passes": {k: gan_p[k] for k in METRICS},
            "difference": {k: paired_difference(do[k], _replicates(do, k), gan[k], _replicates(gan, k))
-                          for k in METRICS}}
+                          for k in METRICS},
+           "difference_passes": {k: paired_difference(do[k], _replicates(do, k), gan_p[k], _replicates(gan_p, k))
+                                 for k in METRICS}}
     return out
 
 
@@ -88,30 +94,35 @@ def main() -> None:
     print(f"digits, DO {b['do_player_epochs']} player-epochs, base GAN {b['base_gan_epochs']} epochs "
           f"({b['base_gan_player_epochs']} player-epochs). Paired differences DO mixture − base GAN on the same "
           "real images and latents, bootstrap 95% intervals (FID: negative favours DO; the others: positive does)")
-    print("| variant | seed | FID | recall | coverage | classes covered | σ_G | exploitability | passes DO / base |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| variant | seed | FID | recall | coverage | classes covered | σ_G | exploitability | passes DO / base | "
+          "FID vs base GAN at equal passes (its epochs) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for name, by_seed in runs.items():
         for seed, r in by_seed.items():
             sigma = ", ".join(f"{i} {p:.2f}" for i, p in zip(r["members"], r["probs"], strict=True))
             print(f"| {name} | {seed} | " + " | ".join(cell(r["difference"][k], digits[k]) for k in METRICS) +
                   f" | {sigma} | {r['exploitability']:.3f} ± {r['exploitability_stderr']:.3f} | "
-                  f"{r['passes']['do_mixture'] / r['passes']['base_gan']:.2f} |")
+                  f"{r['passes']['do_mixture'] / r['passes']['base_gan']:.2f} | "
+                  f"{cell(r['difference_passes']['fid'], 1)} ({r['base_gan_passes_epochs']}) |")
         summary[name] = {}
-        for k in METRICS:
-            diffs = [r["difference"][k]["difference"] for r in by_seed.values()]
-            verdicts = [r["difference"][k]["verdict"] for r in by_seed.values()]
+        for k in (*METRICS, "fid_passes"):
+            key, metric = ("difference_passes", "fid") if k == "fid_passes" else ("difference", k)
+            diffs = [r[key][metric]["difference"] for r in by_seed.values()]
+            verdicts = [r[key][metric]["verdict"] for r in by_seed.values()]
             summary[name][k] = {"mean": st.mean(diffs), "sd": st.stdev(diffs) if len(diffs) > 1 else 0.0,
-                                "do_better": sum(v == ("lower" if k == "fid" else "higher") for v in verdicts),
-                                "do_worse": sum(v == ("higher" if k == "fid" else "lower") for v in verdicts),
+                                "do_better": sum(v == ("lower" if metric == "fid" else "higher") for v in verdicts),
+                                "do_worse": sum(v == ("higher" if metric == "fid" else "lower") for v in verdicts),
                                 "seeds": len(diffs)}
     print("\nMean difference over seeds (± sd); in how many seeds the interval favours DO / the base GAN:")
-    print("| variant | seeds | " + " | ".join(METRICS) + " |")
-    print("|---|---|" + "---|" * len(METRICS))
+    cols = (*METRICS, "fid_passes")
+    digits["fid_passes"] = 1
+    print("| variant | seeds | " + " | ".join(METRICS) + " | FID vs base GAN at equal passes |")
+    print("|---|---|" + "---|" * len(cols))
     for name, s in summary.items():
         print(f"| {name} | {len(runs[name])} | " + " | ".join(
             f"{s[k]['mean']:+.{digits[k]}f} ± {s[k]['sd']:.{digits[k]}f} (DO {s[k]['do_better']}, base "
-            f"{s[k]['do_worse']})" for k in METRICS) + " |")
+            f"{s[k]['do_worse']})" for k in cols) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
 

@@ -43,13 +43,18 @@ def test_bench_gan_gives_paired_differences_with_intervals_per_seed(tmp_path):
     assert set(r["runs"]) == {"default"}
     run0 = r["runs"]["default"]["0"]
     # warm-up 2 x 1, one pair of 1 epoch (2), the closing discriminator's 1: 5 player-epochs
-    assert run0["budget"] == {"do_player_epochs": 5, "base_gan_epochs": 3, "base_gan_player_epochs": 6}
+    budget = {k: v for k, v in run0["budget"].items() if k != "base_gan_passes"}
+    assert budget == {"do_player_epochs": 5, "base_gan_epochs": 3, "base_gan_player_epochs": 6}
+    assert run0["budget"]["base_gan_passes"]["epochs"] == run0["base_gan_passes_epochs"]
     for k in ("fid", "recall", "coverage", "classes_covered"):
         d = run0["difference"][k]
         assert d["difference"] == pytest.approx(run0["do_mixture"][k] - run0["base_gan"][k])
         assert d["interval"][0] <= d["difference"] <= d["interval"][1]
         assert r["summary"]["default"][k]["mean"] == d["difference"]
     assert run0["passes"]["do_mixture"] > 0 and run0["passes"]["base_gan"] > 0
+    d = run0["difference_passes"]["fid"]  # against the base GAN of as many counted passes as the DO run
+    assert d["difference"] == pytest.approx(run0["do_mixture"]["fid"] - run0["base_gan_passes"]["fid"])
+    assert run0["base_gan_passes_epochs"] >= 1 and r["summary"]["default"]["fid_passes"]["mean"] == d["difference"]
     assert run0["exploitability_stderr"] > 0
 
 

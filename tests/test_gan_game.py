@@ -377,6 +377,26 @@ def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
     assert c["base_gan"]["passes"] == base["compute"]["forward_passes"] + base["compute"]["backward_passes"]
 
 
+def test_the_passes_matched_base_gan_counts_as_many_passes_as_the_do_run(jobs, tmp_path):
+    """base_gan_passes trains the whole number of epochs whose counted passes come nearest the DO
+    run's (every job upstream of the closed population), and the formula is what the loop counts."""
+    from doracle import compute
+    from doracle.data import load
+    from doracle.games import gan
+
+    p, f = jobs
+    meta = gan.train_base_gan(p, f["data"], str(tmp_path / "bgp.safetensors"), population=f["closed"])
+    b, c = meta["budget"], meta["compute"]
+    n_train = len(load(f["data"], "cpu").y["train"])
+    assert meta["method"] == "base_gan_passes" and b["do_passes"] == compute.model_cost(p, f["closed"])["passes"]
+    assert b["passes_per_epoch"] == gan.epoch_passes(n_train, p.gan.batch_size, p.gan.n_critic)
+    passes = c["forward_passes"] + c["backward_passes"]
+    assert passes == b["base_gan_passes_epochs"] * b["passes_per_epoch"] == meta["training"]["epochs"] * b[
+        "passes_per_epoch"]
+    assert abs(passes - b["do_passes"]) <= b["passes_per_epoch"] / 2  # within half an epoch of the DO run's
+    assert meta["inputs"][f["closed"]]  # the population it matched is an input
+
+
 def test_the_evaluations_draw_the_reports_grids_and_the_report_refuses_a_changed_one(jobs, tmp_path):
     """Each GAN evaluation holds its models' sample grids (8-bit, the same seed for every model)
     and the real images'; the torch-free report plots them, and refuses an evaluation file that
@@ -442,7 +462,7 @@ def test_snakemake_runs_the_gan_experiment_and_reports_it(gan_project):
     m = json.loads((res / "metrics.json").read_text())
     assert m["game"] == "gan" and {"base_gan", "do_mixture", "g000"} <= set(m["models"])
     pop = json.loads((res / "do/closing/population.json").read_text())  # the closed population: one more row
-    assert set(m["models"]) == {"base_gan", "do_mixture", *pop["state"]["col_ids"]}
+    assert set(m["models"]) == {"base_gan", "base_gan_passes", "do_mixture", *pop["state"]["col_ids"]}
     assert pop["state"]["row_ids"][-1] == pop["state"]["closing"]["id"] == "d003"
     assert m["double_oracle"]["exploitability"] == pop["state"]["closing"]["exploitability"]
     for r in m["models"].values():
@@ -450,6 +470,12 @@ def test_snakemake_runs_the_gan_experiment_and_reports_it(gan_project):
     c = {k: v["compute"] for k, v in m["models"].items()}
     # init, 2 iterations of 4 jobs (the co-trained pair is one), close
     assert c["base_gan"]["jobs"] == 1 and c["do_mixture"]["jobs"] == 1 + 2 * 4 + 1
+    # the passes-matched base GAN: its own job after the whole DO run, within half an epoch of its passes
+    assert c["base_gan_passes"]["jobs"] == 1 + c["do_mixture"]["jobs"]  # its lineage holds the DO jobs
+    bp = m["budget"]["base_gan_passes"]
+    assert bp["do_passes"] == c["do_mixture"]["passes"]
+    assert abs(bp["epochs"] * bp["passes_per_epoch"] - bp["do_passes"]) <= bp["passes_per_epoch"] / 2
+    assert f"base_gan_passes trains {bp['epochs']} epochs" in (res / "report/summary.md").read_text()
     assert m["double_oracle"]["iterations_run"] == 2
     rep = res / "report"
     text = (rep / "summary.md").read_text()
@@ -462,7 +488,8 @@ def test_snakemake_runs_the_gan_experiment_and_reports_it(gan_project):
         assert f"]({png})" in text, png
     # the paired FID comparisons against the base GAN, each with its 95% interval, and the verdict
     comps = m["comparisons"]
-    assert set(comps) == {f"{n} - base_gan" for n in m["models"] if n != "base_gan"}
+    assert set(comps) == {f"{n} - base_gan" for n in m["models"] if n != "base_gan"} | {
+        "do_mixture - base_gan_passes"}
     for c in comps.values():
         lo, hi = c["interval"]
         assert lo <= c["difference"] <= hi and c["resamples"] == 50

@@ -366,6 +366,12 @@ def test_n_critic_steps_the_discriminator_that_many_times_per_generator_step(dig
     g, d = pair("mlp")
     s = train_gan(g, d, x, epochs=3, optim=FAST, seed=0, n_critic=2)
     assert s["updates"] == {"discriminator": 12, "generator": 6} and s["n_critic"] == 2
+    from doracle.games.gan import epoch_passes
+
+    # what base_gan_passes divides by is what the loop counts
+    assert sum(s["compute"].values()) == 3 * epoch_passes(128, 32, 2)
+    s1 = train_gan(g, d, x[:100], epochs=2, optim=FAST, seed=0)
+    assert sum(s1["compute"].values()) == 2 * epoch_passes(100, 32, 1)  # 3 batches of 32 and one of 4
     assert len(s["losses"]["generator"]) == len(s["losses"]["discriminator"]) == 3
     with pytest.raises(ValueError, match="n_critic must be at least 1"):
         train_gan(g, d, x, epochs=1, optim=FAST, seed=0, n_critic=0)

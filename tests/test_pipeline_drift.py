@@ -56,10 +56,10 @@ def test_dry_run_jobs_equal_dvc_stages():
     # data, base, k baselines, init, 5 per iteration, close, 3 DO evaluations, k baseline evaluations, metrics,
     # report
     n_at = 1 + 1 + k + 1 + 5 * t + 1 + 3 + k + 1 + 1
-    # data, reference classifier, base GAN, init, 4 per iteration (the co-trained pair is one job), close,
-    # 2 DO evaluations, base GAN's, metrics, report
+    # data, reference classifier, 2 base GANs (player-epochs, passes), init, 4 per iteration (the co-trained
+    # pair is one job), close, 2 DO evaluations, the base GANs', metrics, report
     assert gan.gan.oracle == "cotrained"
-    n_gan = 1 + 1 + 1 + 1 + 4 * gan.do.iterations + 1 + 2 + 1 + 1 + 1
+    n_gan = 1 + 1 + 2 + 1 + 4 * gan.do.iterations + 1 + 2 + 2 + 1 + 1
     assert len(jobs) == n_at + n_gan
     assert sum("--params params-gan.yaml" in cmd for cmd in jobs) == n_gan
     assert jobs == dvc

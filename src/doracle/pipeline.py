@@ -73,7 +73,7 @@ COMMANDS = {
     "train": ("doracle train --params {params.file} --role {wildcards.role} --data {input.data} --out {output.model} "
               "--log {log}"),
     "train_baseline": ("doracle train --params {params.file} --role baseline --method {wildcards.method} "
-                       "--data {input.data} --out {output.model} --log {log}"),
+                       "--data {input.data}{params.uses} --out {output.model} --log {log}"),
     "do_init": ("doracle do init --params {params.file} --data {input.data}{params.uses} "
                 "--init-out {output.init} --out {output.population} --log {log}"),
     "best_response": ("doracle do best-response --player {wildcards.player} --params {params.file} "
@@ -250,8 +250,9 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
     baselines = {}
     for m in game.baselines(params):
         baselines[m] = p("baseline", method=m)
-        add("train_baseline", f"train_baseline_{m}", {"data": data},
-            {"model": baselines[m], "model_meta": sidecar(baselines[m])}, {"method": m})
+        uses = game.baseline_uses(params, m)
+        add("train_baseline", f"train_baseline_{m}", {"data": data, **uses},
+            {"model": baselines[m], "model_meta": sidecar(baselines[m])}, {"method": m}, {"uses": _uses(uses)})
     init_uses = {r: trained[r] for r in game.init_roles(params)}
     init = p("init")
     add("do_init", "do_init", {"data": data, **init_uses},

@@ -90,8 +90,9 @@ def cmd_train(args):
     valid = (*game.train_roles(p), "baseline")
     if args.role not in valid:
         raise ConfigError(f"--role {args.role!r}: the {p.game} game trains {', '.join(valid)}")
+    uses = _uses(args)
     with _logged(args.log, f"train {args.role} {args.method or ''}".rstrip()):
-        print(game.train(p, args.role, args.method, args.data, args.out))
+        print(game.train(p, args.role, args.method, args.data, args.out, uses=uses))
 
 
 def cmd_do_init(args):
@@ -235,11 +236,15 @@ def register(sub) -> None:
                        description="Train one model of the experiment's game outside the DO loop: AT: the base "
                                    "classifier (--role base) or a baseline defense (--role baseline --method M); "
                                    "GAN: the reference classifier that scores generated images (--role reference) "
-                                   "or the base GAN (--role baseline --method base_gan).")
+                                   "or a base GAN (--role baseline --method base_gan: the DO run's player-epochs; "
+                                   "base_gan_passes: its counted passes).")
     common(p)
     p.add_argument("--role", required=True, help="base | reference | baseline (which ones: the game's)")
-    p.add_argument("--method", help="the baseline's method (AT: a defense; the base model uses base.defense)")
+    p.add_argument("--method", help="the baseline's method (AT: a defense; the base model uses base.defense; GAN: "
+                   "base_gan, or base_gan_passes with --uses population=PATH)")
     p.add_argument("--data", required=True)
+    p.add_argument("--uses", action="append", metavar="NAME=PATH", help="a pipeline file the job reads (GAN "
+                   "base_gan_passes: population=the closed DO population)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=cmd_train)
 

@@ -68,6 +68,11 @@ class Game:
         """Standalone methods trained and evaluated beside the DO models (``results/<exp>/baselines/<m>/``)."""
         return ()
 
+    def baseline_uses(self, params, method: str) -> dict[str, str]:
+        """Pipeline files a baseline's training reads besides the data (``--uses NAME=PATH``): e.g. the
+        closed DO population, for a baseline matched to the DO run's counted passes."""
+        return {}
+
     def targets(self, params) -> tuple[str, ...]:
         """The DO evaluation targets (one evaluation job each, reading the closed population)."""
         raise NotImplementedError
@@ -108,7 +113,7 @@ class Game:
         return f"{self.id_prefixes[self.players.index(player)]}{iteration:03d}"
 
     # ------------------------------------------------------------------ the jobs
-    def train(self, params, role: str, method: str | None, data: str, out: str) -> str:
+    def train(self, params, role: str, method: str | None, data: str, out: str, uses: dict | None = None) -> str:
         raise NotImplementedError
 
     def init(self, params, data: str, uses: dict[str, str], init_out: str, out: str) -> str:

@@ -61,7 +61,7 @@ class AdversarialTraining(Game):
     def targets(self, params):
         return self.TARGETS
 
-    def train(self, params, role, method, data, out):
+    def train(self, params, role, method, data, out, uses=None):
         from doracle.errors import ConfigError
 
         if role == "base":

@@ -175,16 +175,39 @@ def _ordinary_gan(params: Params, data: str, seed: int, epochs: int, desc: str):
     return ds, device, nets, specs, stats
 
 
-def train_base_gan(params: Params, data: str, out: str) -> dict:
-    """Ordinary GAN training with the DO run's total budget (``GanGame.budget``)."""
-    seed = runtime.derive_seed(params.seed, "baseline", "base_gan")
+def train_base_gan(params: Params, data: str, out: str, population: str | None = None) -> dict:
+    """Ordinary GAN training with the DO run's total budget: its player-epochs (``base_gan``,
+    ``GanGame.budget``) or, given the closed DO ``population``, its counted passes
+    (``base_gan_passes``: every DO job's forward + backward passes, :func:`doracle.compute.model_cost`,
+    divided by what one epoch of ordinary GAN training counts; the nearest whole number of epochs)."""
+    method = "base_gan" if population is None else "base_gan_passes"
+    seed = runtime.derive_seed(params.seed, "baseline", method)
     budget = game_of(params).budget(params)
-    _, device, nets, specs, stats = _ordinary_gan(params, data, seed, budget["base_gan_epochs"], "base GAN")
-    meta = artifacts.metadata("gan", experiment=params.experiment, params=stage_params(params, "train", "baseline"), seed=seed, inputs=[data],
-                              role="baseline", method="base_gan", budget=budget, training=stats,
-                              compute=stats["compute"], device=device)
+    epochs = budget["base_gan_epochs"]
+    if population is not None:
+        ds = load_dataset(data, "cpu")
+        per_epoch = epoch_passes(len(ds.y["train"]), params.gan.batch_size, params.gan.n_critic)
+        do_passes = compute.model_cost(params, population)["passes"]
+        epochs = max(1, round(do_passes / per_epoch))
+        budget = {**budget, "matched": "passes", "do_passes": do_passes, "passes_per_epoch": per_epoch,
+                  "base_gan_passes_epochs": epochs}
+    _, device, nets, specs, stats = _ordinary_gan(params, data, seed, epochs, method.replace("_", " "))
+    meta = artifacts.metadata("gan", experiment=params.experiment, params=stage_params(params, "train", "baseline"),
+                              seed=seed, inputs=[data, *([population] if population else [])], role="baseline",
+                              method=method, budget=budget, training=stats, compute=stats["compute"], device=device)
     save_nets(out, nets, specs, meta)
     return meta
+
+
+def epoch_passes(n_train: int, batch_size: int, n_critic: int = 1) -> int:
+    """The passes one epoch of :func:`~doracle.games.gan_train.train_gan` counts: per batch of b
+    images, the generator's forward and the discriminator's forward and backward on the real and the
+    fake batch (5 b), and on a generator step (every ``n_critic``-th batch) the discriminator's
+    forward and backward and the generator's backward (3 b more)."""
+    from doracle.games.gan_train import _spans
+
+    return sum(5 * (e - s) + (3 * (e - s) if (k + 1) % n_critic == 0 else 0)
+               for k, (s, e) in enumerate(_spans(n_train, batch_size)))
 
 
 def init(params: Params, data: str, init_out: str, out: str) -> dict:

@@ -60,11 +60,20 @@ def merge_metrics(params: Params, population: str, evaluations: list[str], out: 
             replicates[name] = r.get("fid_bootstrap") or []
     if any(r["sha256"] != refs[0]["sha256"] for r in refs):
         raise ArtifactError("the evaluations used different reference classifiers")
+    budget = player_epochs(params)
+    if "base_gan_passes" in models_:  # its epochs came from the DO run's counted passes: its sidecar says
+        side = read_json(artifacts.sidecar(models_["base_gan_passes"]["checkpoint"]))["budget"]
+        budget["base_gan_passes"] = {"epochs": side["base_gan_passes_epochs"], "do_passes": side["do_passes"],
+                                     "passes_per_epoch": side["passes_per_epoch"]}
+    comparisons = fid_comparisons(models_, replicates)
+    for other in GAN.baselines(params)[1:]:  # the DO mixture against every other baseline too
+        comparisons.update({k: c for k, c in fid_comparisons(models_, replicates, other).items()
+                            if k.startswith("do_mixture - ")})
     metrics = {
         "kind": "metrics", "game": "gan", "experiment": params.experiment, "seed": params.seed,
         "params": stage_params(params, "metrics"), "reference": refs[0] if refs else None,
-        "fid_real_vs_real": floors[0] if floors else None, "budget": player_epochs(params), "data_path": data,
-        "models": models_, "comparisons": fid_comparisons(models_, replicates),
+        "fid_real_vs_real": floors[0] if floors else None, "budget": budget, "data_path": data,
+        "models": models_, "comparisons": comparisons,
         "double_oracle": double_oracle_summary(state, params.do.tolerance),
         "inputs": artifacts.inputs_record([population, *evaluations]),
     }
@@ -104,6 +113,7 @@ class GanGame(Game):
     stage_params = {
         "train": ("seed", "device", "threads"),
         "reference": ("training", "gan.reference"),
+        # base_gan_passes reads the DO run's counted passes from its files, so every DO param reaches it
         "baseline": (*_NETS, "gan.lr_generator", "gan.warmup_lr_discriminator", "gan.n_critic", *_BUDGET),
         "init": ("seed", "device", "threads", *_NETS, "gan.lr_generator", "gan.warmup_epochs",
                  "gan.warmup_lr_discriminator", "gan.n_critic", "gan.payoff_latents"),
@@ -133,7 +143,14 @@ class GanGame(Game):
         return ("reference",)
 
     def baselines(self, params):
-        return ("base_gan",)
+        return ("base_gan", "base_gan_passes")
+
+    def baseline_uses(self, params, method):
+        if method == "base_gan_passes":  # its epochs come from the DO run's counted passes
+            from doracle.pipeline import PATTERNS
+
+            return {"population": PATTERNS["closed"].format(exp=params.experiment)}
+        return {}
 
     def targets(self, params):
         return self.TARGETS
@@ -148,14 +165,20 @@ class GanGame(Game):
         models.check_gan_arch(params.gan.discriminator, "discriminator")
         models.check_arch(params.gan.reference.arch)
 
-    def train(self, params, role, method, data, out):
+    def train(self, params, role, method, data, out, uses=None):
         if role == "reference":
             meta = _jobs().train_reference(params, data, out)
             return f"reference classifier: train accuracy {meta['training']['train_accuracy']:.4f}"
         if method not in self.baselines(params):
             raise ConfigError(f"--method {method!r}: the GAN game's baselines are {', '.join(self.baselines(params))}")
-        meta = _jobs().train_base_gan(params, data, out)
-        return f"base GAN: {meta['budget']['base_gan_epochs']} epochs, {meta['training']['train_seconds']:.1f} s"
+        if method == "base_gan_passes":
+            if not (uses or {}).get("population"):
+                raise ConfigError("--method base_gan_passes needs --uses population=PATH (the closed DO population, "
+                                  "whose jobs' counted passes it matches)")
+            meta = _jobs().train_base_gan(params, data, out, population=uses["population"])
+        else:
+            meta = _jobs().train_base_gan(params, data, out)
+        return (f"{method}: {meta['training']['epochs']} epochs, {meta['training']['train_seconds']:.1f} s")
 
     def init(self, params, data, uses, init_out, out):
         doc = _jobs().init(params, data, init_out, out)

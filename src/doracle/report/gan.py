@@ -163,9 +163,12 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
         head, table = do_section(m["double_oracle"], history, players)
         lines += [
             "",
-            f"Budget: the DO run plans {budget['do_player_epochs']} player-epochs (a warm-up epoch trains both "
-            f"players, a best-response epoch one); base_gan trains {budget['base_gan_epochs']} epochs "
-            f"({budget['base_gan_player_epochs']} player-epochs). Compute columns: every job upstream of the model "
+            f"Budget: the DO run plans {budget['do_player_epochs']} player-epochs (a warm-up or pair epoch trains "
+            f"both players, a frozen best-response epoch one); base_gan trains {budget['base_gan_epochs']} epochs "
+            f"({budget['base_gan_player_epochs']} player-epochs)"
+            + (f"; base_gan_passes trains {budget['base_gan_passes']['epochs']} epochs, as many counted passes as the "
+               f"whole DO run ({_count(budget['base_gan_passes']['do_passes'])})" if "base_gan_passes" in budget else "")
+            + ". Compute columns: every job upstream of the model "
             "(the reference classifier and data preparation excepted); passes = per-example forward + backward "
             "passes through networks.",
             "",
