@@ -281,9 +281,11 @@ def test_snakemake_jobs_and_dvc_stages_never_drift(shared_copy):
     # the stages' deps on the code they run (src/doracle/...) are Snakemake's `code` params
     dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": {d for d in s["deps"] if not d.startswith("src/doracle/")}}
            for s in stages.values()}
-    # AT: data, base, baselines, init, 5/it, 3 + 2 evaluations, metrics, report; GAN: data, reference,
-    # base GAN, init, 5/it, 2 + 1 evaluations, metrics, report
-    assert len(dvc) == len(stages) == (1 + 1 + 2 + 1 + 5 * 2 + 3 + 2 + 1 + 1) + (1 + 1 + 1 + 1 + 5 * 2 + 2 + 1 + 1 + 1)
+    # AT: data, base, 2 baselines, init, 2 x 5 DO jobs, close, 3 + 2 evaluations, metrics, report; GAN: data,
+    # reference, 2 base GANs, init, 2 x 4 DO jobs (the co-trained pair is one), close, 2 + 2 evaluations,
+    # metrics, report
+    assert len(dvc) == len(stages) == (1 + 1 + 2 + 1 + 5 * 2 + 1 + 3 + 2 + 1 + 1) + (
+        1 + 1 + 2 + 1 + 4 * 2 + 1 + 2 + 2 + 1 + 1)
     assert jobs == dvc
 
 
