@@ -240,7 +240,8 @@ def best_response(params: Params, player: str, data: str, state_path: str, itera
     seed = runtime.derive_seed(params.seed, stage, iteration)
     device = runtime.setup(seed, params.device, params.threads)
     ds = load_dataset(data, device, train_device="cpu")
-    roles = ROLES if player == game_of(params).PAIR else (player,)
+    pair = player == game_of(params).PAIR
+    roles = ROLES if pair else (player,)
     mixtures = {r: _opponents(state, doc, r, device) for r in roles}  # each role's opponent mixture
     nets, specs, starts, found = {}, {}, {}, {}
     for role in roles:
@@ -252,7 +253,7 @@ def best_response(params: Params, player: str, data: str, state_path: str, itera
         if searched:
             found[role] = searched
     desc = f"it{iteration:03d} {player}"
-    if player == game_of(params).PAIR:
+    if pair:
         g = params.gan
         stats = train_pair(nets["generator"], nets["discriminator"], ds.x["train"], epochs=g.pair_epochs,
                            optim=_optim(params), seed=seed, desc=desc, n_critic=g.n_critic,
@@ -266,10 +267,10 @@ def best_response(params: Params, player: str, data: str, state_path: str, itera
         opponent = {"ids": ids, "probs": probs}
     extra = {}
     if starts:
-        extra["warm_start_from"] = starts if player == game_of(params).PAIR else starts[player]
+        extra["warm_start_from"] = starts if pair else starts[player]
     nas_cost = [f["compute"] for f in found.values() if "compute" in f]
     if found:
-        extra["nas"] = found if player == game_of(params).PAIR else found[player]
+        extra["nas"] = found if pair else found[player]
     meta = artifacts.metadata("gan", experiment=params.experiment, params=stage_params(params, stage), seed=seed,
                               inputs=[data, state_path], role=player, iteration=iteration, opponent=opponent,
                               training=stats, compute=compute.add(stats["compute"], *nas_cost) if nas_cost
