@@ -3,7 +3,7 @@
 #   snakemake -c2                          # the default experiments: params.yaml (AT) and params-gan.yaml (GAN)
 #   snakemake -c2 --configfile my.yaml     # one other params file, alone (a partial one completes from params.yaml)
 #   snakemake -c2 --config seed=1 'do={iterations: 3}'   # overrides, on every experiment of the run
-#   snakemake --profile profiles/slurm     # on a SLURM cluster (README: SLURM)
+#   snakemake --profile profiles/slurm     # on a SLURM cluster (docs/slurm.md)
 #   snakemake -c2 results/sweeps/example/report   # an Optuna sweep over the pipeline (docs/sweeps.md)
 #
 # data -> models outside the loop -> DO iterations (best responses, payoff, LP solve, prune) -> evaluate -> report
@@ -15,12 +15,19 @@ import re
 import sys
 
 from doracle import pipeline as pl
+from doracle.errors import DoracleError
 
 # No `configfile:` here: each experiment's params (partial files and --config overrides resolved) are
 # validated and written to results/<experiment>/params.yaml, which its jobs read (pl.workflow_experiments).
-WF = pl.Workflow(pl.workflow_experiments(workflow.overwrite_configfiles, workflow.config_settings.config,
-                                         dry_run=workflow.output_settings.dryrun,
-                                         say=lambda line: print(line, file=sys.stderr)))
+# A bad params file or override stops the run as every doracle command does: exit 2, one message
+# naming the key, no stack (Snakemake would print its own for an exception from the Snakefile).
+try:
+    WF = pl.Workflow(pl.workflow_experiments(workflow.overwrite_configfiles, workflow.config_settings.config,
+                                             dry_run=workflow.output_settings.dryrun,
+                                             say=lambda line: print(line, file=sys.stderr)))
+except DoracleError as exc:
+    print(f"doracle: error: {exc}", file=sys.stderr)
+    sys.exit(2)
 P = pl.PATTERNS
 
 # `snakemake --report report.html`: each experiment's plots, methods table and index.html (the rule

@@ -1,23 +1,22 @@
-"""The seeds' headline question on the embedded digits data: does the DO mixture beat adversarial
-training, at DO's natural budget and at equal total compute?
+"""Does the DO-AT mixture beat its best member and PGD-AT, at PGD-AT's budget and at DO's own?
 
-    python benchmarks/bench_do.py [--seeds 0 1 2] [--variants natural warm equal equal_warm] [--json out.json]
+    python benchmarks/bench_do.py [--seeds 0 1 2 3 4] [--variant default] [--json out.json]
 
-For every seed and variant the real pipeline runs (Snakemake, -c2) in a throw-away project with
-params.yaml changed only as the variant says; every model then goes through the same full
-evaluation suite (worst case over FGSM, PGD, ARC, per-member PGD, AutoAttack). Variants:
+For every seed the real pipeline runs (Snakemake, -c2) in a throw-away project: params.yaml with
+its seed changed, the baselines trimmed to PGD-AT and TRADES (each for training.epochs) plus the two
+baselines matched to the DO run (``pgd_at_epochs``: DO's defender epochs in total; ``pgd_at_passes``:
+the whole DO run's counted passes). Every model goes through the same full evaluation suite (worst
+case over FGSM, PGD, ARC, per-member PGD, AutoAttack) on the same test examples.
 
-* ``natural``: params.yaml's DO (its iterations and epochs), cold-started best responses;
-* ``warm``: the same with ``do.defender.warm_start: true`` (the authors' code warm-starts);
-* ``equal``: DO shrunk to about PGD-AT's total compute (2 iterations, 1 epoch per defender best
-  response and for the base model, PGD-3 attacker best responses); the measured ratio of passes
-  is printed, so the match can be checked;
-* ``equal_warm``: ``equal`` with warm start.
+Prints, per seed and over seeds, the DO mixture's worst-case robust accuracy minus each other
+model's as paired per-example differences with bootstrap 95 % intervals (over examples; over seeds,
+examples resampled within each seed and the seeds' differences averaged), the number of seeds
+whose interval lies above / below 0, and each model's compute relative to PGD-AT's.
 
-The baselines (ERM, PGD-AT, TRADES, each trained for training.epochs) run in the natural variant.
-Prints mean ± sd over seeds of clean and worst-case robust accuracy, and each model's total
-compute (per-example forward + backward passes and jobs' wall seconds, as metrics.json records
-them) relative to PGD-AT's in the same seed.
+Variants (``--variant``) change params.yaml as they say: ``default`` (as it is), ``search`` (the
+attacker best response also tries FGSM and Langevin: do.attacker.candidates), ``nas`` (DONAS:
+defender best responses search architectures). Nothing is tuned on the test split: the variants are
+fixed before any run.
 """
 
 from __future__ import annotations
@@ -29,78 +28,105 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import yaml
 
-from common import ROOT, new_project, sh
-from doracle.artifacts import timing_of
+from common import ROOT, merge, new_project, sh
+from doracle.artifacts import read_json
+from doracle.evaluation.intervals import paired_mean_difference
 
-EQUAL = {"base": {"epochs": 1}, "do": {"iterations": 2, "defender": {"epochs": 1},
-                                       "attacker": {"attack": {"steps": 3, "rel_step_size": 0.5}}}}
+OTHERS = ("do_best_member", "pgd_at", "pgd_at_epochs", "pgd_at_passes", "trades")
 VARIANTS = {
-    "natural": {"baselines": {"methods": ["erm", "pgd_at", "trades"]}},
-    "warm": {"do": {"defender": {"warm_start": True}}},
-    "equal": EQUAL,
-    "equal_warm": {**EQUAL, "do": {**EQUAL["do"], "defender": {"epochs": 1, "warm_start": True}}},
+    "default": {},
+    "search": {"do": {"attacker": {"candidates": {
+        "fgsm": {"name": "fgsm", "steps": 1, "rel_step_size": 1.25, "restarts": 1, "random_start": True},
+        "langevin": {"name": "langevin", "steps": 10, "rel_step_size": 0.25, "restarts": 1, "random_start": True}}}}},
+    "nas": {"nas": {"enabled": True}},
 }
 
 
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+def over_seeds(diffs: list[np.ndarray], seed: int = 0, resamples: int = 2000) -> dict:
+    """The mean over seeds of each seed's mean per-example difference, with the interval of the same
+    mean when each seed's examples are resampled (stratified by seed: the seeds are the design)."""
+    rng = np.random.default_rng(seed)
+    reps = np.mean([d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(1) for d in diffs], axis=0)
+    return {"difference": float(np.mean([d.mean() for d in diffs])),
+            "interval": [float(np.quantile(reps, 0.025)), float(np.quantile(reps, 0.975))]}
+
+
+def sd(v: list[float]) -> float:
+    return st.stdev(v) if len(v) > 1 else 0.0
+
+
+def run_seed(tmp: Path, base: dict, variant: str, seed: int) -> dict:
+    params = merge(base, VARIANTS[variant])
+    params = merge(params, {"seed": seed, "experiment": f"{variant}-s{seed}",
+                            "baselines": {**params["baselines"], "methods": ["pgd_at", "trades"]}})
+    proj = new_project(tmp / f"{variant}-{seed}", params)
+    wall, _ = sh(["snakemake", "-c2", "--quiet"], proj)
+    res = proj / f"results/{variant}-s{seed}"
+    m = read_json(res / "metrics.json")
+    per_example = {read_json(p)["label"]: np.asarray(read_json(p)["worst_case_per_example"])
+                   for p in res.glob("evaluation/**/*.json") if read_json(p).get("kind") == "evaluation"}
+    print(f"seed {seed} {variant}: {wall:.0f} s, DO status {m['double_oracle']['status']}, exploitability "
+          f"{m['double_oracle']['exploitability']:.4f}, mixture "
+          + ", ".join(f"{i} {p:.2f}" for i, p in zip(m['models']['do_mixture']['members'],
+                                                     m['models']['do_mixture']['probs'], strict=True)),
+          file=sys.stderr, flush=True)
+    return {"metrics": m, "per_example": per_example, "wall": wall}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--variant", default="default", choices=list(VARIANTS))
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--json", help="also write every number to this file")
     args = ap.parse_args()
     base = yaml.safe_load(Path(args.params).read_text())
-    rows: dict[str, dict[str, list[float]]] = {}
+    runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            pgd_at = None
-            # the natural run always comes first: it trains the baselines (and PGD-AT's compute)
-            for variant in ["natural"] + [v for v in args.variants if v != "natural"]:
-                params = merge(merge(base, {"baselines": {"methods": ["pgd_at"]}}), VARIANTS[variant])
-                params = merge(params, {"seed": seed, "experiment": f"{variant}-s{seed}"})
-                proj = new_project(Path(tmp) / f"{variant}-{seed}", params)
-                wall, _ = sh(["snakemake", "-c2", "--quiet"], proj)
-                m = json.loads((proj / f"results/{variant}-s{seed}/metrics.json").read_text())
-                print(f"seed {seed} {variant}: {wall:.0f} s, DO status {m['double_oracle']['status']}",
-                      file=sys.stderr, flush=True)
-                models = m["models"]
-                pgd_at = pgd_at or models["pgd_at"]["compute"]
-                labels = {f"{n} ({variant})": n for n in ("do_mixture", "do_best_member")
-                          if variant in args.variants}
-                if variant == "natural":
-                    labels.update({n: n for n in ("erm", "pgd_at", "trades")})
-                for label, name in labels.items():
-                    r, c = models[name], models[name]["compute"]
-                    row = rows.setdefault(label, {k: [] for k in ("clean", "worst", "passes", "ratio", "wall")})
-                    row["clean"].append(r["clean_accuracy"])
-                    row["worst"].append(r["robust_accuracy"]["worst_case"])
-                    row["passes"].append(c["passes"] / 1e6)
-                    row["ratio"].append(c["passes"] / pgd_at["passes"])
-                    row["wall"].append(timing_of(m, "models", name, "compute", "wall_seconds"))
-
-    def ms(v, scale=100.0, digits=1):
-        sd = st.stdev(v) if len(v) > 1 else 0.0
-        return f"{scale * st.mean(v):.{digits}f} ± {scale * sd:.{digits}f}"
+            runs[seed] = run_seed(Path(tmp), base, args.variant, seed)
 
     tm = base["threat_model"]
-    print(f"digits, {tm['norm']} eps {tm['eps']}, seeds {args.seeds}, mean ± sd; worst case over the whole "
-          "evaluation suite; compute = every job that produced the model")
-    print("| model | clean % | worst-case robust % | passes (M) | passes / PGD-AT's | jobs' wall s |")
-    print("|---|---|---|---|---|---|")
-    for label, r in rows.items():
-        print(f"| {label} | {ms(r['clean'])} | {ms(r['worst'])} | {ms(r['passes'], 1, 2)} | "
-              f"{ms(r['ratio'], 1, 2)} | {ms(r['wall'], 1, 0)} |")
+    print(f"digits, {tm['norm']} eps {tm['eps']}, variant {args.variant}, seeds {args.seeds}; worst case over the "
+          "whole evaluation suite, on each seed's test split; compute = every job that produced the model\n")
+    print("| model | clean % | worst-case robust % | passes / PGD-AT's |")
+    print("|---|---|---|---|")
+    models = ("do_mixture", *OTHERS)
+    summary: dict = {"variant": args.variant, "seeds": args.seeds, "models": {}, "comparisons": {}}
+    for name in models:
+        rs = [r["metrics"]["models"][name] for r in runs.values()]
+        clean = [r["clean_accuracy"] for r in rs]
+        worst = [r["robust_accuracy"]["worst_case"] for r in rs]
+        ratio = [r["compute"]["passes"] / run["metrics"]["models"]["pgd_at"]["compute"]["passes"]
+                 for r, run in zip(rs, runs.values(), strict=True)]
+        print(f"| {name} | {100 * st.mean(clean):.1f} ± {100 * sd(clean):.1f} | {100 * st.mean(worst):.1f} ± "
+              f"{100 * sd(worst):.1f} | {st.mean(ratio):.2f} |")
+        summary["models"][name] = {"clean": clean, "worst_case": worst, "passes_vs_pgd_at": ratio}
+    print("\nDO mixture minus each model, worst-case robust accuracy in points (paired over the same test "
+          "examples; 95 % bootstrap intervals)\n")
+    print("| comparison | " + " | ".join(f"seed {s}" for s in args.seeds) + " | over seeds | seeds above / below 0 |")
+    print("|---|" + "---|" * len(args.seeds) + "---|---|")
+    for other in OTHERS:
+        per_seed, diffs = [], []
+        for seed, run in runs.items():
+            a, b = run["per_example"]["do_mixture"], run["per_example"][other]
+            per_seed.append(paired_mean_difference(a, b, seed=seed))
+            diffs.append(a - b)
+        pooled = over_seeds(diffs)
+        above = sum(c["verdict"] == "higher" for c in per_seed)
+        below = sum(c["verdict"] == "lower" for c in per_seed)
+
+        def fmt(c):
+            return f"{100 * c['difference']:+.1f} [{100 * c['interval'][0]:+.1f}, {100 * c['interval'][1]:+.1f}]"
+
+        print(f"| do_mixture - {other} | " + " | ".join(fmt(c) for c in per_seed) + f" | {fmt(pooled)} | "
+              f"{above} / {below} |")
+        summary["comparisons"][other] = {"per_seed": per_seed, "over_seeds": pooled, "above": above, "below": below}
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        Path(args.json).write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -46,15 +46,25 @@ def test_on_the_fly_and_cached_attackers_give_the_same_payoffs(tmp_path):
     for mode in ("cache", "on_the_fly"):
         (tmp_path / mode).mkdir()
         # uniform meta-strategy: by iteration 3 the defender recomputes an attacker bound to two defenders
-        runs[mode] = _run_do(tmp_path / mode, {"do": {"meta_solver": "uniform", "attacker": {"materialize": mode}}},
-                             iterations=3)
+        runs[mode] = _run_do(tmp_path / mode, {"do": {"meta_solver": "uniform", "iterations": 3,
+                                                      "attacker": {"materialize": mode}}}, iterations=3)
     cache, fly = runs["cache"], runs["on_the_fly"]
-    # the cache holds the training split; on the fly nothing but the payoff split is stored
-    for (t_c, m_c), (t_f, m_f) in zip(cache["attackers"], fly["attackers"], strict=True):
-        assert set(t_c) == {"x_train", "x_payoff"} and set(t_f) == {"x_payoff"}
-        assert m_c["materialize"]["train"] == "cache" and m_f["materialize"]["train"] == "on_the_fly"
+    # the cache holds the training split; on the fly nothing but the payoff split is stored; the
+    # last iteration's attacker, which no defender trains against, perturbs the payoff split only
+    n_payoff = len(cache["attackers"][0][0]["x_payoff"])
+    steps = cache["params"].do.attacker.attack.steps
+    for it, ((t_c, m_c), (t_f, m_f)) in enumerate(zip(cache["attackers"], fly["attackers"], strict=True)):
+        last = it == 3
+        assert set(t_c) == ({"x_payoff"} if last else {"x_train", "x_payoff"}) and set(t_f) == {"x_payoff"}
+        assert m_c["materialize"]["train"] == ("none" if last else "cache")
+        assert m_f["materialize"]["train"] == ("none" if last else "on_the_fly")
         assert torch.equal(t_c["x_payoff"], t_f["x_payoff"])
         assert set(m_f["target"]["refs"]) == set(m_f["target"]["ids"])
+        # pass counts: on the fly (and the last attacker) one backward per PGD step per payoff
+        # example per member, nothing on the training split; a cache pays for the training split too
+        members = len(m_f["target"]["ids"])
+        assert m_f["compute"]["backward_passes"] == steps * n_payoff * members
+        assert m_c["compute"]["backward_passes"] == steps * members * (n_payoff + (0 if last else len(t_c["x_train"])))
     # by iteration 3 an attacker recomputed on the fly is bound to a mixture of two defenders
     assert max(len(m["target"]["ids"]) for _, m in fly["attackers"]) >= 2
     # the defenders trained against recomputed perturbations are the same networks, bit for bit...
@@ -208,3 +218,67 @@ def test_augmentation_changes_training_batches_never_payoff_or_test_splits(tmp_p
 
     model = classifiers.load(base)[0]
     assert pop["state"]["payoff"][0][0] == accuracy(model, t["x_payoff"], ds.y["payoff"])
+
+
+def test_attacker_work_goes_only_where_a_defender_uses_it():
+    """``auto`` chooses by counted passes (a cache attacks the training split once per attacker, on
+    the fly every epoch of every defender best response); the last iteration's attacker and, with
+    opponent_weight 0, every attacker perturbs nothing of the training split."""
+    p = config.validate({})
+    mode, why = attackers.materialize(p, 1078, (1, 8, 8), iteration=2)
+    assert mode == "cache" and "1078 training examples once" in why and str(p.training.epochs * 1078) in why
+    assert attackers.materialize(p, 1078, (1, 8, 8), iteration=5) == (
+        "none", "iteration 5 is the last: no defender best response trains against it")
+    assert attackers.materialize(config.validate({"do": {"iterations": 7}}), 1078, (1, 8, 8), iteration=5)[0] == "cache"
+    for mat in ("auto", "cache", "on_the_fly"):
+        zero = config.validate({"do": {"defender": {"opponent_weight": 0}, "attacker": {"materialize": mat}}})
+        assert attackers.materialize(zero, 1078, (1, 8, 8), iteration=1)[0] == "none"
+    # an l2l candidate is cached only, like an l2l attack
+    cand = {"do": {"attacker": {"candidates": {"l2l": {"name": "l2l", "steps": 5}}}}}
+    assert attackers.materialize(config.validate(cand), 45000, (3, 32, 32), iteration=1)[0] == "cache"
+    with pytest.raises(ConfigError, match="do.attacker.candidates.l2l: l2l attacker strategies can only be cached"):
+        config.validate(merge(cand, {"training": {"augmentation": "crop"}}))
+
+
+def test_the_family_search_keeps_the_lowest_expected_accuracy_and_records_every_candidate():
+    specs = config.validate({"do": {"attacker": {"candidates": {
+        "fgsm": {"name": "fgsm", "steps": 1, "rel_step_size": 1.25},
+        "langevin": {"name": "langevin", "steps": 7},
+        "pgd40": {"name": "pgd", "steps": 40}}}}}).do.attacker.specs()
+    assert list(specs) == ["attack", "fgsm", "langevin", "pgd40"]
+    fabricated = {"attack": 0.61, "fgsm": 0.70, "langevin": 0.55, "pgd40": 0.58}
+    name, spec, x, record = adversarial.choose_attack(
+        specs, lambda s: (fabricated[next(k for k, v in specs.items() if v is s)], torch.full((1,), ord(s.name[0]))))
+    assert name == "langevin" and spec.name == "langevin" and x.item() == ord("l")
+    assert record["chosen"] == "langevin"
+    assert {k: c["expected_accuracy_payoff"] for k, c in record["candidates"].items()} == fabricated
+    assert record["candidates"]["pgd40"]["attack"]["steps"] == 40
+    # ties keep the first (do.attacker.attack); a lone attack is no search at all
+    tie = adversarial.choose_attack(specs, lambda s: (0.5, torch.zeros(1)))
+    assert tie[0] == "attack" and tie[3]["chosen"] == "attack"
+    lone = {"attack": specs["attack"]}
+    assert adversarial.choose_attack(lone, lambda s: (0.9, torch.zeros(1)))[3] is None
+
+
+def test_an_attacker_best_response_with_candidates_runs_the_chosen_attack(tmp_path):
+    cands = {"fgsm": {"name": "fgsm", "steps": 1, "rel_step_size": 1.0, "random_start": False},
+             "weak": {"name": "pgd", "steps": 1, "rel_step_size": 0.05}}
+    run = _run_do(tmp_path, {"do": {"attacker": {"materialize": "cache", "candidates": cands}}}, iterations=1)
+    tensors, meta = run["attackers"][1]
+    search = meta["search"]
+    scores = {k: c["expected_accuracy_payoff"] for k, c in search["candidates"].items()}
+    assert set(scores) == {"attack", "fgsm", "weak"} and search["chosen"] == min(scores, key=scores.get)
+    assert meta["attack"] == search["candidates"][search["chosen"]]["attack"]
+    assert meta["target_expected_accuracy_payoff"] == pytest.approx(scores[search["chosen"]], abs=1e-6)
+    assert scores["weak"] > scores["attack"]  # one step of 0.05 eps hardly attacks
+
+
+@pytest.mark.parametrize("passes", [1, 999, 12_345, 240 * 14 * 3 + 7, 10**6 + 3])
+def test_a_passes_matched_baseline_trains_within_half_a_batch_of_the_do_runs_passes(passes):
+    n, bs, per_example = 240, 64, 14.0  # batches of 64, 64, 64, 48
+    steps = adversarial.steps_for_passes(passes, n, bs, per_example)
+    sizes = [min(bs, n - s) for s in range(0, n, bs)]
+    spent = sum(sizes[k % len(sizes)] for k in range(steps)) * per_example
+    assert abs(spent - passes) <= per_example * bs / 2 or steps == 1
+    # one batch more or fewer would be further off
+    assert abs(spent - passes) <= abs(spent + per_example * sizes[steps % len(sizes)] - passes)

@@ -5,13 +5,16 @@ file or key (and the fragments the manifest gives), print no traceback and write
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from conftest import ROOT
 
 CORPUS = ROOT / "tests" / "bad_inputs"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text())
@@ -25,6 +28,7 @@ CATEGORIES = {
     "data": "data sets of the wrong dtype or with out-of-range labels",
     "architecture": "architectures that do not fit the data's shape",
     "artifact": "JSON artifacts that are not objects, hold NaN, lack keys or are of another kind",
+    "sweep": "space files: malformed storage, grids that would exhaust memory, options out of range, trial-name clashes",
 }
 
 
@@ -35,7 +39,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def test_the_manifest_covers_every_category():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 80
     ids = [c["id"] for c in CASES]
     assert len(ids) == len(set(ids)), "case ids repeat"
     assert {c["category"] for c in CASES} == set(CATEGORIES)
@@ -56,14 +60,46 @@ def test_the_generated_files_are_what_make_files_writes():
     assert not stale, f"rerun python tests/bad_inputs/make_files.py: {stale}"
 
 
+def measured(args, cwd: Path, record: Path) -> subprocess.CompletedProcess:
+    """``doracle ARGS`` under a 4 GB address-space limit; its peak memory and CPU time in ``record``."""
+    return subprocess.run([sys.executable, str(ROOT / "tests/measured.py"), str(record), sys.executable, "-m",
+                           "doracle", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def good_cost(tmp_path_factory) -> dict:
+    """What good commands cost: the largest peak memory of good params checks (one naming a timm
+    model, which imports timm as the architecture cases do) and of a good training job (one epoch
+    of the base model on 60 digits, the heaviest kind the corpus runs)."""
+    tmp = tmp_path_factory.mktemp("good")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["max_train"], raw["base"]["epochs"] = 60, 1
+    (tmp / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp / "timm.yaml").write_text(yaml.safe_dump({**raw, "model": {"arch": "resnet18"}}))
+    costs = []
+    for k, args in enumerate((["check-params", "--params", "params.yaml"],
+                              ["check-params", "--params", "timm.yaml"],
+                              ["data", "--params", "params.yaml", "--out", "d.safetensors"],
+                              ["train", "--params", "params.yaml", "--role", "base", "--data", "d.safetensors",
+                               "--out", "m.safetensors"])):
+        proc = measured(args, tmp, tmp / f"cost{k}.json")
+        assert proc.returncode == 0, proc.stderr
+        costs.append(json.loads((tmp / f"cost{k}.json").read_text()))
+    return {"maxrss_kb": max(c["maxrss_kb"] for c in costs), "costs": costs}
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_bad_input_is_refused_clearly_and_writes_nothing(case, tmp_path):
+def test_bad_input_is_refused_clearly_and_writes_nothing(case, tmp_path, good_cost):
     work = tmp_path / "project"
     shutil.copytree(CORPUS, work, ignore=shutil.ignore_patterns("cases.yaml", "make_files.py", "__pycache__"))
     for f in ("params.yaml", "params-gan.yaml"):
         shutil.copy(ROOT / f, work / f)
     before = snapshot(work)
-    proc = run_cli(*case["args"], cwd=work)
+    proc = measured(case["args"], work, tmp_path / "cost.json")
+    # within 4 GB (the limit it ran under), 10 s of CPU, and no more memory than good commands
+    cost = json.loads((tmp_path / "cost.json").read_text())
+    assert cost["cpu_s"] < 10, cost
+    assert cost["maxrss_kb"] <= 1.2 * good_cost["maxrss_kb"], (cost, good_cost)
     said = proc.stdout + proc.stderr
     assert proc.returncode == 2, f"exit {proc.returncode}:\n{said}"
     assert "Traceback" not in said and 'File "' not in said, said

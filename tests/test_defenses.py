@@ -1,5 +1,7 @@
 """Contract tests over the defense registry: a few steps on a tiny model, finite and decreasing loss."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -34,20 +36,47 @@ def test_defense_trains_without_nan_and_reduces_its_loss(name, toy_data):
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_opponent_perturbations_enter_the_loss(toy_data):
+def test_the_opponent_term_is_added_to_the_defenses_whole_loss(toy_data):
+    """The defender best response's loss is defense loss + w * CE(f(x_opp), y): with w = 0 exactly
+    the defense's own update (PGD-AT, bit for bit), and with w > 0 one SGD step moves the weights by
+    lr times the sum of both gradients (the mixture term's gradient reaches the model)."""
     x, y = toy_data
-    p = config.validate({})
-    d = make_defense("erm", p)
-    nets = []
-    for w in (0.0, 1.0):
+    p = config.validate({"training": {"optimizer": "sgd", "momentum": 0.0, "lr": 0.1, "batch_size": len(y)}})
+
+    def opp(xb, yb, keys, gen):  # one attacker strategy: a fixed perturbation of each input
+        return 1 - x[keys]
+
+    def trained(w, opponent):
         torch.manual_seed(0)
         m = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
-        def opp(xb, yb, keys, gen):  # one attacker strategy: a fixed perturbation of each input
-            return 1 - x[keys]
+        train(m, make_defense("pgd_at", p), x, y, p.training, epochs=2, seed=0, opponent=opponent, opponent_weight=w)
+        return m
 
-        train(m, d, x, y, p.training, epochs=1, seed=0, opponent=opp, opponent_weight=w)
-        nets.append(m[1].weight.detach().clone())
-    assert not torch.allclose(nets[0], nets[1])
+    plain, zero = trained(0.0, None), trained(0.0, opp)
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), zero.state_dict().values(), strict=True))
+    assert not torch.equal(trained(0.5, opp)[1].weight, plain[1].weight)
+
+    # one step of ERM + w CE(x_opp): the update is lr (grad CE(x) + w grad CE(x_opp)), x_opp at the batch's keys
+    w = 0.7
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    ref = copy.deepcopy(m)
+    train(m, make_defense("erm", p), x, y, p.training, epochs=1, seed=3, opponent=opp, opponent_weight=w)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(3))  # the loop's first draw
+    xb, yb = x[perm], y[perm]
+    loss = nn.functional.cross_entropy(ref(xb), yb) + w * nn.functional.cross_entropy(ref(1 - xb), yb)
+    grads = torch.autograd.grad(loss, list(ref.parameters()))
+    for before, g, after in zip(ref.parameters(), grads, m.parameters(), strict=True):
+        torch.testing.assert_close(after, before - 0.1 * g, rtol=0, atol=1e-6)
+
+
+def test_max_steps_stops_part_way_through_an_epoch(toy_data):
+    x, y = toy_data
+    p = config.validate({"training": {"batch_size": 8}})
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    stats = train(m, make_defense("erm", p), x, y, p.training, epochs=5, seed=0, max_steps=11)
+    assert len(y) == 256 and stats["steps"] == 11 and stats["epochs"] == 1  # 32 batches an epoch
+    assert stats["compute"] == {"forward_passes": 11 * 8, "backward_passes": 11 * 8}  # ERM: one of each per example
 
 
 # ----------------------------------------------------------------------------- method-specific

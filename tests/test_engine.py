@@ -140,6 +140,9 @@ def test_check_params_warns_when_the_payoff_split_cannot_resolve_the_tolerance(c
     proc = cli("check-params", "--params", f)
     assert proc.returncode == 0 and "valid" in proc.stdout
     assert "do.tolerance" in proc.stderr and "within_noise" in proc.stderr and "359 payoff examples" in proc.stderr
+    # the smallest payoff difference the split resolves: 1.96 sqrt(2 * 0.25 / 359) = 0.073
+    assert ("payoff split: about 359 examples: two payoff cells closer than 0.073 cannot be told apart "
+            "(95 %, worst case); resolving 0.01 takes 19209 examples") in proc.stdout
     p["do"]["tolerance"] = 0.15
     f.write_text(yaml.safe_dump(p))
     proc = cli("check-params", "--params", f)
@@ -211,3 +214,61 @@ def test_the_closing_gain_carries_the_cells_standard_errors():
         close(st, "col", "c1", {("r0", "c1"): 0.5})
     with pytest.raises(ValueError, match="the other player's"):
         close(st, "row", "c0", {})
+
+
+# ----------------------------------------------------------------------------- what the AT report adds
+
+
+def test_paired_mean_differences_are_exact_at_the_extremes_and_seeded():
+    from doracle.evaluation.intervals import paired_mean_difference
+
+    rng = np.random.default_rng(0)
+    a = rng.random(300).round(2)
+    same = paired_mean_difference(a, a, seed=1)
+    assert same["difference"] == 0 and same["interval"] == [0.0, 0.0] and same["verdict"] == "not distinguishable"
+    up = paired_mean_difference(np.ones(50), np.zeros(50), seed=1)
+    assert up["difference"] == 1 and up["interval"] == [1.0, 1.0] and up["verdict"] == "higher"
+    b = (a + rng.normal(0, 0.3, 300)).clip(0, 1)
+    one, two = paired_mean_difference(a, b, seed=5), paired_mean_difference(a, b, seed=5)
+    assert one == two and one["interval"][0] < one["difference"] < one["interval"][1]
+    assert one["difference"] == pytest.approx(float((a - b).mean()))
+    # about the normal interval of a mean difference: 1.96 sd / sqrt(n)
+    half = 1.96 * float((a - b).std()) / 300 ** 0.5
+    assert (one["interval"][1] - one["interval"][0]) / 2 == pytest.approx(half, rel=0.15)
+    with pytest.raises(ValueError, match="equally long"):
+        paired_mean_difference(a, b[:-1], seed=0)
+
+
+def test_sigma_stability_separates_signal_from_payoff_noise():
+    from doracle.engine import DOState
+    from doracle.games.population import sigma_stability
+
+    # row 0 dominates by 0.2: with cells' errors of 0.001 it is always the whole support; with 0.5 it is not
+    a = np.array([[0.8, 0.7], [0.6, 0.5]])
+    state = DOState(["d0", "d1"], ["a0", "a1"], a, np.array([1.0, 0.0]), np.array([0.0, 1.0]), 0.7)
+    tight = sigma_stability(state, np.full_like(a, 0.001), seed=0)
+    assert tight["row"]["d0"] == {"sigma": 1.0, "interval": [1.0, 1.0], "in_support": 1.0}
+    assert tight["row"]["d1"]["in_support"] == 0.0 and tight["col"]["a1"]["sigma"] == 1.0
+    loose = sigma_stability(state, np.full_like(a, 0.5), seed=0)
+    assert 0.05 < loose["row"]["d1"]["in_support"] < 0.95 and loose["row"]["d0"]["interval"][0] < 0.5
+    assert loose == sigma_stability(state, np.full_like(a, 0.5), seed=0) and loose["resamples"] == 200
+
+
+def test_transfer_compares_the_defenders_an_attacker_was_computed_against_with_the_others(tmp_path):
+    from doracle.artifacts import sidecar, write_json
+    from doracle.engine import DOState
+    from doracle.evaluation.metrics import transfer
+
+    a = np.array([[0.2, 0.9, 0.5], [0.6, 0.3, 0.5], [0.6, 0.9, 0.5]])
+    doc = {"strategies": {}}
+    for sid, target in (("a0", ["d0"]), ("a1", ["d1", "d2"]), ("a2", ["d0", "d1", "d2"])):
+        path = tmp_path / f"{sid}.safetensors"
+        write_json(sidecar(path), {"kind": "attacker", "target": {"ids": target}})
+        doc["strategies"][sid] = {"path": str(path)}
+    state = DOState(["d0", "d1", "d2"], ["a0", "a1", "a2"], a, np.ones(3) / 3, np.ones(3) / 3, 0.5)
+    t = transfer(state, doc)
+    assert t["a0"] == {"targets": ["d0"], "accuracy_targets": 0.2, "accuracy_others": 0.6,
+                       "transfer_ratio": pytest.approx(0.4 / 0.8)}
+    assert t["a1"]["accuracy_targets"] == pytest.approx(0.6) and t["a1"]["accuracy_others"] == 0.9
+    assert t["a1"]["transfer_ratio"] == pytest.approx(0.1 / 0.4)
+    assert "a2" not in t  # computed against every defender: no others to compare with

@@ -212,6 +212,10 @@ def test_the_whole_suite_leaves_members_modes_and_batchnorm_statistics_unchanged
     target = Target("mix", Mixture(members, [0.6, 0.4]), ["a", "b"], ["sha-a", "sha-b"])
     out = run_suite(params, target, x, y, seed=0, device="cpu", state=State(None, "fp", print), log=lambda *_: None)
     assert {"autoattack", "autoattack_per_member", "pgd_per_member", "arc"} <= set(out["robust_accuracy"])
+    # the members' disagreement on the mixture's PGD examples is a diagnostic, not an attack
+    assert set(out["diagnostics"]) == {"disagreement_pgd"} and 0 <= out["diagnostics"]["disagreement_pgd"] <= 1
+    assert not any(k.startswith("diag") for k in out["robust_accuracy"])
+    assert len(out["worst_case_per_example"]) == 16
     for m, b in zip(members, before, strict=True):
         assert not any(sub.training for sub in m.modules()), "a member was left in train mode"
         for k, v in m.state_dict().items():
@@ -333,3 +337,21 @@ def test_a_damaged_evaluation_state_is_started_over_not_trusted(tmp_path, conten
     assert st.units == {} and len(said) == 1 and "starting over" in said[0] and str(path) in said[0]
     st.put("a", torch.tensor([1.0, 0.0]))  # and it is rewritten whole on the next finished attack
     assert State(str(path), "f", said.append).units == {"a": [1.0, 0.0]}
+
+
+def test_disagreement_counts_the_examples_on_which_members_predict_different_classes():
+    from doracle.evaluation.suite import disagreement
+
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0], [-1.0, 3.0]])
+    same, swap = torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        same.weight.copy_(torch.eye(2))
+        swap.weight.copy_(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+    assert disagreement([same, same], x).tolist() == [0, 0, 0, 0]
+    assert disagreement([same, swap], x).tolist() == [1, 1, 1, 1]
+    half = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        half.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))  # agrees with `same` on some examples only
+    d = disagreement([same, same, half], x)
+    preds = torch.stack([same(x).argmax(1), half(x).argmax(1)])
+    assert d.tolist() == (preds[0] != preds[1]).float().tolist()

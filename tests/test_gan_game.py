@@ -351,8 +351,9 @@ def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
     for r in m["models"].values():
         assert r["fid"] > 0 and 1.0 <= r["inception_score"] <= 10.0 and 0 <= r["classes_covered"] <= 10
         assert r["n_fake"] == 120 and {"precision", "recall", "density", "coverage"} <= set(r)
-    state, _ = read_population(f["closed"])
-    assert set(m["double_oracle"]) == set(double_oracle_summary(state, 0.01))
+    state, doc = read_population(f["closed"])
+    assert set(m["double_oracle"]) == set(double_oracle_summary(state, 0.01, doc["payoff_stderr"], p.seed))
+    assert set(m["double_oracle"]["sigma_stability"]["row"]) == set(state.row_ids)
     assert m["double_oracle"]["exploitability"] == state.closing["exploitability"]
     head = GAN.headline_metrics(m)
     assert (head["do_exploitability"], head["do_exploitability_stderr"]) == (
@@ -471,11 +472,16 @@ def test_snakemake_runs_the_gan_experiment_and_reports_it(gan_project):
     # init, 2 iterations of 4 jobs (the co-trained pair is one), close
     assert c["base_gan"]["jobs"] == 1 and c["do_mixture"]["jobs"] == 1 + 2 * 4 + 1
     # the passes-matched base GAN: its own job after the whole DO run, within half an epoch of its passes
-    assert c["base_gan_passes"]["jobs"] == 1 + c["do_mixture"]["jobs"]  # its lineage holds the DO jobs
+    # its compute is its own job's: the DO run it copies its count from is not (pipeline.COUNT_ONLY_INPUTS)
+    assert c["base_gan_passes"]["jobs"] == 1
     bp = m["budget"]["base_gan_passes"]
     assert bp["do_passes"] == c["do_mixture"]["passes"]
     assert abs(bp["epochs"] * bp["passes_per_epoch"] - bp["do_passes"]) <= bp["passes_per_epoch"] / 2
     assert f"base_gan_passes trains {bp['epochs']} epochs" in (res / "report/summary.md").read_text()
+    # sigma's stability under the payoff cells' noise (game-generic), in metrics.json and the report
+    st = m["double_oracle"]["sigma_stability"]
+    assert set(st["col"]) == set(pop["state"]["col_ids"]) and st["resamples"] == 200
+    assert "### Meta-strategy stability" in (res / "report/summary.md").read_text()
     assert m["double_oracle"]["iterations_run"] == 2
     rep = res / "report"
     text = (rep / "summary.md").read_text()

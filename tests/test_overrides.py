@@ -220,8 +220,10 @@ def test_bad_overrides_stop_the_workflow_naming_the_key(proj):
                       (["--config", "sed=1"], "sed: unknown key"),
                       (["--config", "threat_model={eps: 2}"], "threat_model.eps")):
         proc = dry_run(proj, *args, check=False)
-        assert proc.returncode != 0, args
-        assert msg in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr, args
+        assert proc.returncode == 2, args  # as every doracle command: exit 2, one message, no stack
+        assert "doracle: error: params.yaml + --config" in proc.stderr, proc.stderr
+        assert msg in proc.stderr and "Traceback" not in proc.stdout + proc.stderr, args
+        assert 'File "' not in proc.stderr, proc.stderr
 
 
 def test_a_partial_configfile_completes_from_params_yaml(proj):

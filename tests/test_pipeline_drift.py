@@ -52,9 +52,10 @@ def test_dry_run_jobs_equal_dvc_stages():
 
     at, gan = config.load(ROOT / "params.yaml"), config.load(ROOT / "params-gan.yaml")
     assert (at.game, gan.game) == ("at", "gan")
-    k, t = len(at.baselines.methods), at.do.iterations
-    # data, base, k baselines, init, 5 per iteration, close, 3 DO evaluations, k baseline evaluations, metrics,
-    # report
+    k, t = len(at.baselines.methods) + len(at.baselines.matched), at.do.iterations
+    assert at.baselines.matched_names() == ["pgd_at_epochs", "pgd_at_passes"]
+    # data, base, k baselines (the matched ones included), init, 5 per iteration, close, 3 DO evaluations,
+    # k baseline evaluations, metrics, report
     n_at = 1 + 1 + k + 1 + 5 * t + 1 + 3 + k + 1 + 1
     # data, reference classifier, 2 base GANs (player-epochs, passes), init, 4 per iteration (the co-trained
     # pair is one job), close, 2 DO evaluations, the base GANs', metrics, report

@@ -55,7 +55,8 @@ def test_main_job_outputs_metrics_and_report(snake):
     proj, proc = snake
     assert f"report at results/{EXP}/report/summary.md" in proc.stdout + proc.stderr
     m = json.loads((proj / f"results/{EXP}/metrics.json").read_text())
-    assert set(m["models"]) == {"do_mixture", "do_best_member", "do_uniform", "erm", "pgd_at"}
+    assert set(m["models"]) == {"do_mixture", "do_best_member", "do_uniform", "erm", "pgd_at", "pgd_at_epochs",
+                                "pgd_at_passes"}
     for r in m["models"].values():
         assert 0.0 <= r["clean_accuracy"] <= 1.0
         ra = r["robust_accuracy"]
@@ -82,6 +83,16 @@ def test_main_job_outputs_metrics_and_report(snake):
     assert c["erm"]["forward_passes"] == c["erm"]["backward_passes"] == 240
     assert c["pgd_at"]["backward_passes"] > 2 * 240  # 2 PGD steps + the weight update
     assert c["do_mixture"]["passes"] > c["pgd_at"]["passes"]
+    # the matched baselines: PGD-AT for DO's defender epochs in total (base 1 + 2 best responses of 8),
+    # and for the whole DO run's counted passes, to within one batch; their compute is their own job's
+    assert c["pgd_at_epochs"]["jobs"] == c["pgd_at_passes"]["jobs"] == 1
+    side = {k: json.loads((proj / f"results/{EXP}/baselines/{k}/model.json").read_text()) for k in c if "_at_" in k}
+    assert side["pgd_at_epochs"]["training"]["epochs"] == side["pgd_at_epochs"]["budget"]["do_defender_epochs"] == 17
+    assert side["pgd_at_epochs"]["training"]["steps"] == 17 * 4  # 240 examples, batches of 64
+    b = side["pgd_at_passes"]["budget"]
+    assert b["do_passes"] == c["do_mixture"]["passes"] and side["pgd_at_passes"]["training"]["steps"] == b["steps"]
+    assert abs(c["pgd_at_passes"]["passes"] - c["do_mixture"]["passes"]) <= b["passes_per_example"] * 64
+    assert c["pgd_at_passes"]["passes"] == pytest.approx(b["passes_per_example"] * 240 * (b["steps"] // 4), rel=0.05)
     # each job's compute is counted once: iteration 0's population adds only its payoff cell
     # (one forward pass per payoff example); the attack's own passes are in the attacker's sidecar
     it0 = json.loads((proj / f"results/{EXP}/do/it000/population.json").read_text())
@@ -113,14 +124,36 @@ def test_main_job_outputs_metrics_and_report(snake):
         do["exploitability"], do["exploitability_stderr"])
     assert f"exploitability of the deployed defender mixture: **{do['exploitability']:.4f}" in text
     assert all(isinstance(v, int | float) and "second" not in k for k, v in headline.items())
+    # paired worst-case comparisons over the same test examples, each with its 95 % interval
+    comps = m["comparisons"]
+    assert set(comps) == {f"do_mixture - {k}" for k in m["models"] if k != "do_mixture"}
+    ev = {k: json.loads((proj / f"results/{EXP}/evaluation/{d}/{k}.json").read_text())["worst_case_per_example"]
+          for k, d in (("do_mixture", "do"), ("pgd_at", "baselines"))}
+    assert len(ev["pgd_at"]) == 60 and sum(ev["pgd_at"]) / 60 == pytest.approx(m["models"]["pgd_at"]["robust_accuracy"]["worst_case"])
+    c = comps["do_mixture - pgd_at"]
+    assert c["difference"] == pytest.approx(sum(ev["do_mixture"]) / 60 - sum(ev["pgd_at"]) / 60)
+    assert c["interval"][0] <= c["difference"] <= c["interval"][1] and c["examples"] == 60
+    # sigma's stability and the attackers' transfer, in metrics.json and in the report
+    st = do["sigma_stability"]
+    assert set(st["row"]) == set(pop_ids := json.loads((proj / f"results/{EXP}/do/closing/population.json").read_text())[
+        "state"]["row_ids"]) and all(0 <= r["in_support"] <= 1 for r in st["row"].values())
+    assert all(r["interval"][0] <= r["interval"][1] for r in st["row"].values()) and pop_ids
+    assert all(0 <= t["accuracy_targets"] <= 1 and set(t["targets"]) < set(pop_ids) for t in m["transfer"].values())
+    for section in ("### Paired comparisons (worst case)", "### Baselines matched to the DO run's budget",
+                    "### Meta-strategy stability", "| do_mixture - pgd_at_passes |"):
+        assert section in text, section
+    assert ("### Transfer of the attackers" in text) == bool(m["transfer"])
+    # do_uniform mixes every final defender: the members' disagreement on its PGD examples is reported
+    assert 0 <= m["models"]["do_uniform"]["diagnostics"]["disagreement_pgd"] <= 1
+    assert "### Members' disagreement" in text and "| do_uniform | pgd |" in text
 
 
 def test_every_job_has_a_log_and_a_benchmark(snake):
     proj, _ = snake
     logs = list((proj / "logs" / EXP).rglob("*.log"))
     benches = list((proj / "benchmarks" / EXP).rglob("*.tsv"))
-    # data, base, 2 baselines, init, 2 x 5 DO jobs, close, 3 + 2 evaluations, metrics, report
-    assert len(logs) == len(benches) == 23
+    # data, base, 2 + 2 matched baselines, init, 2 x 5 DO jobs, close, 3 + 4 evaluations, metrics, report
+    assert len(logs) == len(benches) == 27
     for b in benches:
         rows = list(csv.DictReader(io.StringIO(b.read_text()), delimiter="\t"))
         assert float(rows[0]["s"]) > 0
@@ -179,8 +212,10 @@ def test_an_override_reruns_only_the_jobs_that_read_it(shared_copy):
     table = out[out.index("Job stats:"):]
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
     assert counts["best_response"] == 3  # the defender's of it001 and it002, it002's attacker (new state)
-    assert not {"prepare_data", "train", "train_baseline", "evaluate_baseline", "do_init"} & set(counts), counts
+    assert not {"prepare_data", "train", "do_init"} & set(counts), counts
     assert counts["evaluate_do"] == 3 and counts["metrics"] == 1
+    # of the baselines, only the two matched to the DO run's budget (they read the closed population)
+    assert counts["train_baseline"] == counts["evaluate_baseline"] == 2
 
 
 def same_results(a: Path, b: Path) -> list[str]:
@@ -205,7 +240,8 @@ def test_dvc_repro_regenerates_the_same_artifacts(snake, shared_dvc):
     files = same_results(a, b)
     assert {"metrics.json", "do/it002/payoff.json", "do/it002/defender.safetensors"} <= set(files)
     ma, mb = (json.loads((x / "metrics.json").read_text())["models"] for x in (a, b))
-    assert set(ma) == set(mb) == {"do_mixture", "do_best_member", "do_uniform", "erm", "pgd_at"}
+    assert set(ma) == set(mb) == {"do_mixture", "do_best_member", "do_uniform", "erm", "pgd_at", "pgd_at_epochs",
+                                  "pgd_at_passes"}
     assert {k: v["robust_accuracy"] for k, v in ma.items()} == {k: v["robust_accuracy"] for k, v in mb.items()}
 
 
@@ -219,21 +255,33 @@ def test_dvc_commit_after_snakemake_then_status_clean_and_repro_noop(shared_copy
     assert "Data and pipelines are up to date" in repro.stdout
 
 
-def test_dvc_push_and_pull_through_a_local_remote(shared_copy, tmp_path):
+def test_dvc_round_trip_through_a_local_remote_into_a_fresh_clone(shared_copy, tmp_path):
+    """A collaborator's round trip: dvc commit, a local directory remote, dvc push, git commit; then
+    a fresh git clone, dvc pull: every file comes back, DVC says up to date, but Snakemake plans jobs
+    (the pulled files are newer than their inputs) until `snakemake --touch` (docs/guide.md, DVC)."""
     proj = shared_copy
     run(["dvc", "commit", "-f", "-q"], proj)
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "-f", "-d", "store", str(remote)], proj)
     run(["dvc", "push", "-q"], proj)
-    target = proj / f"results/{EXP}/do/it002/population.json"
-    weights = proj / f"results/{EXP}/do/it001/defender.safetensors"
-    digests = {target: sha(target), weights: sha(weights)}
-    shutil.rmtree(proj / "results")
-    shutil.rmtree(proj / ".dvc" / "cache")
-    run(["dvc", "pull", "-q"], proj)
-    for p, d in digests.items():
-        assert sha(p) == d
-    assert "up to date" in run(["dvc", "status"], proj).stdout
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run([*git, "add", "-A"], proj)
+    run([*git, "commit", "-qm", "results tracked by DVC"], proj)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(proj), str(clone)], tmp_path)
+    assert not (clone / f"results/{EXP}/metrics.json").exists()  # results travel through DVC, not git
+    run(["dvc", "pull", "-q"], clone)
+    for rel in (f"results/{EXP}/do/it002/population.json", f"results/{EXP}/do/it001/defender.safetensors",
+                f"results/{EXP}/metrics.json", "results/tinygan/metrics.json"):
+        assert sha(clone / rel) == sha(proj / rel), rel
+    assert "up to date" in run(["dvc", "status"], clone).stdout
+    planned = run(["snakemake", "-n", "-c1"], clone)
+    assert "Nothing to be done" not in planned.stdout + planned.stderr  # the pulled files' mtimes
+    run(["snakemake", "-c1", "--touch"], clone)
+    again = run(["snakemake", "-n", "-c1"], clone)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+    for rel in (f"results/{EXP}/metrics.json", f"results/{EXP}/do/it001/defender.safetensors"):
+        assert sha(clone / rel) == sha(proj / rel), rel  # --touch changed times, not bytes
 
 
 def test_converged_state_passes_later_iterations_through(snake, tmp_path):
@@ -281,10 +329,10 @@ def test_snakemake_jobs_and_dvc_stages_never_drift(shared_copy):
     # the stages' deps on the code they run (src/doracle/...) are Snakemake's `code` params
     dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": {d for d in s["deps"] if not d.startswith("src/doracle/")}}
            for s in stages.values()}
-    # AT: data, base, 2 baselines, init, 2 x 5 DO jobs, close, 3 + 2 evaluations, metrics, report; GAN: data,
-    # reference, 2 base GANs, init, 2 x 4 DO jobs (the co-trained pair is one), close, 2 + 2 evaluations,
-    # metrics, report
-    assert len(dvc) == len(stages) == (1 + 1 + 2 + 1 + 5 * 2 + 1 + 3 + 2 + 1 + 1) + (
+    # AT: data, base, 2 + 2 matched baselines, init, 2 x 5 DO jobs, close, 3 + 4 evaluations, metrics, report;
+    # GAN: data, reference, 2 base GANs, init, 2 x 4 DO jobs (the co-trained pair is one), close, 2 + 2
+    # evaluations, metrics, report
+    assert len(dvc) == len(stages) == (1 + 1 + 4 + 1 + 5 * 2 + 1 + 3 + 4 + 1 + 1) + (
         1 + 1 + 2 + 1 + 4 * 2 + 1 + 2 + 2 + 1 + 1)
     assert jobs == dvc
 
@@ -309,7 +357,8 @@ def test_attacker_families_as_double_oracle_best_responses(snake, tmp_path, atta
     from safetensors.torch import load_file
 
     spec = {"name": attack, "steps": 20, "rel_step_size": 0.25, "restarts": 1, "random_start": True}
-    out = best_response(snake[0], tmp_path, "attacker", {"do": {"attacker": {"attack": spec}}})
+    # iteration 2 of 3: a defender best response follows, so the training split is cached too
+    out = best_response(snake[0], tmp_path, "attacker", {"do": {"iterations": 3, "attacker": {"attack": spec}}})
     meta = out["meta"]
     assert meta["attack"]["name"] == attack and meta["nan_count"] == 0
     assert meta["max_perturbation"] <= 32 / 255 + 1e-6

@@ -162,7 +162,8 @@ def project(tmp_path):
 @pytest.mark.parametrize("name", NAMES)
 def test_snakemake_plans_the_whole_experiment_of_a_preset(project, name):
     p = preset(name)
-    T, methods = p.do.iterations, p.baselines.methods
+    T, methods = p.do.iterations, [*p.baselines.methods, *p.baselines.matched_names()]
+    assert p.baselines.matched_names() == ["pgd_at_epochs", "pgd_at_passes"]
     out, jobs = dry_run(project, "--configfile", f"configs/{name}.yaml")
 
     iterations = [pipeline.it3(t) for t in range(1, T + 1)]
@@ -214,6 +215,9 @@ def test_check_params_accepts_a_preset_without_warnings(cli, name):
     assert proc.returncode == 0, proc.stderr
     assert f"configs/{name}.yaml: valid (experiment '{name}'" in proc.stdout
     assert "warning" not in proc.stderr, proc.stderr
+    # every preset's payoff split resolves payoff differences of 0.01
+    n = int(proc.stdout.split("payoff split: about ")[1].split()[0])
+    assert n >= 19209 and "closer than 0.010 cannot be told apart" in proc.stdout
 
 
 def test_dvc_yaml_of_a_preset_reads_the_preset(cli, tmp_path):

@@ -98,7 +98,7 @@ def test_the_slurm_profile():
     assert slurm["executor"] == "slurm" and slurm["jobs"] >= 2
     assert slurm["latency-wait"] >= 30 and slurm["retries"] >= 1
     assert {"mem_mb", "runtime"} <= set(slurm["default-resources"])
-    # the plugin picks sacct when it exists: only clusters without slurmdbd want squeue (README)
+    # the plugin picks sacct when it exists: only clusters without slurmdbd want squeue (docs/slurm.md)
     assert "slurm-status-command" not in slurm
     text = (ROOT / "profiles/slurm/config.yaml").read_text()
     assert "slurm-status-command" in text and "slurm-init-seconds-before-status-checks" in text

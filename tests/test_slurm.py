@@ -126,7 +126,8 @@ def test_every_heavy_job_went_through_sbatch_with_its_resources(runs):
     of the params), and its GPUs were allocated. No other job of the run was submitted."""
     proj, params, jobs = runs["slurm"], runs["params"], runs["jobs"]
     heavy = [j for j in pipeline.jobs(params) if j["rule"] not in pipeline.LOCAL_RULES]
-    assert len(heavy) == 16  # base, 2 baselines, init, 2 x (2 best responses + payoff), close, 3 + 2 evaluations
+    # base, 2 + 2 matched baselines, init, 2 x (2 best responses + payoff), close, 3 + 4 evaluations
+    assert len(heavy) == 20
     seen = set()
     for job in heavy:
         log = (proj / job["log"]).read_text()
@@ -196,7 +197,7 @@ def test_results_equal_a_local_run_of_the_same_params(runs):
     a, b = runs["slurm"] / "results" / EXP, runs["local"] / "results" / EXP
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "params.yaml")
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "params.yaml")
-    assert len([f for f in files if f.suffix == ".safetensors"]) == 10
+    assert len([f for f in files if f.suffix == ".safetensors"]) == 12  # the matched baselines too
     # the --config override reached the jobs in their SLURM job steps: they read the params file
     # as the workflow resolved it (written out, not the project's file copied)
     resolved = (a / "params.yaml").read_text()

@@ -29,7 +29,7 @@ SWEEP_TINY = {
     "experiment": EXP, "data": {"max_train": 120}, "training": {"epochs": 1}, "base": {"epochs": 1},
     "defenses": {"pgd_at": {"attack": FGSM}},
     "do": {"iterations": 1, "attacker": {"attack": FGSM}},
-    "baselines": {"methods": [], "epochs": 1},
+    "baselines": {"methods": [], "matched": [], "epochs": 1},
     "evaluation": {"attacks": {"fgsm": FGSM}, "per_member": [], "autoattack": None, "eps_curve": None,
                    "max_examples": 40},
 }

@@ -169,15 +169,16 @@ class DefenseSpec(_Strict):
 
 
 class Base(_Strict):
-    defense: str = "erm"
+    defense: str = "pgd_at"  # an adversarially trained start, as in the authors' DO-AT code
     epochs: PosInt | None = None
 
 
 class Defender(_Strict):
     defense: str = "pgd_at"
     epochs: PosInt | None = None
-    opponent_weight: Prob = 0.5
-    warm_start: bool = False  # start from the current best member's weights (the authors' code does)
+    # w: the defense's whole loss + w * CE on perturbations drawn from the attacker mixture
+    opponent_weight: Annotated[float, Field(ge=0.0, le=100.0)] = 0.5
+    warm_start: bool = True  # start from the current best member's weights (the authors' code does)
 
 
 #: attacks whose strategy is not a function of the example alone: l2l trains its perturbation
@@ -195,6 +196,14 @@ class Attacker(_Strict):
     # and training batches are not augmented
     materialize: Literal["auto", "cache", "on_the_fly"] = "auto"
     cache_budget_mb: PosInt = 1024
+    # more attacks the best response tries, within the threat model, on the payoff split: it keeps
+    # the one (`attack` included) that lowers the defender mixture's expected accuracy most, and
+    # records every candidate's score; {} = `attack` alone
+    candidates: dict[str, AttackSpec] = Field(default_factory=dict)
+
+    def specs(self) -> dict[str, AttackSpec]:
+        """``attack`` (as ``attack``) and the candidates, in that order."""
+        return {"attack": self.attack, **self.candidates}
 
 
 class DO(_Strict):
@@ -208,9 +217,30 @@ class DO(_Strict):
     attacker: Attacker = Field(default_factory=Attacker)
 
 
+#: the budgets a matched baseline can copy from the DO run (``<matched_defense>_<budget>``)
+MATCHED_BUDGETS = ("epochs", "passes")
+
+
 class Baselines(_Strict):
     methods: list[str] = Field(default_factory=lambda: ["erm", "pgd_at"])
     epochs: PosInt | None = None
+    # baselines whose budget is the DO run's own: `epochs` = as many epochs as DO's defenders
+    # trained in total, `passes` = as many counted passes as the whole DO run (to within one batch)
+    matched: list[Literal["epochs", "passes"]] = Field(default_factory=lambda: ["epochs", "passes"])
+    matched_defense: str = "pgd_at"
+
+    @model_validator(mode="after")
+    def _matched_names(self):
+        if len(set(self.matched)) != len(self.matched):
+            raise ValueError(f"matched: {self.matched} names a budget twice")
+        clash = [f"{self.matched_defense}_{b}" for b in self.matched if f"{self.matched_defense}_{b}" in self.methods]
+        if clash:
+            raise ValueError(f"matched: {clash[0]} is the name of a matched baseline; remove it from methods")
+        return self
+
+    def matched_names(self) -> list[str]:
+        """The matched baselines' names, ``<matched_defense>_<budget>``."""
+        return [f"{self.matched_defense}_{b}" for b in self.matched]
 
 
 AA_ATTACKS = Literal["apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square"]
@@ -490,17 +520,21 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _materialize(self):
-        attack = self.do.attacker.attack.name
-        if attack in CACHED_ONLY and (self.do.attacker.materialize == "on_the_fly" or self.augmentation != "none"):
-            raise ValueError(
-                f"do.attacker.attack: {attack} attacker strategies can only be cached (their perturbation network "
-                "is trained on the batch they attack), so they need do.attacker.materialize cache or auto and "
-                "training.augmentation none")
+        for key, spec in self.do.attacker.specs().items():
+            where = "do.attacker.attack" if key == "attack" else f"do.attacker.candidates.{key}"
+            self._cached_only(spec.name, where)
         if self.do.attacker.materialize == "cache" and self.augmentation != "none":
             raise ValueError(
                 f"do.attacker.materialize: cache cannot follow training.augmentation {self.training.augmentation!r} "
                 "(stored perturbations are of the unaugmented images): use on_the_fly or auto")
         return self
+
+    def _cached_only(self, attack: str, where: str) -> None:
+        if attack in CACHED_ONLY and (self.do.attacker.materialize == "on_the_fly" or self.augmentation != "none"):
+            raise ValueError(
+                f"{where}: {attack} attacker strategies can only be cached (their perturbation network "
+                "is trained on the batch they attack), so they need do.attacker.materialize cache or auto and "
+                "training.augmentation none")
 
     @property
     def augmentation(self) -> str:
@@ -541,6 +575,24 @@ def resolvable_tolerance(n_payoff: int) -> float:
     two cells of standard error up to 0.5 / sqrt(n), so the gap's upper bound (engine.gap_record,
     z = 1.645 per gain) stays above 2 z sqrt(2) 0.5 / sqrt(n) even when both gains are 0."""
     return 2 * 1.645 * (2 ** 0.5) * 0.5 / n_payoff ** 0.5
+
+
+def payoff_resolution(n_payoff: int) -> float:
+    """The smallest difference between two payoff cells (accuracies on the payoff split) that the
+    split resolves: the 95 % half-width of the difference of two independent cells at accuracy 0.5,
+    the worst case, 1.96 sqrt(2 * 0.25 / n). (Cells of one column are scored on the same examples;
+    paired, they resolve less, but by how much depends on how often the two defenders disagree.)"""
+    return 1.96 * (2 * 0.25 / max(n_payoff, 1)) ** 0.5
+
+
+def payoff_statement(params: Params) -> str | None:
+    """check-params' line on what the AT payoff split resolves (None for other games)."""
+    if params.game != "at":
+        return None
+    n = int(DATASET_SIZES[params.data.dataset] * params.data.splits["payoff"])
+    need = int((1.96 / 0.01) ** 2 * 0.5) + 1
+    return (f"payoff split: about {n} examples: two payoff cells closer than {payoff_resolution(n):.3f} cannot be "
+            f"told apart (95 %, worst case); resolving 0.01 takes {need} examples")
 
 
 def warnings(params: Params) -> list[str]:
@@ -865,6 +917,7 @@ def check_names(params: Params, source: str = "params") -> None:
     defense(params.do.defender.defense, "do.defender.defense")
     for i, m in enumerate(params.baselines.methods):
         defense(m, f"baselines.methods[{i}]")
+    defense(params.baselines.matched_defense, "baselines.matched_defense")
     from doracle.defenses.options import OPTIONS
 
     for name, spec in params.defenses.items():
@@ -877,6 +930,8 @@ def check_names(params: Params, source: str = "params") -> None:
             raise ConfigError(_format_errors(err, source, prefix=f"defenses.{name}.options.",
                                              model=OPTIONS[name])) from None
     attack(params.do.attacker.attack, "do.attacker.attack")
+    for name, spec in params.do.attacker.candidates.items():
+        attack(spec, f"do.attacker.candidates.{name}")
     for name, spec in params.evaluation.attacks.items():
         attack(spec, f"evaluation.attacks.{name}")
     if params.evaluation.eps_curve:

@@ -298,8 +298,14 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
     return out
 
 
+#: (rule, input) pairs read only to copy a count: a matched baseline reads the closed DO population
+#: for the DO run's epochs and passes, and none of that run's work is its own
+COUNT_ONLY_INPUTS = {("train_baseline", "population")}
+
+
 def lineage(params: Params, output: str) -> list[dict]:
-    """Every job upstream of ``output`` (the job that writes it included), in pipeline order."""
+    """Every job upstream of ``output`` (the job that writes it included), in pipeline order; an
+    input read only for its counts (:data:`COUNT_ONLY_INPUTS`) is not followed."""
     all_jobs = jobs(params)
     producer = {o: j for j in all_jobs for o in j["outputs"].values()}
     todo, seen = [output], set()
@@ -308,7 +314,7 @@ def lineage(params: Params, output: str) -> list[dict]:
         if job is None or job["name"] in seen:
             continue
         seen.add(job["name"])
-        todo.extend(job["inputs"].values())
+        todo.extend(v for k, v in job["inputs"].items() if (job["rule"], k) not in COUNT_ONLY_INPUTS)
     return [j for j in all_jobs if j["name"] in seen]
 
 

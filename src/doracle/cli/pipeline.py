@@ -187,6 +187,8 @@ def cmd_check_params(args):
     how = f"partial: completed from {base}, as the workflow completes it" if base else "complete"
     print(f"{args.params}: valid (experiment {p.experiment!r}, game {p.game}, {p.do.iterations} DO iterations; "
           f"{how})")
+    if (line := config.payoff_statement(p)) is not None:
+        print(line)
     for w in _game(p).warnings(p):
         print(f"warning: {w}", file=sys.stderr)
     if args.resolved:
@@ -211,7 +213,7 @@ def cmd_dvc_yaml(args):
     if args.check:
         current = Path(args.out).read_text() if Path(args.out).is_file() else ""
         if current != text:
-            raise ConfigError(f"{args.out} is out of date with {' '.join(files)} (do.iterations, baselines.methods, "
+            raise ConfigError(f"{args.out} is out of date with {' '.join(files)} (do.iterations, baselines.methods or matched, "
                               f"experiment or game changed, or the pipeline did): run `doracle dvc-yaml"
                               f"{'' if files == default_experiments() else ' --params ' + ' '.join(files)}` first, then rerun")
         print(f"{args.out} is up to date")

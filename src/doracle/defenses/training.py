@@ -75,15 +75,21 @@ def piecewise_lr(step: int, total: int, base: float, milestones, decay: float) -
 
 def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: int, opponent=None,
           opponent_weight: float = 0.0, augmentation: str = "none", desc: str = "train",
-          checkpoint: str | Path | None = None, fingerprint: str = "", log=print) -> dict:
+          checkpoint: str | Path | None = None, fingerprint: str = "", max_steps: int | None = None,
+          log=print) -> dict:
     """Train ``model`` in place with ``defense``; returns loss history, wall time and compute.
 
     ``x``/``y`` is the training split, on the model's device or (placement ``pinned``) in host
     memory. Each batch is augmented (``augmentation``: none | crop | crop_flip, on the device,
     from the seeded generator). ``opponent`` (``opponent(x, y, keys, gen) -> x_opp``, e.g.
     :class:`doracle.games.attackers.Opponent`) perturbs the batch as the attacker mixture does,
-    and the loss becomes ``(1 - w) * defense_loss + w * CE(f(x_opp), y)`` with
-    ``w = opponent_weight``; the passes through its models are counted too.
+    and the mixture term is added to the defense's whole loss: ``defense_loss + w * CE(f(x_opp), y)``
+    with ``w = opponent_weight`` (``w = 0``: exactly the defense's own update); the passes through
+    its models are counted too.
+
+    ``max_steps``: stop after this many optimiser steps, part-way through the last epoch (a budget
+    matched to a count of passes that is not a whole number of epochs); the lr schedules span
+    those steps.
 
     ``cfg`` also holds the efficiency switches: ``precision`` (bf16 autocast), ``channels_last``
     and ``compile``. The inner loop never waits for the device: the loss is summed on the device
@@ -106,6 +112,9 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
     schedule = defense.lr_schedule or cfg.lr_schedule
     steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
     total_steps = epochs * steps_per_epoch
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+        epochs = min(epochs, -(-total_steps // steps_per_epoch))
     use_opp = opponent is not None and opponent_weight > 0
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     if cfg.channels_last:
@@ -147,6 +156,8 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
             perm = loop["perm"]
             perm_x = perm.to(x.device)
             for s in range(loop["batch"] * cfg.batch_size, n, cfg.batch_size):
+                if loop["step"] >= total_steps:  # max_steps: the last epoch ends part-way
+                    break
                 keys = perm[s:s + cfg.batch_size]
                 idx = perm_x[s:s + cfg.batch_size]
                 if x.device == device:
@@ -168,7 +179,7 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
                     with autocast:
                         loss = defense.loss(net, xb, yb, gen)
                         if x_opp is not None:
-                            loss = (1 - opponent_weight) * loss + opponent_weight * F.cross_entropy(net(x_opp), yb)
+                            loss = loss + opponent_weight * F.cross_entropy(net(x_opp), yb)
                     loss.backward()
                     return loss
 
@@ -195,7 +206,7 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
     model.eval()
     if cfg.channels_last:
         model.to(memory_format=torch.contiguous_format)  # saved and evaluated like any model
-    return {"loss_history": loop["history"], "train_seconds": time.perf_counter() - t0, "epochs": epochs,
+    return {"loss_history": loop["history"], "train_seconds": time.perf_counter() - t0, "epochs": epochs, "steps": loop["step"],
             "lr_schedule": schedule, "method": defense.stats(), "compute": counter.to_json(),
             "augmentation": augmentation, "precision": cfg.precision, "channels_last": cfg.channels_last,
             "compile": cfg.compile}

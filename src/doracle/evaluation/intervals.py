@@ -56,3 +56,24 @@ def paired_difference(point_a: float, reps_a: Sequence[float], point_b: float, r
                "higher" if interval[0] > 0 else "not distinguishable")
     return {"difference": diff, "interval": interval, "level": level, "verdict": verdict,
             "resamples": len(reps_a)}
+
+
+def paired_mean_difference(a: Sequence[float], b: Sequence[float], *, seed: int, resamples: int = 2000,
+                           level: float = LEVEL) -> dict:
+    """``mean(a) - mean(b)`` of two models scored on the same examples (``a[i]``, ``b[i]``: example
+    ``i``'s score under each), with the percentile interval of the example-resampled differences
+    (the same resample indices for both; seeded) and a verdict: ``lower`` / ``higher`` when the
+    interval excludes 0."""
+    import numpy as np
+
+    a_, b_ = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a_.shape != b_.shape or a_.ndim != 1 or not len(a_):
+        raise ValueError(f"paired scores must be two equally long lists of examples, got {a_.shape} and {b_.shape}")
+    d = a_ - b_
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(resamples, len(d)))
+    reps = d[idx].mean(1)
+    alpha = 1 - level
+    interval = [float(np.quantile(reps, alpha / 2)), float(np.quantile(reps, 1 - alpha / 2))]
+    verdict = "lower" if interval[1] < 0 else "higher" if interval[0] > 0 else "not distinguishable"
+    return {"difference": float(d.mean()), "interval": interval, "level": level, "verdict": verdict,
+            "resamples": resamples, "examples": len(d)}

@@ -140,6 +140,7 @@ class Context:
     device: str
     stochastic: bool = False
     member_cache: dict = field(default_factory=dict)
+    adversarial: dict = field(default_factory=dict)  # the mixture's perturbed inputs per attack (diagnostics)
 
 
 def _attack(ctx: Context, spec, mixture: Mixture, seed_tag, eps: float | None = None):
@@ -150,8 +151,41 @@ def _attack(ctx: Context, spec, mixture: Mixture, seed_tag, eps: float | None = 
 
 @EVALUATORS.register("attacks")
 def eval_attacks(ctx: Context, t: Target):
+    def run(spec, name):
+        ctx.adversarial[name] = _attack(ctx, spec, t.mixture, (name,))
+        return t.mixture.expected_accuracy(ctx.adversarial[name], ctx.y)
+
     for name, spec in ctx.params.evaluation.attacks.items():
-        yield name, lambda spec=spec, name=name: t.mixture.expected_accuracy(_attack(ctx, spec, t.mixture, (name,)), ctx.y)
+        yield name, lambda spec=spec, name=name: run(spec, name)
+
+
+#: units that are diagnostics, not attacks: kept out of robust accuracy and the worst case
+DIAGNOSTIC = "diag:"
+
+
+@torch.no_grad()
+def disagreement(models, x: torch.Tensor) -> torch.Tensor:
+    """Per example, 1 where the members' predicted classes are not all the same, else 0."""
+    preds = torch.stack([m(x).argmax(1) for m in models])
+    return (preds != preds[0]).any(0).float()
+
+
+@EVALUATORS.register("disagreement")
+def eval_disagreement(ctx: Context, t: Target):
+    """A mixture's members' disagreement on the examples its PGD attack (the first attack, without
+    one named pgd) perturbed: a mixture whose members all fail alike cannot beat its best member."""
+    if len(t.mixture.models) < 2 or not ctx.params.evaluation.attacks:
+        return
+    attacks = ctx.params.evaluation.attacks
+    name = "pgd" if "pgd" in attacks else next(iter(attacks))
+
+    def compute():
+        x = ctx.adversarial.get(name)
+        if x is None:  # a resumed evaluation: the attack's unit came from the state
+            x = _attack(ctx, attacks[name], t.mixture, (name,))
+        return disagreement(t.mixture.models, x)
+
+    yield f"{DIAGNOSTIC}disagreement_{name}", compute
 
 
 def _per_member(ctx: Context, t: Target, key: str, make_adv):
@@ -244,9 +278,11 @@ def run_suite(params: Params, target: Target, x: torch.Tensor, y: torch.Tensor, 
             state.put(key, got)
             log(f"{target.label}: {key}: {float(got.mean()):.4f} ({time.perf_counter() - t1:.1f} s)")
         per_example[key] = got.to(clean.device)
-    robust = {k: float(v.mean()) for k, v in per_example.items() if not k.startswith("curve:")}
-    attacked = [v for k, v in per_example.items() if not k.startswith("curve:")]
-    robust["worst_case"] = float(torch.stack([clean, *attacked]).amin(0).mean())
+    attacked = {k: v for k, v in per_example.items() if not k.startswith(("curve:", DIAGNOSTIC))}
+    robust = {k: float(v.mean()) for k, v in attacked.items()}
+    attacked = list(attacked.values())
+    worst = torch.stack([clean, *attacked]).amin(0)  # per example: its expected accuracy under the worst attack
+    robust["worst_case"] = float(worst.mean())
     curve = [{"eps": e, "eps_value": float(parse_fraction(e)), "accuracy": float(per_example[f"curve:{e}"].mean())}
              for e in (params.evaluation.eps_curve.eps if params.evaluation.eps_curve else [])]
     return {
@@ -254,6 +290,10 @@ def run_suite(params: Params, target: Target, x: torch.Tensor, y: torch.Tensor, 
         "robust_accuracy_curve": {"attack": params.evaluation.eps_curve.attack.model_dump(), "points": curve}
         if curve else None,
         "checks": checks,
+        "diagnostics": {k.removeprefix(DIAGNOSTIC): float(v.mean()) for k, v in per_example.items()
+                        if k.startswith(DIAGNOSTIC)},
+        # the test examples in order (the same for every model): paired comparisons in metrics.json
+        "worst_case_per_example": [round(float(v), 6) for v in worst.cpu()],
     }
 
 
@@ -284,7 +324,7 @@ def evaluate(params: Params, data_path: str, label: str, out: str, *, population
         "kind": "evaluation", "experiment": params.experiment, "label": label, "seed": seed,
         "params": stage_params(params, "evaluate"),
         "threat_model": tm_record, **{k: suite[k] for k in ("clean_accuracy", "robust_accuracy",
-                                                            "robust_accuracy_curve")},
+                                                            "robust_accuracy_curve", "diagnostics", "worst_case_per_example")},
         "members": target.ids, "probs": target.probs, **target.info,
         "checks": suite["checks"], "eval_seconds": round(time.perf_counter() - t0, 3),
         "inputs": artifacts.inputs_record((data_path, source)),

@@ -57,6 +57,89 @@ def train_classifier(params: Params, data_path: str, out: str, *, role: str, met
                            desc=f"{role} {method}", role=role)
 
 
+def do_budget(params: Params, population: str) -> dict:
+    """The closed DO run's budget, from its jobs' own records (every job upstream of ``population``):
+    the epochs its defenders trained in total (the base model, every defender best response, and
+    DONAS candidates' short epochs) and its counted forward + backward passes
+    (:func:`doracle.compute.model_cost`, the closing step included)."""
+    from doracle.artifacts import read_json, sidecar
+    from doracle.pipeline import lineage
+
+    epochs = 0
+    for job in lineage(params, population):
+        trains = job["rule"] == "train" or (job["rule"] == "best_response"
+                                            and job["wildcards"].get("player") == "defender")
+        if not trains:
+            continue
+        meta = read_json(sidecar(job["outputs"]["model"]))
+        if meta.get("skipped"):
+            continue
+        epochs += int(meta["training"]["epochs"])
+        found = meta.get("nas") or {}
+        epochs += sum(int(c.get("epochs", 0)) for c in found.get("candidates", []))
+    return {"defender_epochs": epochs, "passes": compute.model_cost(params, population)["passes"]}
+
+
+def passes_per_example(params: Params, ds: Dataset, defense: str, device: str, seed: int) -> float:
+    """The passes one training example costs with ``defense``, counted on one batch of a throw-away
+    copy of a fresh classifier by the training loop itself (every attack step, closure call and
+    extra network the defense runs)."""
+    from doracle.defenses import make_defense
+    from doracle.defenses.training import train
+
+    b = min(params.training.batch_size, len(ds.y["train"]))
+    with torch.random.fork_rng(devices=[]):
+        model = classifiers.new_classifier(params.model.arch, ds, device)
+        stats = train(model, make_defense(defense, params), ds.x["train"][:b].to(device), ds.y["train"][:b].to(device),
+                      params.training, epochs=1, seed=seed, desc=f"counting {defense}'s passes", max_steps=1)
+    c = stats["compute"]
+    return (c["forward_passes"] + c["backward_passes"]) / b
+
+
+def steps_for_passes(passes: int, n: int, batch_size: int, per_example: float) -> int:
+    """The training steps (batches, in epoch order: full batches, then each epoch's remainder) whose
+    counted passes come nearest ``passes``: within half a batch's."""
+    sizes = [min(batch_size, n - s) for s in range(0, n, batch_size)]
+    per_epoch = per_example * n
+    full = int(passes // per_epoch)
+    rest, steps = passes - full * per_epoch, full * len(sizes)
+    for size in sizes:
+        cost = per_example * size
+        if rest < cost / 2:
+            break
+        rest -= cost
+        steps += 1
+    return max(steps, 1)
+
+
+def train_matched(params: Params, data_path: str, out: str, population: str, method: str) -> dict:
+    """A matched baseline ``<baselines.matched_defense>_<budget>``: that defense trained with the closed
+    DO run's budget (:func:`do_budget`): ``epochs``, as many epochs as DO's defenders trained in
+    total; ``passes``, as many batches as make the DO run's counted passes (within one batch)."""
+    cfg = params.baselines
+    budget = method.removeprefix(f"{cfg.matched_defense}_")
+    seed = runtime.derive_seed(params.seed, "baseline", method)
+    device = runtime.setup(seed, params.device, params.threads)
+    ds = load_dataset(data_path, device, train_device="cpu")
+    do = do_budget(params, population)
+    n, bs = len(ds.y["train"]), params.training.batch_size
+    per_epoch_steps = -(-n // bs)
+    record = {"matched": budget, "do_defender_epochs": do["defender_epochs"], "do_passes": do["passes"]}
+    if budget == "epochs":
+        epochs, steps = do["defender_epochs"], do["defender_epochs"] * per_epoch_steps
+    else:
+        per_example = passes_per_example(params, ds, cfg.matched_defense, device, seed)
+        steps = steps_for_passes(do["passes"], n, bs, per_example)
+        epochs = -(-steps // per_epoch_steps)
+        record["passes_per_example"] = per_example
+        runtime.setup(seed, params.device, params.threads)  # the training starts as a plain one would
+    record["steps"] = steps
+    return classifiers.train_and_save(
+        params, ds, out, arch=params.model.arch, defense=cfg.matched_defense, epochs=epochs, seed=seed,
+        device=device, inputs=[data_path, population], stage_keys=stage_params(params, "train", "baseline"),
+        desc=f"baseline {method}", role="baseline", max_steps=steps, budget=record)
+
+
 # ----------------------------------------------------------------------------- population state
 
 
@@ -79,26 +162,31 @@ def _mixture(doc: dict, ids: list[str], probs, device: str) -> tuple[Mixture, li
 
 
 def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target: dict, seed: int,
-                    payoff_only: bool = False) -> tuple[dict, dict]:
-    """The attacker strategy against ``mixture``: its perturbations of the payoff split, and of the
-    training split when it is cached (:func:`doracle.games.attackers.materialize`). ``target``
-    holds the ids, probabilities and artifact refs of the mixture's members. ``payoff_only``: the
-    payoff split alone (the closing attacker, which no defender trains against)."""
+                    iteration: int | None = None) -> tuple[dict, dict]:
+    """The attacker strategy of ``iteration`` against ``mixture``: its perturbations of the payoff
+    split, and of the training split when it is cached (:func:`doracle.games.attackers.materialize`:
+    not for the last iteration's attacker, nor the closing one, ``iteration=None``, which no
+    defender trains against). ``target`` holds the ids, probabilities and artifact refs of the
+    mixture's members."""
     from doracle.attacks import run_attack
     from doracle.games.attackers import materialize
 
-    spec = params.do.attacker.attack
     tm = params.threat_model
-    mode, why = ("none", "the closing attacker: no defender trains against it") if payoff_only else \
-        materialize(params, len(ds.y["train"]), ds.shape)
-    splits = ("train", "payoff") if mode == "cache" else ("payoff",)
+    mode, why = ("none", "the closing attacker: no defender trains against it") if iteration is None else \
+        materialize(params, len(ds.y["train"]), ds.shape, iteration)
     seeds = {split: runtime.derive_seed(seed, split) for split in ("train", "payoff")}
+    keys = {split: torch.arange(len(ds.y[split])) for split in ("train", "payoff")}
     out = {}
     with PassCounter(mixture.models) as counter:
-        for split in splits:
-            keys = torch.arange(len(ds.y[split]))
-            out[f"x_{split}"] = run_attack(spec, mixture, ds.x[split], ds.y[split], eps=tm.eps_value, norm=tm.norm,
-                                           seed=seeds[split], keys=keys)
+        def on_payoff(spec):  # (the mixture's expected payoff accuracy, the perturbed payoff split)
+            x = run_attack(spec, mixture, ds.x["payoff"], ds.y["payoff"], eps=tm.eps_value, norm=tm.norm,
+                           seed=seeds["payoff"], keys=keys["payoff"])
+            return float(mixture.expected_accuracy(x, ds.y["payoff"]).mean()), x
+
+        name, spec, out["x_payoff"], search = choose_attack(params.do.attacker.specs(), on_payoff)
+        if mode == "cache":
+            out["x_train"] = run_attack(spec, mixture, ds.x["train"], ds.y["train"], eps=tm.eps_value, norm=tm.norm,
+                                        seed=seeds["train"], keys=keys["train"])
     delta = (out["x_payoff"] - ds.x["payoff"]).flatten(1)
     norms = delta.abs().amax(1) if tm.norm == "linf" else delta.norm(dim=1)
     info = {
@@ -106,9 +194,25 @@ def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target: dict,
         "target": target, "seeds": seeds, "materialize": {"train": mode, "why": why},
         "max_perturbation": float(norms.max()), "nan_count": int(torch.isnan(out["x_payoff"]).sum()),
         "target_expected_accuracy_payoff": float(mixture.expected_accuracy(out["x_payoff"], ds.y["payoff"]).mean()),
-        "compute": counter.to_json(),
+        "compute": counter.to_json(), **({"search": search} if search else {}),
     }
     return out, info
+
+
+def choose_attack(specs: dict, on_payoff) -> tuple[str, object, torch.Tensor, dict | None]:
+    """The attacker best response's choice among ``specs`` (``do.attacker.specs()``: name -> attack):
+    each is run by ``on_payoff(spec) -> (the defender mixture's expected accuracy on the payoff
+    split, the perturbed split)``, and the one with the lowest accuracy is kept (the first of equals,
+    ``attack`` first). (name, spec, its perturbed payoff split, the record of every candidate's
+    accuracy; None when there was only ``attack``)."""
+    best, record = None, {}
+    for name, spec in specs.items():
+        acc, x = on_payoff(spec)
+        record[name] = {"attack": spec.model_dump(), "expected_accuracy_payoff": acc}
+        if best is None or acc < best[0]:
+            best = (acc, name, spec, x)
+    _, name, spec, x = best
+    return name, spec, x, ({"chosen": name, "candidates": record} if len(specs) > 1 else None)
 
 
 def _cell(model, x_adv, y) -> tuple[float, float, dict]:
@@ -128,7 +232,7 @@ def init(params: Params, data_path: str, base_path: str, attacker_out: str, out:
     base, _ = classifiers.load(base_path, device, ds.meta)
     base_ref = _strategy(base_path, "defender")
     target = {"ids": ["d000"], "probs": [1.0], "refs": {"d000": base_ref}}
-    tensors, info = _craft_attacker(params, ds, Mixture([base]), target, seed)
+    tensors, info = _craft_attacker(params, ds, Mixture([base]), target, seed, iteration=0)
     artifacts.save_tensors(attacker_out, tensors, artifacts.metadata(
         "attacker", experiment=params.experiment, params=stage_params(params, "init"), seed=seed, inputs=[data_path, base_path], **info))
     u, se, cost = _cell(base, tensors["x_payoff"], ds.y["payoff"])
@@ -225,7 +329,7 @@ def best_response_attacker(params: Params, data_path: str, state_path: str, iter
     mixture, ids = _mixture(doc, state.row_ids, state.sigma_row, device)
     t0 = time.perf_counter()
     target = {"ids": ids, "probs": mixture.probs, "refs": target_refs(doc, ids)}
-    tensors, info = _craft_attacker(params, ds, mixture, target, seed)
+    tensors, info = _craft_attacker(params, ds, mixture, target, seed, iteration=iteration)
     info["attack_seconds"] = time.perf_counter() - t0
     meta = artifacts.metadata("attacker", experiment=params.experiment, params=stage_params(params, "best_response_attacker"), seed=seed,
                               inputs=[data_path, state_path], iteration=iteration, **info)
@@ -277,7 +381,7 @@ def close(params: Params, data_path: str, state_path: str, model_out: str, out: 
         mixture, ids = _mixture(doc, state.row_ids, state.sigma_row, device)
         t0 = time.perf_counter()
         target = {"ids": ids, "probs": mixture.probs, "refs": target_refs(doc, ids)}
-        tensors, info = _craft_attacker(params, ds, mixture, target, seed, payoff_only=True)
+        tensors, info = _craft_attacker(params, ds, mixture, target, seed)
         info["attack_seconds"] = time.perf_counter() - t0
         meta = artifacts.metadata("attacker", experiment=params.experiment, params=stage_params(params, "closing"),
                                   seed=seed, inputs=[data_path, state_path], closing=sid, **info)

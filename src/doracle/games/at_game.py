@@ -40,7 +40,7 @@ class AdversarialTraining(Game):
         "metrics": ("seed", "threat_model", "evaluation", "do.tolerance"),
         "report": ("experiment", "game"),
     }
-    dag_params = ("baselines.methods",)
+    dag_params = ("baselines.methods", "baselines.matched", "baselines.matched_defense")
     #: the DO models every AT experiment evaluates (see doracle.evaluation.suite.do_target)
     TARGETS = ("do_mixture", "do_best_member", "do_uniform")
 
@@ -56,7 +56,14 @@ class AdversarialTraining(Game):
         return ("base",)
 
     def baselines(self, params):
-        return tuple(params.baselines.methods)
+        return (*params.baselines.methods, *params.baselines.matched_names())
+
+    def baseline_uses(self, params, method):
+        if method in params.baselines.matched_names():  # its budget is the closed DO run's
+            from doracle.pipeline import PATTERNS
+
+            return {"population": PATTERNS["closed"].format(exp=params.experiment)}
+        return {}
 
     def targets(self, params):
         return self.TARGETS
@@ -67,11 +74,18 @@ class AdversarialTraining(Game):
         if role == "base":
             method = method or params.base.defense
         elif role == "baseline":
-            if method not in params.baselines.methods:
-                raise ConfigError(f"--method {method!r} is not in baselines.methods {params.baselines.methods}")
+            if method not in self.baselines(params):
+                raise ConfigError(f"--method {method!r} is not a baseline of these params: "
+                                  f"{', '.join(self.baselines(params))} (baselines.methods and baselines.matched)")
         else:
             raise ConfigError(f"the AT game trains roles base and baseline, not {role!r}")
-        meta = _jobs().train_classifier(params, data, out, role=role, method=method)
+        if role == "baseline" and method in params.baselines.matched_names():
+            if not (uses or {}).get("population"):
+                raise ConfigError(f"--method {method} needs --uses population=PATH (the closed DO population, "
+                                  "whose budget it matches)")
+            meta = _jobs().train_matched(params, data, out, uses["population"], method)
+        else:
+            meta = _jobs().train_classifier(params, data, out, role=role, method=method)
         return (f"trained {method}: train accuracy {meta['training']['train_accuracy']:.4f}, "
                 f"{meta['training']['train_seconds']:.1f} s")
 

@@ -45,20 +45,38 @@ def cache_bytes(params: Params, n_train: int, shape) -> int:
     return max_attackers(params) * n_train * math.prod(shape) * 4
 
 
-def materialize(params: Params, n_train: int, shape) -> tuple[str, str]:
-    """(``cache`` | ``on_the_fly``, why) for the training split under ``do.attacker.materialize``."""
+def materialize(params: Params, n_train: int, shape, iteration: int | None = None) -> tuple[str, str]:
+    """(``cache`` | ``on_the_fly`` | ``none``, why) for the training split of the attacker of
+    ``iteration`` under ``do.attacker.materialize``. ``none`` where no defender will train against
+    it: the last iteration's attacker, and every attacker when ``do.defender.opponent_weight`` is 0.
+    ``auto`` chooses by counted passes: cached, each attacker perturbs the training split once; on
+    the fly, each defender best response perturbs every batch of each of its epochs. So ``auto``
+    caches unless a defender trains for less than an epoch, the batches are augmented, or the
+    largest population's perturbations do not fit ``do.attacker.cache_budget_mb``."""
+    if iteration is not None and iteration >= params.do.iterations:
+        return "none", f"iteration {iteration} is the last: no defender best response trains against it"
+    if params.do.defender.opponent_weight == 0:
+        return "none", "do.defender.opponent_weight is 0: no defender trains against attackers"
     mode = params.do.attacker.materialize
     if mode != "auto":
         return mode, f"do.attacker.materialize: {mode}"
-    if params.do.attacker.attack.name in CACHED_ONLY:
-        return "cache", f"{params.do.attacker.attack.name} attacker strategies are cached (CACHED_ONLY)"
+    cached_only = [spec.name for spec in params.do.attacker.specs().values() if spec.name in CACHED_ONLY]
+    if cached_only:
+        return "cache", f"{cached_only[0]} attacker strategies are cached (CACHED_ONLY)"
     if params.augmentation != "none":
         return "on_the_fly", f"training batches are augmented ({params.augmentation})"
+    epochs = params.do.defender.epochs or params.training.epochs
+    cached, fly = n_train, epochs * n_train  # attacked examples per attacker, per defender best response
+    if fly < cached:
+        return "on_the_fly", (f"on the fly attacks {fly} examples per defender best response, fewer than the "
+                              f"{cached} a cache attacks")
     need = cache_bytes(params, n_train, shape)
     budget = params.do.attacker.cache_budget_mb * 2**20
     k = max_attackers(params)
     if need <= budget:
-        return "cache", f"{k} cached attackers take {need / 2**20:.1f} MB <= {budget / 2**20:.0f} MB"
+        return "cache", (f"cached, each attacker attacks the {cached} training examples once, on the fly each "
+                         f"defender best response {fly}; {k} cached attackers take {need / 2**20:.1f} MB <= "
+                         f"{budget / 2**20:.0f} MB")
     return "on_the_fly", f"{k} cached attackers would take {need / 2**20:.0f} MB > {budget / 2**20:.0f} MB"
 
 

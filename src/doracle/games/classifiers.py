@@ -56,9 +56,11 @@ def arch_record(arch: str, options: dict | None) -> dict:
 
 
 def fit(params, ds: Dataset, *, arch: str, options: dict | None, defense: str, epochs: int, seed: int, device: str,
-        desc: str, opponent: dict | None = None, init=None, checkpoint=None, fingerprint: str = ""):
+        desc: str, opponent: dict | None = None, init=None, checkpoint=None, fingerprint: str = "",
+        max_steps: int | None = None):
     """A fresh classifier ``arch`` (``options``; or ``init``'s weights) trained with ``defense`` (and
-    the DO ``opponent`` term): (model, training stats). Nothing is saved."""
+    the DO ``opponent`` term) for ``epochs`` (or ``max_steps`` batches): (model, training stats).
+    Nothing is saved."""
     from doracle.defenses import make_defense
     from doracle.defenses.training import accuracy, place_training_split, train
 
@@ -70,7 +72,7 @@ def fit(params, ds: Dataset, *, arch: str, options: dict | None, defense: str, e
     y_train = ds.y["train"].to(x_train.device)
     stats = train(model, make_defense(defense, params), x_train, y_train, params.training,
                   epochs=epochs, seed=seed, desc=desc, checkpoint=checkpoint, fingerprint=fingerprint,
-                  augmentation=params.augmentation, **kwargs)
+                  augmentation=params.augmentation, max_steps=max_steps, **kwargs)
     stats["data_placement"] = placement
     stats["train_accuracy"] = accuracy(model, x_train, y_train)
     return model, stats
@@ -83,7 +85,7 @@ def data_ref(ds: Dataset) -> dict:
 
 def train_and_save(params, ds: Dataset, out: str, *, arch: str, defense: str, epochs: int, seed: int, device: str,
                    inputs: list[str], stage_keys: dict, desc: str, arch_options: dict | None = None,
-                   extra_compute: dict | None = None, **extra) -> dict:
+                   extra_compute: dict | None = None, max_steps: int | None = None, **extra) -> dict:
     """Train a fresh classifier ``arch`` (with ``arch_options``) with ``defense`` (``extra`` may carry
     the DO opponent term and a warm start ``init``), save it with its metadata, return the metadata.
     ``extra_compute``: compute the job spent before this training (an architecture search), added
@@ -97,12 +99,13 @@ def train_and_save(params, ds: Dataset, out: str, *, arch: str, defense: str, ep
         extra["opponent"] = {k: opponent[k] for k in ("ids", "probs", "weight", "materialized")}
     # a resumable state is only resumed by the same job: same params, seed, inputs and opponents
     fingerprint = artifacts.digest({"params": stage_keys, "seed": seed, "defense": defense, "epochs": epochs,
+                                    **({"max_steps": max_steps} if max_steps is not None else {}),
                                     "inputs": artifacts.inputs_record(inputs),
                                     **({"arch_options": arch_options} if arch_options else {}), **extra})
     ckpt = resume.checkpoint_path(out)
     model, stats = fit(params, ds, arch=arch, options=arch_options, defense=defense, epochs=epochs, seed=seed,
                        device=device, desc=desc, opponent=opponent, init=init, checkpoint=ckpt,
-                       fingerprint=fingerprint)
+                       fingerprint=fingerprint, max_steps=max_steps)
     meta = artifacts.metadata("classifier", experiment=params.experiment, params=stage_keys, seed=seed, inputs=inputs, defense=defense,
                               **arch_record(arch, arch_options), data=data_ref(ds), training=stats, device=device,
                               compute=compute.add(stats["compute"], extra_compute) if extra_compute

@@ -42,7 +42,7 @@ def merge_metrics(params: Params, population: str, evaluations: list[str], out: 
     final generator), the reference classifier, and the double-oracle summary."""
     from doracle.compute import model_cost
 
-    state, _ = read_population(population)
+    state, doc = read_population(population)
     models_, refs, floors, data, replicates = {}, [], [], None, {}
     for path in evaluations:
         e = read_json(path)
@@ -74,7 +74,7 @@ def merge_metrics(params: Params, population: str, evaluations: list[str], out: 
         "params": stage_params(params, "metrics"), "reference": refs[0] if refs else None,
         "fid_real_vs_real": floors[0] if floors else None, "budget": budget, "data_path": data,
         "models": models_, "comparisons": comparisons,
-        "double_oracle": double_oracle_summary(state, params.do.tolerance),
+        "double_oracle": double_oracle_summary(state, params.do.tolerance, doc["payoff_stderr"], params.seed),
         "inputs": artifacts.inputs_record([population, *evaluations]),
     }
     write_json(out, metrics)

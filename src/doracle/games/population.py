@@ -148,12 +148,36 @@ def close_job(params: Params, game, state_path: str, model_out: str, out: str, r
     return newdoc
 
 
-def double_oracle_summary(state: DOState, tolerance: float) -> dict:
-    """The ``double_oracle`` object of every game's metrics.json: how the run ended, and the closing
-    best response's exploitability of the deployed mixture (None for a population not closed)."""
+def sigma_stability(state: DOState, stderr, *, seed: int, resamples: int = 200) -> dict:
+    """How much of the deployed meta-strategy is signal: the LP re-solved on ``resamples`` payoff
+    matrices drawn cell by cell from Normal(value, its standard error) (a parametric bootstrap of the
+    payoff split's sampling noise; seeded). Per strategy of each player: sigma, the 2.5 / 97.5 %
+    quantiles of its resampled probability, and the share of resamples whose support holds it."""
+    from doracle.engine import solve
+
+    a, se = np.asarray(state.payoff, dtype=float), np.asarray(stderr, dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = [solve(a + rng.standard_normal(a.shape) * se) for _ in range(resamples)]
+    out = {}
+    for player, ids, sigma, key in (("row", state.row_ids, state.sigma_row, "row"),
+                                    ("col", state.col_ids, state.sigma_col, "col")):
+        probs = np.array([getattr(d, key) for d in draws])
+        out[player] = {sid: {"sigma": float(sigma[k]), "interval": [float(np.quantile(probs[:, k], 0.025)),
+                                                                   float(np.quantile(probs[:, k], 0.975))],
+                             "in_support": float((probs[:, k] > 1e-9).mean())}
+                       for k, sid in enumerate(ids)}
+    return {"method": "parametric bootstrap: cells ~ Normal(value, stderr), LP re-solved", "resamples": resamples,
+            "seed": seed, **out}
+
+
+def double_oracle_summary(state: DOState, tolerance: float, stderr=None, seed: int = 0) -> dict:
+    """The ``double_oracle`` object of every game's metrics.json: how the run ended, the closing
+    best response's exploitability of the deployed mixture (None for a population not closed), and
+    with the payoff's ``stderr`` the meta-strategy's stability (:func:`sigma_stability`)."""
     hist = state.history
     c = state.closing or {}
     return {
+        **({"sigma_stability": sigma_stability(state, stderr, seed=seed)} if stderr is not None else {}),
         "exploitability": c.get("exploitability"), "exploitability_stderr": c.get("exploitability_stderr"),
         "closing": {k: c[k] for k in ("id", "player_name", "deployed", "value_before", "value", "answers")
                     if k in c} or None,

@@ -18,6 +18,8 @@ from doracle.report.summary import (
     do_section,
     finish_html,
     html_page,
+    stability_lines,
+    stability_tables,
     write_plot_data,
 )
 
@@ -193,6 +195,7 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             "- deployed generator mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"],
                                                                                          strict=True)),
             *table,
+            *stability_lines(m["double_oracle"]),
             *architecture_section(pop),
         ]
         atomic_write_bytes(d / "summary.md", ("\n".join(lines) + "\n").encode())
@@ -271,4 +274,8 @@ def _write_html(params, m: dict, pop: dict, history: list[dict], lines: list[str
             extra=["deployed generator mixture: " + ", ".join(
                 f"{i} ({p:.3f})" for i, p in zip(m["models"]["do_mixture"]["members"],
                                                    m["models"]["do_mixture"]["probs"], strict=True))])
+    for title, note, header, rows in stability_tables(m["double_oracle"]):
+        page.h3(title)
+        page.p(note)
+        page.table(header, rows)
     finish_html(page, pop, out, d)

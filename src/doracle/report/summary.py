@@ -320,6 +320,8 @@ def _write_report(params, metrics_path: str, population_path: str, payoff_path: 
               "base model and every best response, payoff, solve and prune job; wall seconds from Snakemake's "
               "benchmark files (– when run by DVC), passes = per-example forward + backward passes through "
               "networks, counted by the jobs (training, attacks, payoff cells)."]
+    extra_md, extra_tables = at_diagnostics(m)
+    lines += extra_md
     do = m["double_oracle"]
     mix = m["models"]["do_mixture"]
     head, table = do_section(do, history)
@@ -343,6 +345,7 @@ def _write_report(params, metrics_path: str, population_path: str, payoff_path: 
         "- deployed mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"], strict=True)),
         f"- best single member: {', '.join(m['models']['do_best_member']['members'])}",
         *table,
+        *stability_lines(do, m),
         *architecture_section(pop),
     ]
     atomic_write_bytes(d / "summary.md", ("\n".join(lines) + "\n").encode())
@@ -359,6 +362,10 @@ def _write_report(params, metrics_path: str, population_path: str, payoff_path: 
                id="methods", row_class=lambda row: "do" if row[0].startswith("do_") else None)
     page.p("Accuracies in %; total compute: every job upstream of the model (wall seconds from Snakemake's "
            "benchmark files, – when run by DVC; passes = per-example forward + backward passes through networks).")
+    for title, note, header, rows in extra_tables:
+        page.h3(title)
+        page.p(note)
+        page.table(header, rows)
     page.h3("Every attack")
     page.table(["model", "clean", *attacks], [[name, _pct(r["clean_accuracy"]),
                                                *(_pct(r["robust_accuracy"].get(k)) for k in attacks)]
@@ -374,7 +381,93 @@ def _write_report(params, metrics_path: str, population_path: str, payoff_path: 
     do_html(page, m["double_oracle"], history, pop, players=("defender", "attacker"), extra=[
         "deployed mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"], strict=True)),
         f"best single member: {', '.join(m['models']['do_best_member']['members'])}"])
+    for title, note, header, rows in stability_tables(m["double_oracle"]) + transfer_table(m):
+        page.h3(title)
+        page.p(note)
+        page.table(header, rows)
     finish_html(page, pop, out, d)
+
+
+def _md_table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+
+
+def _points(v: float) -> str:
+    return f"{100 * v:+.1f}"
+
+
+def at_diagnostics(m: dict) -> tuple[list[str], list[tuple]]:
+    """The AT report's matched budgets and paired comparisons: markdown lines, and (title, note,
+    header, rows) tables for the HTML page."""
+    tables = []
+    matched = {k: r["budget"] for k, r in m["models"].items() if r.get("budget")}
+    if matched:
+        rows = [[k, b["matched"], b["do_defender_epochs"], _count(b["do_passes"]), b["steps"],
+                 _count((m["models"][k].get("compute") or {}).get("passes"))] for k, b in matched.items()]
+        tables.append(("Baselines matched to the DO run's budget",
+                       "epochs: as many epochs as DO's defenders trained in total; passes: as many training steps "
+                       "as make the whole DO run's counted passes (to within one batch).",
+                       ["model", "matched", "DO defender epochs", "DO passes", "steps", "passes"], rows))
+    comps = m.get("comparisons") or {}
+    if comps:
+        rows = [[k, _points(c["difference"]), f"[{_points(c['interval'][0])}, {_points(c['interval'][1])}]",
+                 c["verdict"]] for k, c in comps.items()]
+        n = next(iter(comps.values()))["examples"]
+        tables.append(("Paired comparisons (worst case)",
+                       f"Worst-case robust accuracy, difference in points, paired over the same {n} test examples; "
+                       "95 % bootstrap interval over examples (one seed: docs/methods.md has several).",
+                       ["comparison", "difference", "95 % interval", "verdict"], rows))
+    lines = []
+    for title, note, header, rows in tables:
+        lines += ["", f"### {title}", "", note, "", *_md_table(header, rows)]
+    return lines, tables
+
+
+def stability_tables(do: dict) -> list[tuple]:
+    """The DO section's meta-strategy stability and (AT) transfer tables: (title, note, header, rows)."""
+    out = []
+    st = do.get("sigma_stability")
+    if st:
+        rows = [[player, sid, f"{r['sigma']:.3f}", f"[{r['interval'][0]:.3f}, {r['interval'][1]:.3f}]",
+                 f"{100 * r['in_support']:.0f} %"]
+                for player in ("row", "col") for sid, r in st[player].items() if r["sigma"] > 1e-9 or r["in_support"]]
+        out.append(("Meta-strategy stability",
+                    f"sigma re-solved on {st['resamples']} payoff matrices resampled within each cell's standard "
+                    "error (parametric bootstrap): a wide interval or a member rarely in the support means the "
+                    "payoff split cannot tell the strategies apart.",
+                    ["player", "strategy", "sigma", "95 % interval", "in support"], rows))
+    return out
+
+
+def transfer_table(m: dict) -> list[tuple]:
+    """The AT DO section's diversity diagnostics: the attackers' transfer and the members' disagreement."""
+    out = []
+    tr = m.get("transfer") or {}
+    if tr:
+        rows = [[sid, ", ".join(t["targets"]), _pct(t["accuracy_targets"]), _pct(t["accuracy_others"]),
+                 "–" if t["transfer_ratio"] is None else f"{t['transfer_ratio']:.2f}"] for sid, t in tr.items()]
+        out.append(("Transfer of the attackers",
+                    "Accuracy of the defenders each attacker was computed against and of the others; transfer "
+                    "ratio = the others' error / the targets' error (near 1: the members are too alike for a "
+                    "mixture to help).",
+                    ["attacker", "computed against", "accuracy (targets)", "accuracy (others)", "transfer ratio"],
+                    rows))
+    dis = {name: d for name, r in m["models"].items() for d in [(r.get("diagnostics") or {})] if d}
+    if dis:
+        rows = [[name, k.removeprefix("disagreement_"), _pct(v)] for name, d in dis.items() for k, v in d.items()]
+        out.append(("Members' disagreement",
+                    "Share of test examples, perturbed by the attack on the whole mixture, on which the members do "
+                    "not all predict the same class: a mixture can only beat its best member where they disagree.",
+                    ["model", "attack", "examples with disagreement"], rows))
+    return out
+
+
+def stability_lines(do: dict, m: dict | None = None) -> list[str]:
+    lines = []
+    for title, note, header, rows in stability_tables(do) + (transfer_table(m) if m else []):
+        lines += ["", f"### {title}", "", note, "", *_md_table(header, rows)]
+    return lines
 
 
 def write_plot_data(d: Path, m: dict, history: list[dict]) -> None:

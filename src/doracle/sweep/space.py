@@ -13,13 +13,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from doracle import config as cfg
 from doracle.config import Params, _format_errors, _Strict
 from doracle.errors import ConfigError
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a study name is part of the trials' experiment names
+# A study name is part of the trials' experiment names, <base experiment>-<study>-tNNNN: without a
+# "-" in it, no two (base, study) pairs can name the same trials.
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.]*$"
+#: the most points a grid sampler's grid may hold (each is a whole pipeline run)
+MAX_GRID = 100_000
 
 #: the metric ``auto`` stands for, per game: (dotted path into metrics.json, direction)
 AUTO_METRICS = {
@@ -111,20 +115,28 @@ class Pruner(_Strict):
 
 
 class Space(_Strict):
-    study: Annotated[str, Field(pattern=NAME)]
+    study: Annotated[str, Field(pattern=NAME, max_length=60)]
     base: str = cfg.DEFAULT_PARAMS    # the complete params file the trials start from (project-relative)
     metric: str = "auto"              # auto, or a dotted path into the trial's metrics.json
     direction: Literal["auto", "maximize", "minimize"] = "auto"
-    trials: Annotated[int, Field(ge=1)] = 10   # finished trials of the whole study, every worker together
+    trials: Annotated[int, Field(ge=1, le=MAX_GRID)] = 10   # finished trials of the whole study, every worker together
     sampler: Literal["tpe", "random", "grid"] = "tpe"
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     storage: str | None = None        # null: a journal file results/sweeps/<study>/journal.log; or an RDB URL
     pruner: Pruner = Field(default_factory=Pruner)
     intermediate: Literal["game_value", "do_gap"] = "game_value"
     # another host's trial without a heartbeat this long is dead (workers beat every 60 s: >= 3 beats)
-    stale_after_s: Annotated[int, Field(ge=180)] = 900
+    stale_after_s: Annotated[int, Field(ge=180, le=7 * 24 * 3600)] = 900
     fixed: dict[str, Any] = Field(default_factory=dict)  # dotted keys set in every trial (e.g. baselines.methods: [])
     params: dict[str, Dist]
+
+    @field_validator("study", mode="before")
+    @classmethod
+    def _study(cls, v):
+        if isinstance(v, str) and "-" in v:
+            raise ValueError(f"{v!r} contains '-': the trials' experiments are <base experiment>-<study>-tNNNN, so "
+                             "a '-' would let two (base, study) pairs name the same trials; use _ or .")
+        return v
 
     @model_validator(mode="after")
     def _params(self):
@@ -140,6 +152,15 @@ class Space(_Strict):
                 raise ValueError(f"{key}: cannot be swept (the sweep sets it per trial)")
             if self.sampler == "grid" and d.type == "float" and d.step is None:
                 raise ValueError(f"{key}: the grid sampler needs a step for a float distribution")
+        if self.sampler == "grid":  # counted before any list is built: a tiny step must not exhaust memory
+            size = 1
+            for key, d in self.params.items():
+                n = len(d.choices) if d.type == "categorical" else int((d.high - d.low) / d.step) + 1
+                size *= n
+                if size > MAX_GRID:
+                    raise ValueError(f"{key}: the grid would hold more than {MAX_GRID:,} points (each a pipeline "
+                                     f"run; this key alone gives {n:,}): use a larger step, or the tpe or random "
+                                     "sampler")
         if self.storage is not None and not re.match(r"^[a-z][a-z0-9+]*://", self.storage):
             raise ValueError(f"storage: {self.storage!r} is not a database URL (e.g. sqlite:///sweep.db, "
                              "postgresql://host/db); null keeps the journal file results/sweeps/<study>/journal.log")
@@ -199,7 +220,7 @@ def load_space(path: str | Path, *, names: bool = True) -> SweepSpec:
     try:
         space = Space.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, str(p)).replace("invalid params", "invalid space file")) from None
+        raise ConfigError(_format_errors(err, str(p), model=Space).replace("invalid params", "invalid space file")) from None
     # a partial base completes as the workflow completes it: the trials' files are then complete
     base, base_raw, _, _ = cfg.load_resolved(space.base)
     if names:
