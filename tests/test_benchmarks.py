@@ -12,7 +12,7 @@ from project import ROOT, run
 
 def _bench(tmp_path, script, *args):
     out = tmp_path / "out.json"
-    run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)], ROOT, timeout=600)
+    run([sys.executable, str(ROOT / "bench" / script), *args, "--json", str(out)], ROOT, timeout=600)
     return json.loads(out.read_text())
 
 
@@ -75,3 +75,31 @@ def test_bench_gan_oracle_scores_each_config_on_the_payoff_split(tmp_path):
     # the stored-mixture weight changes the DO run, not the base GAN (the same budget, the same bits)
     assert r["results"]["a"]["0"]["base_gan"] == r["results"]["w0"]["0"]["base_gan"]
     assert r["results"]["a"]["0"]["members"]["g001"] != r["results"]["w0"]["0"]["members"]["g001"]
+
+
+def test_bench_continue_compares_a_continued_pgd_at_with_one_from_scratch_on_the_payoff_split(tmp_path):
+    r = _bench(tmp_path, "bench_continue.py", "--seeds", "0", "--base-epochs", "1", "--epochs", "1",
+               "--max-train", "120")
+    row = r["rows"][0]
+    d = row["difference"]
+    assert d["difference"] == pytest.approx(row["continued"] - row["scratch"], abs=1e-6)
+    assert d["interval"][0] <= d["difference"] <= d["interval"][1] and d["examples"] > 300  # the payoff split
+    assert r["mean_difference"] == d["difference"]
+
+
+@pytest.mark.slow
+def test_bench_do_gives_paired_worst_case_differences_per_seed_and_over_seeds(tmp_path):
+    from project import TINY
+
+    tiny = {k: v for k, v in TINY.items() if k not in ("experiment", "baselines")}
+    r = _bench(tmp_path, "bench_do.py", "--seeds", "0", "--set", json.dumps(tiny))
+    assert set(r["comparisons"]) == {"do_best_member", "pgd_at", "pgd_at_epochs", "pgd_at_passes", "trades"}
+    for other, c in r["comparisons"].items():
+        s = c["per_seed"][0]
+        assert s["interval"][0] <= s["difference"] <= s["interval"][1] and s["examples"] == 60, other
+        assert c["over_seeds"]["difference"] == pytest.approx(s["difference"])
+        w = r["models"]["do_mixture"]["worst_case"][0] - r["models"][other]["worst_case"][0]
+        assert s["difference"] == pytest.approx(w, abs=1e-6)  # the per-example scores average to the metrics
+    assert r["models"]["pgd_at"]["passes_vs_pgd_at"] == [1.0]
+    assert r["models"]["pgd_at_passes"]["passes_vs_pgd_at"][0] == pytest.approx(
+        r["models"]["do_mixture"]["passes_vs_pgd_at"][0], rel=0.1)

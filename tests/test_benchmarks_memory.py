@@ -1,4 +1,4 @@
-"""benchmarks/bench_memory.py at a tiny size: both modes measured, the cache's loaded bytes grow."""
+"""bench/bench_memory.py at a tiny size: both modes measured, the cache's loaded bytes grow."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bench_memory_tiny(tmp_path):
     out = tmp_path / "memory.json"
     pythonpath = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--images", "150",
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_memory.py"), "--images", "150",
                            "--iterations", "2", "--workdir", str(tmp_path / "work"), "--json", str(out)],
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": pythonpath})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

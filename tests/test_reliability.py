@@ -243,7 +243,7 @@ def test_the_pickle_scanner_finds_each_kind():
 
 
 def test_no_pickle_in_the_package_benchmarks_or_workflow():
-    files = [*(ROOT / "src").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+    files = [*(ROOT / "src").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]
     found = {str(f.relative_to(ROOT)): pickle_uses(f.read_text()) for f in files}
     assert len(files) > 50
     assert {f: b for f, b in found.items() if b} == {}
@@ -476,3 +476,48 @@ def test_a_log_path_that_is_a_symlink_is_refused_and_its_target_untouched(data_p
     ok = _doracle("data", "--params", "params.yaml", "--out", "results/d.safetensors", "--log", "logs/ok.log",
                   cwd=data_project)
     assert ok.returncode == 0 and "prepared digits" in (data_project / "logs" / "ok.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["dotdot", "symlink"])
+def test_jobs_write_only_their_declared_outputs_through_dotdot_and_symlinked_paths(shared_copy, route):
+    """Jobs of every kind, rerun by hand with each path argument routed through `..` or through a
+    symbolic link to the experiment's folder: each writes exactly its declared outputs and its log
+    (at the paths they resolve to) and nothing else, inside the project or beside it."""
+    from doracle import config, pipeline
+
+    proj = shared_copy
+    params = config.load(proj / "results/tiny/params.yaml")
+    kinds = ("prepare_data", "train_baseline", "best_response", "payoff", "solve", "prune", "close", "metrics",
+             "report")
+    picked = {}
+    for job in pipeline.jobs(params, "results/tiny/params.yaml"):
+        if job["rule"] in kinds and job["rule"] not in picked and "pgd_at_" not in job["name"]:
+            picked[job["rule"]] = job
+    assert set(picked) == set(kinds)
+    if route == "symlink":
+        (proj / "lnk").symlink_to(proj / "results/tiny", target_is_directory=True)
+        (proj / "lnklogs").symlink_to(proj / "logs/tiny", target_is_directory=True)
+
+    def routed(cmd: str) -> str:
+        if route == "dotdot":
+            return cmd.replace("results/tiny/", "results/tiny/do/../").replace("logs/tiny/", "logs/tiny/../tiny/")
+        return cmd.replace("results/tiny/", "lnk/").replace("logs/tiny/", "lnklogs/")
+
+    def tree() -> dict:
+        return {str(p.relative_to(proj.parent)): (p.stat().st_mtime_ns, p.stat().st_size)
+                for p in proj.parent.rglob("*") if p.is_file() and not p.is_symlink() and ".snakemake" not in p.parts}
+
+    for rule, job in picked.items():
+        declared = {str((proj / o).resolve().relative_to(proj.parent)) for o in job["outputs"].values()}
+        declared.add(str((proj / job["log"]).resolve().relative_to(proj.parent)))
+        before = tree()
+        cmd = routed(job["cmd"]).replace("doracle ", f"{sys.executable} -m doracle ", 1)
+        proc = subprocess.run(cmd, shell=True, cwd=proj, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{rule}: {cmd}\n{proc.stderr[-3000:]}"
+        after = tree()
+        changed = {f for f in after if before.get(f) != after[f]} | (set(before) - set(after))
+        # a folder output (the report) counts with everything under it
+        stray = {f for f in changed if f not in declared and not any(f.startswith(d + "/") for d in declared)}
+        assert not stray, f"{rule} wrote outside its declared outputs: {sorted(stray)}"
+        assert changed, f"{rule} wrote nothing"

@@ -1,6 +1,6 @@
 """A job imports only what it runs: doracle's architectures are built without timm (and still
 registered in timm's registry whenever timm is imported), and the light jobs import no torch.
-Each check runs in a fresh interpreter (benchmarks/bench_startup.py measures the start-up)."""
+Each check runs in a fresh interpreter (bench/bench_startup.py measures the start-up)."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def _lp_equilibrium(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     shift = 1.0 - float(a.min())
     b = a + shift
     # Dense games: HiGHS' interior point (with crossover to a vertex) beats its simplex from about
-    # 200x200 up (benchmarks/bench_engine.py); presolve finds nothing to remove in a dense game.
+    # 200x200 up (bench/bench_engine.py); presolve finds nothing to remove in a dense game.
     large = m * n >= 200 * 200
     # imported here, not with the module: every torch job imports the engine, few of them solve
     from scipy.optimize import linprog

@@ -1,6 +1,6 @@
 """One full DO-AT run of a cluster preset, shortened, on synthetic data: each job's time.
 
-    python benchmarks/bench_do_preset.py [--preset configs/cifar10.yaml] [--device cuda|cpu]
+    python bench/bench_do_preset.py [--preset configs/cifar10.yaml] [--device cuda|cpu]
         [--images 12000] [--epochs 2] [--iterations 2] [--eval-examples 500] [--cores 2]
         [--baselines pgd_at fgsm_rs] [--light-evaluation] [--arch NAME] [--json out.json]
 

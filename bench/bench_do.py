@@ -1,6 +1,6 @@
 """Does the DO-AT mixture beat its best member and PGD-AT, at PGD-AT's budget and at DO's own?
 
-    python benchmarks/bench_do.py [--seeds 0 1 2 3 4] [--variant default] [--json out.json]
+    python bench/bench_do.py [--seeds 0 1 2 3 4] [--variant default|search|nas] [--json out.json]
 
 For every seed the real pipeline runs (Snakemake, -c2) in a throw-away project: params.yaml with
 its seed changed, the baselines trimmed to PGD-AT and TRADES (each for training.epochs) plus the two
@@ -81,9 +81,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--variant", default="default", choices=list(VARIANTS))
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    ap.add_argument("--set", default="{}", help="JSON merged into the params first (e.g. a tiny budget, for tests)")
     ap.add_argument("--json", help="also write every number to this file")
     args = ap.parse_args()
-    base = yaml.safe_load(Path(args.params).read_text())
+    base = merge(yaml.safe_load(Path(args.params).read_text()), json.loads(args.set))
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:

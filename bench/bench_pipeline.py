@@ -1,6 +1,6 @@
 """Pipeline benchmark: double-oracle overhead and no-op rerun times of the default main job.
 
-    python benchmarks/bench_pipeline.py [--params params.yaml] [--cores 2]
+    python bench/bench_pipeline.py [--params params.yaml] [--cores 2]
 
 Runs the experiment of ``--params`` in a fresh temporary project (git + DVC), in two phases:
 data, base model and iteration 0 first (untimed), then the DO chain alone (timed wall clock).

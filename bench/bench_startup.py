@@ -11,8 +11,8 @@ number of modules loaded (``len(sys.modules)``).
 
 Goal (issue 22): jobs that need torch at most 1.3x bare ``import torch``; the others under 0.5 s.
 
-    python benchmarks/bench_startup.py                  # runs the tiny pipelines for the module lists
-    python benchmarks/bench_startup.py --modules FILE   # reuses a DORACLE_MODULES_LOG file
+    python bench/bench_startup.py                  # runs the tiny pipelines for the module lists
+    python bench/bench_startup.py --modules FILE   # reuses a DORACLE_MODULES_LOG file
 """
 
 from __future__ import annotations

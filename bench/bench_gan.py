@@ -1,6 +1,6 @@
 """DO-GAN against the base GAN at equal budget, on the embedded digits data: paired differences with intervals.
 
-    python benchmarks/bench_gan.py [--seeds 0 1 2 3 4] [--variant-seeds 0 1 2] [--params params-gan.yaml]
+    python bench/bench_gan.py [--seeds 0 1 2 3 4] [--variant-seeds 0 1 2] [--params params-gan.yaml]
                                    [--set JSON] [--json out.json]
 
 For each seed, runs the real GAN pipeline (``snakemake -c2`` in a throw-away project whose

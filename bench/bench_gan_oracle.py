@@ -1,6 +1,6 @@
 """Choosing the DO-GAN oracle's defaults on validation data: FID on the payoff split, never the test split.
 
-    python benchmarks/bench_gan_oracle.py [--seeds 0 1 2] [--configs '{"w0": {"gan": {"opponent_weight": 0}}}']
+    python bench/bench_gan_oracle.py [--seeds 0 1 2] [--configs '{"w0": {"gan": {"opponent_weight": 0}}}']
                                           [--base-gan] [--json out.json]
 
 Each config (a JSON object merged into params-gan.yaml) runs the whole double oracle in process

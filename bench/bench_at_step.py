@@ -1,6 +1,6 @@
 """Throughput of one adversarial-training step: doracle's training loop against a bare PyTorch loop.
 
-    python benchmarks/bench_at_step.py [--device cpu|cuda] [--arch doracle_preact_resnet18]
+    python bench/bench_at_step.py [--device cpu|cuda] [--arch doracle_preact_resnet18]
         [--batch 128] [--size 32] [--steps 30] [--repeats 3] [--precision fp32|bf16]
         [--channels-last] [--methods pgd_at fgsm_rs] [--pgd-steps 10] [--threads 1] [--json out.json]
 

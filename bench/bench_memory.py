@@ -1,7 +1,7 @@
 """Peak memory of a defender best response: attackers' training perturbations cached or computed
 on the fly (``do.attacker.materialize``).
 
-    PYTHONPATH=src python benchmarks/bench_memory.py [--images 4000] [--iterations 4] [--steps 1]
+    PYTHONPATH=src python bench/bench_memory.py [--images 4000] [--iterations 4] [--steps 1]
         [--batch-size 64] [--defense erm] [--eps 8/255] [--malloc fixed]
         [--workdir DIR] [--json out.json]
 

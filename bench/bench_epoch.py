@@ -1,6 +1,6 @@
 """Epoch time of adversarial training at CIFAR-10 scale on a GPU (synthetic CIFAR-shaped data).
 
-    python benchmarks/bench_epoch.py [--device cuda] [--images 50000] [--batch 512]
+    python bench/bench_epoch.py [--device cuda] [--images 50000] [--batch 512]
         [--methods fgsm_rs pgd_at] [--precision bf16] [--no-channels-last] [--peak-tflops X]
         [--json out.json]
 

@@ -1,6 +1,6 @@
 """Engine benchmark: LP meta-solve time and DO payoff-evaluation counts.
 
-    python benchmarks/bench_engine.py
+    python bench/bench_engine.py
 
 Prints the exact LP solve time of random 100x100 and 500x500 zero-sum games (target: 500x500 in
 < 0.5 s) as a ratio to a dense 500x500 linear solve timed in the same run (a machine-speed

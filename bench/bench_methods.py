@@ -1,6 +1,6 @@
 """Each seed method's headline claim, checked on the embedded digits data.
 
-    python benchmarks/bench_methods.py [--seeds 0 1 2] [--epochs 6]
+    python bench/bench_methods.py [--seeds 0 1 2] [--epochs 6]
 
 Trains every registered defense with the same budget (params.yaml's training settings and
 ``--epochs``) for each seed, evaluates clean, FGSM and PGD-20 (2 restarts) accuracy on the test
