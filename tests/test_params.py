@@ -82,3 +82,19 @@ def test_yaml_errors_and_missing_file(tmp_path):
     (tmp_path / "q.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         config.load(tmp_path / "q.yaml")
+
+
+def test_a_matched_baseline_needs_the_closed_population_and_its_name_is_checked(cli, tmp_path):
+    import shutil
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    args = ("train", "--params", "params.yaml", "--role", "baseline", "--data", "d.safetensors", "--out", "m.safetensors")
+    proc = cli(*args, "--method", "pgd_at_passes", cwd=tmp_path)
+    assert proc.returncode == 2 and "--method pgd_at_passes needs --uses population=PATH" in proc.stderr
+    proc = cli(*args, "--method", "pgd_at_weeks", cwd=tmp_path)
+    assert proc.returncode == 2 and "'pgd_at_weeks' is not a baseline of these params" in proc.stderr
+    assert "pgd_at_epochs, pgd_at_passes" in proc.stderr
+    assert not (tmp_path / "m.safetensors").exists()
+    # a matched name in baselines.methods would give two jobs one output: refused
+    with pytest.raises(ConfigError, match="matched: pgd_at_epochs is the name of a matched baseline"):
+        config.validate({"baselines": {"methods": ["erm", "pgd_at_epochs"]}})

@@ -236,17 +236,20 @@ def register(sub) -> None:
 
     p = sub.add_parser("train", help="train a model outside the DO loop (the game's roles, or a baseline)",
                        description="Train one model of the experiment's game outside the DO loop: AT: the base "
-                                   "classifier (--role base) or a baseline defense (--role baseline --method M); "
+                                   "classifier (--role base) or a baseline defense (--role baseline --method M; "
+                                   "the matched pgd_at_epochs / pgd_at_passes read the closed DO population: DO's "
+                                   "defender epochs / counted passes); "
                                    "GAN: the reference classifier that scores generated images (--role reference) "
                                    "or a base GAN (--role baseline --method base_gan: the DO run's player-epochs; "
                                    "base_gan_passes: its counted passes).")
     common(p)
     p.add_argument("--role", required=True, help="base | reference | baseline (which ones: the game's)")
-    p.add_argument("--method", help="the baseline's method (AT: a defense; the base model uses base.defense; GAN: "
-                   "base_gan, or base_gan_passes with --uses population=PATH)")
+    p.add_argument("--method", help="the baseline's method (AT: a defense, or <baselines.matched_defense>_epochs | "
+                   "_passes with --uses population=PATH; the base model uses base.defense; GAN: base_gan, or "
+                   "base_gan_passes with --uses population=PATH)")
     p.add_argument("--data", required=True)
-    p.add_argument("--uses", action="append", metavar="NAME=PATH", help="a pipeline file the job reads (GAN "
-                   "base_gan_passes: population=the closed DO population)")
+    p.add_argument("--uses", action="append", metavar="NAME=PATH", help="a pipeline file the job reads (the "
+                   "matched baselines, AT pgd_at_* and GAN base_gan_passes: population=the closed DO population)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=cmd_train)
 
