@@ -272,3 +272,17 @@ def test_transfer_compares_the_defenders_an_attacker_was_computed_against_with_t
     assert t["a1"]["accuracy_targets"] == pytest.approx(0.6) and t["a1"]["accuracy_others"] == 0.9
     assert t["a1"]["transfer_ratio"] == pytest.approx(0.1 / 0.4)
     assert "a2" not in t  # computed against every defender: no others to compare with
+
+
+def test_the_reports_heatmap_shows_the_matrix_the_deployed_mixture_was_solved_on():
+    from doracle.report.summary import closed_payoff
+
+    pay = {"payoff": [[0.5]], "stderr": [[0.1]], "row_ids": ["d000"], "col_ids": ["a000"], "iteration": 1}
+    open_pop = {"state": {"payoff": [[0.5]], "row_ids": ["d000"], "col_ids": ["a000"], "closing": None},
+                "payoff_stderr": [[0.1]]}
+    assert closed_payoff(pay, open_pop) is pay
+    closed = {"state": {"payoff": [[0.5, 0.2]], "row_ids": ["d000"], "col_ids": ["a000", "a002"],
+                        "closing": {"id": "a002"}}, "payoff_stderr": [[0.1, 0.05]]}
+    got = closed_payoff(pay, closed)
+    assert got["payoff"] == [[0.5, 0.2]] and got["col_ids"] == ["a000", "a002"] and got["stderr"] == [[0.1, 0.05]]
+    assert got["iteration"] == "1 + the closing a002"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-class Game(abc.ABC):
+class OracleGame(abc.ABC):
     """A two-player zero-sum game; the row player maximises ``payoff``."""
 
     @abc.abstractmethod
@@ -32,7 +32,7 @@ class Game(abc.ABC):
         """The row player's payoff for the pure pair (row_id, col_id)."""
 
 
-class MatrixGame(Game):
+class MatrixGame(OracleGame):
     """A finite zero-sum game given by its full payoff matrix; its oracles are exact.
 
     Strategy ids are ``"r<i>"`` and ``"c<j>"``. ``evaluations`` counts calls of :meth:`payoff`,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from doracle.engine.game import Game
+from doracle.engine.game import OracleGame
 from doracle.engine.solvers import solve
 from doracle.engine.state import (
     DOState,
@@ -17,7 +17,7 @@ from doracle.engine.state import (
 
 
 def run_double_oracle(
-    game: Game,
+    game: OracleGame,
     *,
     iterations: int,
     tolerance: float = 1e-9,

@@ -13,6 +13,7 @@ from doracle.report.summary import (
     _savefig,
     _wall,
     architecture_section,
+    closed_payoff,
     do_html,
     do_plots,
     do_section,
@@ -130,7 +131,8 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
     history = pop["state"]["history"]
     players = ("discriminator", "generator")
     with atomic_dir(out, "report", (metrics_path, population_path, payoff_path)) as d:
-        do_plots(pay, history, m["double_oracle"]["tolerance"], d, players=players, value="V(G, D)", vrange=None)
+        do_plots(closed_payoff(pay, pop), history, m["double_oracle"]["tolerance"], d, players=players,
+                 value="V(G, D)", vrange=None)
         plot_scores(m["models"], m.get("fid_real_vs_real"), d / "scores.png")
         grids = _samples(m, d)
         ref, budget = m["reference"], m["budget"]

@@ -156,9 +156,20 @@ def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
 
 
+def closed_payoff(pay: dict, pop: dict) -> dict:
+    """The payoff matrix the deployed meta-strategy was solved on: the closed population's (the last
+    iteration's survivors and the closing best response's row or column), else the last payoff file's."""
+    st = pop["state"]
+    if not st.get("closing"):
+        return pay
+    return {"payoff": st["payoff"], "stderr": pop.get("payoff_stderr"), "row_ids": st["row_ids"],
+            "col_ids": st["col_ids"], "iteration": f"{pay['iteration']} + the closing {st['closing']['id']}"}
+
+
 def do_plots(pay: dict, history: list[dict], tolerance: float, d: Path, players=("defender", "attacker"),
              value: str = "accuracy", vrange=(0.0, 1.0)) -> None:
-    """The DO story of any game: payoff heatmap, meta-strategy evolution, DO gap."""
+    """The DO story of any game: payoff heatmap (``pay``: :func:`closed_payoff`), meta-strategy
+    evolution, DO gap."""
     plot_heatmap(pay, d / "payoff_heatmap.png", players=players, value=value, vrange=vrange)
     plot_meta(history, d / "meta_strategy.png", players=players)
     plot_gap(history, tolerance, d / "do_gap.png", players=players)
@@ -275,7 +286,7 @@ def _write_report(params, metrics_path: str, population_path: str, payoff_path: 
     pop = read_json(population_path)
     pay = read_json(payoff_path)
     history = pop["state"]["history"]
-    do_plots(pay, history, m["double_oracle"]["tolerance"], d)
+    do_plots(closed_payoff(pay, pop), history, m["double_oracle"]["tolerance"], d)
     plot_curve(m["models"], d / "robustness_curve.png")
 
     tm = m["threat_model"]
