@@ -247,17 +247,17 @@ def test_the_family_search_keeps_the_lowest_expected_accuracy_and_records_every_
         "pgd40": {"name": "pgd", "steps": 40}}}}}).do.attacker.specs()
     assert list(specs) == ["attack", "fgsm", "langevin", "pgd40"]
     fabricated = {"attack": 0.61, "fgsm": 0.70, "langevin": 0.55, "pgd40": 0.58}
-    name, spec, x, record = adversarial.choose_attack(
+    name, spec, x, acc, record = adversarial.choose_attack(
         specs, lambda s: (fabricated[next(k for k, v in specs.items() if v is s)], torch.full((1,), ord(s.name[0]))))
-    assert name == "langevin" and spec.name == "langevin" and x.item() == ord("l")
+    assert name == "langevin" and spec.name == "langevin" and x.item() == ord("l") and acc == 0.55
     assert record["chosen"] == "langevin"
     assert {k: c["expected_accuracy_payoff"] for k, c in record["candidates"].items()} == fabricated
     assert record["candidates"]["pgd40"]["attack"]["steps"] == 40
     # ties keep the first (do.attacker.attack); a lone attack is no search at all
     tie = adversarial.choose_attack(specs, lambda s: (0.5, torch.zeros(1)))
-    assert tie[0] == "attack" and tie[3]["chosen"] == "attack"
+    assert tie[0] == "attack" and tie[4]["chosen"] == "attack"
     lone = {"attack": specs["attack"]}
-    assert adversarial.choose_attack(lone, lambda s: (0.9, torch.zeros(1)))[3] is None
+    assert adversarial.choose_attack(lone, lambda s: (0.9, torch.zeros(1)))[4] is None
 
 
 def test_an_attacker_best_response_with_candidates_runs_the_chosen_attack(tmp_path):

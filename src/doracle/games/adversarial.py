@@ -183,7 +183,7 @@ def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target: dict,
                            seed=seeds["payoff"], keys=keys["payoff"])
             return float(mixture.expected_accuracy(x, ds.y["payoff"]).mean()), x
 
-        name, spec, out["x_payoff"], search = choose_attack(params.do.attacker.specs(), on_payoff)
+        name, spec, out["x_payoff"], accuracy, search = choose_attack(params.do.attacker.specs(), on_payoff)
         if mode == "cache":
             out["x_train"] = run_attack(spec, mixture, ds.x["train"], ds.y["train"], eps=tm.eps_value, norm=tm.norm,
                                         seed=seeds["train"], keys=keys["train"])
@@ -193,26 +193,26 @@ def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target: dict,
         "attack": spec.model_dump(), "threat_model": {"norm": tm.norm, "eps": tm.eps, "eps_value": tm.eps_value},
         "target": target, "seeds": seeds, "materialize": {"train": mode, "why": why},
         "max_perturbation": float(norms.max()), "nan_count": int(torch.isnan(out["x_payoff"]).sum()),
-        "target_expected_accuracy_payoff": float(mixture.expected_accuracy(out["x_payoff"], ds.y["payoff"]).mean()),
+        "target_expected_accuracy_payoff": accuracy,  # the score the choice was made on
         "compute": counter.to_json(), **({"search": search} if search else {}),
     }
     return out, info
 
 
-def choose_attack(specs: dict, on_payoff) -> tuple[str, object, torch.Tensor, dict | None]:
+def choose_attack(specs: dict, on_payoff) -> tuple[str, object, torch.Tensor, float, dict | None]:
     """The attacker best response's choice among ``specs`` (``do.attacker.specs()``: name -> attack):
     each is run by ``on_payoff(spec) -> (the defender mixture's expected accuracy on the payoff
     split, the perturbed split)``, and the one with the lowest accuracy is kept (the first of equals,
-    ``attack`` first). (name, spec, its perturbed payoff split, the record of every candidate's
-    accuracy; None when there was only ``attack``)."""
+    ``attack`` first). (name, spec, its perturbed payoff split, its accuracy, the record of every
+    candidate's accuracy; None when there was only ``attack``)."""
     best, record = None, {}
     for name, spec in specs.items():
         acc, x = on_payoff(spec)
         record[name] = {"attack": spec.model_dump(), "expected_accuracy_payoff": acc}
         if best is None or acc < best[0]:
             best = (acc, name, spec, x)
-    _, name, spec, x = best
-    return name, spec, x, ({"chosen": name, "candidates": record} if len(specs) > 1 else None)
+    acc, name, spec, x = best
+    return name, spec, x, acc, ({"chosen": name, "candidates": record} if len(specs) > 1 else None)
 
 
 def _cell(model, x_adv, y) -> tuple[float, float, dict]:
