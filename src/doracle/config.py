@@ -207,7 +207,9 @@ class Attacker(_Strict):
 
 
 class DO(_Strict):
-    iterations: PosInt = 5
+    # every iteration is 4-5 jobs of the DAG, built whole when the workflow loads: bounded so a typo
+    # (1e6) cannot make Snakemake build millions of jobs
+    iterations: Annotated[int, Field(ge=1, le=1000)] = 5
     tolerance: Annotated[float, Field(ge=0.0)] = 0.005
     meta_solver: str = "lp"
     pruners: list[str] = Field(default_factory=lambda: ["capacity"])
@@ -495,7 +497,7 @@ class Params(_Strict):
     game: str = "at"
     seed: Annotated[int, Field(ge=0)] = 0
     device: str = "auto"
-    threads: PosInt = 1
+    threads: Annotated[int, Field(ge=1, le=1024)] = 1
     data: Data = Field(default_factory=Data)
     model: ModelCfg = Field(default_factory=ModelCfg)
     threat_model: ThreatModel = Field(default_factory=ThreatModel)
