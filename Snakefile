@@ -15,7 +15,7 @@ import re
 import sys
 
 from doracle import pipeline as pl
-from doracle.errors import DoracleError
+from doracle.errors import DoracleError, printable, say_error
 
 # No `configfile:` here: each experiment's params (partial files and --config overrides resolved) are
 # validated and written to results/<experiment>/params.yaml, which its jobs read (pl.workflow_experiments).
@@ -24,9 +24,9 @@ from doracle.errors import DoracleError
 try:
     WF = pl.Workflow(pl.workflow_experiments(workflow.overwrite_configfiles, workflow.config_settings.config,
                                              dry_run=workflow.output_settings.dryrun,
-                                             say=lambda line: print(line, file=sys.stderr)))
+                                             say=lambda line: print(printable(line), file=sys.stderr)))
 except DoracleError as exc:
-    print(f"doracle: error: {exc}", file=sys.stderr)
+    say_error(exc)
     sys.exit(2)
 P = pl.PATTERNS
 

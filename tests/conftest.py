@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -66,34 +67,107 @@ def _read_only_view(rw: Path, ro: Path) -> str:
     return "chmod"
 
 
+_CONFIG = []  # this process's pytest config (pytest_configure)
+
+
+def pytest_configure(config):
+    _CONFIG.append(config)
+
+
+def _run_root(tmp_path_factory) -> Path:
+    """The folder every pytest-xdist worker of this run shares: the controller's base temp, of
+    which each worker's base temp is a subfolder (``popen-gwN``)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if _CONFIG and hasattr(_CONFIG[-1], "workerinput") else base
+
+
+def once_per_run(tmp_path_factory, name: str, build) -> dict:
+    """``build(folder)``'s JSON-able result, computed once per pytest run however many xdist workers
+    ask: the first takes ``<run root>/<name>.lock`` and builds; the others wait on the lock and read
+    the result it left (``<name>.json``). A failed build is recorded too, so the other workers fail
+    at once with its message instead of building again."""
+    from filelock import FileLock
+
+    root = _run_root(tmp_path_factory)
+    done = root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            try:
+                result = {"ok": build(root / name)}
+            except BaseException as exc:
+                done.write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+                raise
+            done.write_text(json.dumps(result))
+    result = json.loads(done.read_text())
+    if "error" in result:
+        pytest.fail(f"{name} failed in another worker: {result['error']}", pytrace=False)
+    return result["ok"]
+
+
+def apt_lock(tmp_path_factory):
+    """One apt-get at a time across xdist workers (dpkg's own lock refuses a second one)."""
+    from filelock import FileLock
+
+    return FileLock(str(_run_root(tmp_path_factory) / "apt.lock"))
+
+
+def _ro_record(tmp_path_factory) -> Path:
+    return _run_root(tmp_path_factory) / "read-only-views.txt"
+
+
 @pytest.fixture(scope="session")
 def shared(tmp_path_factory):
     """The tiny AT experiment (``tiny``, params.yaml) and the tiny GAN experiment (``tinygan``,
-    params-gan.yaml), run once per pytest run by one real ``snakemake -c2`` in a git + DVC project.
+    params-gan.yaml), run once per pytest run (however many xdist workers) by one real
+    ``snakemake -c2`` in a git + DVC project.
 
     Every test that only reads results reads this tree: ``shared.path`` is read-only (a read-only
     bind mount; writing raises OSError). A test that must change or break something works on
     ``shared.copy(dest)``, a file copy of the finished tree (not a rerun). The kill-and-resume,
     ``dvc repro`` and SLURM tests compare their runs against it. Every job appended the modules it
-    loaded to ``shared.modules`` (DORACLE_MODULES_LOG)."""
-    from project import copy_project, gan_params, make_project, run, shared_params
+    loaded to ``shared.modules`` (DORACLE_MODULES_LOG). The view is undone at the end of the run
+    (pytest_sessionfinish)."""
 
-    base = tmp_path_factory.mktemp("shared")
-    rw = make_project(base / "rw", shared_params(), extra={"params-gan.yaml": gan_params()})
-    t0 = time.monotonic()
-    proc = run(["snakemake", "-c2"], rw, env={"DORACLE_MODULES_LOG": str(base / "modules.jsonl")}, timeout=1500)
-    seconds = time.monotonic() - t0
-    how = _read_only_view(rw, base / "ro")
-    print(f"\nshared tiny run (AT + GAN): snakemake -c2 {seconds:.0f} s; read-only by {how}")
-    try:
-        yield SimpleNamespace(path=base / "ro", output=proc.stdout + proc.stderr, seconds=seconds,
-                              modules=base / "modules.jsonl", read_only_by=how,
-                              copy=lambda dest: copy_project(base / "ro", Path(dest)))
-    finally:
+    def build(base: Path) -> dict:
+        from project import gan_params, make_project, run, shared_params
+
+        base.mkdir()
+        rw = make_project(base / "rw", shared_params(), extra={"params-gan.yaml": gan_params()})
+        t0 = time.monotonic()
+        proc = run(["snakemake", "-c2"], rw, env={"DORACLE_MODULES_LOG": str(base / "modules.jsonl")}, timeout=1500)
+        seconds = time.monotonic() - t0
+        how = _read_only_view(rw, base / "ro")
+        with open(_ro_record(tmp_path_factory), "a") as fh:
+            fh.write(f"{how}\t{base / 'ro'}\t{rw}\n")
+        print(f"\nshared tiny run (AT + GAN): snakemake -c2 {seconds:.0f} s; read-only by {how}")
+        return {"base": str(base), "output": proc.stdout + proc.stderr, "seconds": seconds, "how": how}
+
+    from project import copy_project
+
+    info = once_per_run(tmp_path_factory, "shared", build)
+    base = Path(info["base"])
+    return SimpleNamespace(path=base / "ro", output=info["output"], seconds=info["seconds"],
+                           modules=base / "modules.jsonl", read_only_by=info["how"],
+                           copy=lambda dest: copy_project(base / "ro", Path(dest)))
+
+
+def pytest_sessionfinish(session):
+    """Undo the shared run's read-only view once every worker is done (the controller, or a run
+    without xdist): unmount the bind mount, or give the tree its write bits back."""
+    if hasattr(session.config, "workerinput"):
+        return
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    record = factory.getbasetemp() / "read-only-views.txt"
+    if not record.exists():
+        return
+    for line in record.read_text().splitlines():
+        how, ro, rw = line.split("\t")
         if how == "mount":
-            subprocess.run(["umount", "-l", str(base / "ro")], capture_output=True)
+            subprocess.run(["umount", "-l", ro], capture_output=True)
         else:
-            for p in [rw, *rw.rglob("*")]:
+            for p in [Path(rw), *Path(rw).rglob("*")]:
                 if not p.is_symlink():
                     p.chmod(p.stat().st_mode | 0o200)
 
@@ -108,19 +182,23 @@ def shared_copy(shared, tmp_path):
 def shared_dvc(tmp_path_factory):
     """The shared run's two experiments regenerated by ``dvc repro``, each in a project of its own
     (``.at``, ``.gan``; compared with the Snakemake run: the same bytes). DVC runs one stage at a
-    time, so the two projects run side by side."""
-    from project import gan_params, make_project, shared_params
+    time, so the two projects run side by side. Once per pytest run, like ``shared``."""
 
-    base = tmp_path_factory.mktemp("shared-dvc")
-    projects = {"at": make_project(base / "at", shared_params()), "gan": make_project(base / "gan", gan_params())}
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
-    procs = {k: subprocess.Popen(["dvc", "repro", "-q"], cwd=p, env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True) for k, p in projects.items()}
-    for k, proc in procs.items():
-        out, _ = proc.communicate(timeout=1500)
-        assert proc.returncode == 0, f"dvc repro ({k}) failed:\n{out[-4000:]}"
-    return SimpleNamespace(**projects)
+    def build(base: Path) -> dict:
+        from project import gan_params, make_project, shared_params
+
+        base.mkdir()
+        projects = {"at": make_project(base / "at", shared_params()), "gan": make_project(base / "gan", gan_params())}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1",
+               "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+        procs = {k: subprocess.Popen(["dvc", "repro", "-q"], cwd=p, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True) for k, p in projects.items()}
+        for k, proc in procs.items():
+            out, _ = proc.communicate(timeout=1500)
+            assert proc.returncode == 0, f"dvc repro ({k}) failed:\n{out[-4000:]}"
+        return {k: str(p) for k, p in projects.items()}
+
+    return SimpleNamespace(**{k: Path(v) for k, v in once_per_run(tmp_path_factory, "shared-dvc", build).items()})
 
 
 @pytest.fixture(scope="session")
@@ -139,8 +217,9 @@ def slurm_cluster(tmp_path_factory):
         unavailable("starting it needs root (apt-get, munged as user munge, slurmd)")
     state = tmp_path_factory.mktemp("slurm")
     t0 = time.monotonic()
-    proc = subprocess.run(["bash", str(SLURM_CLUSTER), "start", str(state)], capture_output=True, text=True,
-                          timeout=900, stdin=subprocess.DEVNULL)
+    with apt_lock(tmp_path_factory):  # it may apt-get install, as the chromium fixture may in another worker
+        proc = subprocess.run(["bash", str(SLURM_CLUSTER), "start", str(state)], capture_output=True, text=True,
+                              timeout=900, stdin=subprocess.DEVNULL)
     seconds = time.monotonic() - t0
 
     def stop():
@@ -159,7 +238,7 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def chromium():
+def chromium(tmp_path_factory):
     """A headless Chromium (Debian's package, installed by apt-get when missing and running as root)
     driven by Playwright (the test extra) through its executable: no browser download. In CI
     (CI=true) a browser that cannot start fails the tests; elsewhere they are skipped with the reason."""
@@ -169,20 +248,8 @@ def chromium():
             pytest.fail(f"headless Chromium: {reason}", pytrace=False)
         pytest.skip(f"headless Chromium: {reason}")
 
-    exe = shutil.which("chromium")
-    if exe is None:
-        if os.geteuid() != 0:
-            unavailable("not installed (apt-get install chromium chromium-driver), and installing it needs root")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
-        proc = subprocess.run(install, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=900)
-        if proc.returncode != 0:  # a fresh machine has no package lists yet
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
-            proc = subprocess.run(install, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
-                                  timeout=900)
-        exe = shutil.which("chromium")
-        if exe is None:
-            unavailable(f"apt-get install chromium failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    with apt_lock(tmp_path_factory):
+        exe = shutil.which("chromium") or _install_chromium(unavailable)
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -193,3 +260,20 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+def _install_chromium(unavailable) -> str:
+    """apt-get install Debian's chromium (root only); its path."""
+    if os.geteuid() != 0:
+        unavailable("not installed (apt-get install chromium chromium-driver), and installing it needs root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
+    proc = subprocess.run(install, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=900)
+    if proc.returncode != 0:  # a fresh machine has no package lists yet
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
+        proc = subprocess.run(install, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+                              timeout=900)
+    exe = shutil.which("chromium")
+    if exe is None:
+        unavailable(f"apt-get install chromium failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return exe

@@ -83,11 +83,17 @@ def params_with(overrides: dict | None = None) -> dict:
     return merge(merge(base, TINY), overrides or {})
 
 
+def tool_env(env: dict | None = None) -> dict:
+    """The environment a test runs a tool in: this interpreter's bin folder (snakemake, dvc, doracle)
+    first on PATH, whether or not the virtual environment is activated."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900,
         env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env = tool_env(env)
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

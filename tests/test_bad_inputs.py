@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,8 @@ def test_bad_input_is_refused_clearly_and_writes_nothing(case, tmp_path, good_co
     assert proc.returncode == 2, f"exit {proc.returncode}:\n{said}"
     assert "Traceback" not in said and 'File "' not in said, said
     assert proc.stderr.startswith("doracle: error: "), proc.stderr
+    # nothing taken from the input drives the terminal: control characters arrive escaped
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", said), ascii(said)
     for fragment in case["expect"]:
         assert fragment in proc.stderr, f"{fragment!r} not in:\n{proc.stderr}"
     assert str(case.get("names", case["file"])) in proc.stderr, proc.stderr

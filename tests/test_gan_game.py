@@ -381,15 +381,14 @@ def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
 def test_the_passes_matched_base_gan_counts_as_many_passes_as_the_do_run(jobs, tmp_path):
     """base_gan_passes trains the whole number of epochs whose counted passes come nearest the DO
     run's (every job upstream of the closed population), and the formula is what the loop counts."""
-    from doracle import compute
     from doracle.data import load
-    from doracle.games import gan
+    from doracle.games import gan, graph
 
     p, f = jobs
     meta = gan.train_base_gan(p, f["data"], str(tmp_path / "bgp.safetensors"), population=f["closed"])
     b, c = meta["budget"], meta["compute"]
     n_train = len(load(f["data"], "cpu").y["train"])
-    assert meta["method"] == "base_gan_passes" and b["do_passes"] == compute.model_cost(p, f["closed"])["passes"]
+    assert meta["method"] == "base_gan_passes" and b["do_passes"] == graph.model_cost(p, f["closed"])["passes"]
     assert b["passes_per_epoch"] == gan.epoch_passes(n_train, p.gan.batch_size, p.gan.n_critic)
     passes = c["forward_passes"] + c["backward_passes"]
     assert passes == b["base_gan_passes_epochs"] * b["passes_per_epoch"] == meta["training"]["epochs"] * b[

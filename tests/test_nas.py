@@ -165,9 +165,9 @@ def test_a_mixed_architecture_at_population_plays_evaluates_and_reports(at_dir, 
     """d000 is the base CNN, d001 an MLP chosen by the search: they round-trip through their
     sidecars (options included), the payoff, solve, prune, the evaluation suite on their mixture,
     the metrics and the report's architecture-search section."""
-    from doracle.evaluation.metrics import merge_metrics
-    from doracle.evaluation.suite import evaluate
     from doracle.games import adversarial, at_game, classifiers, population
+    from doracle.games.at_evaluate import evaluate
+    from doracle.games.at_metrics import merge_metrics
     from doracle.report.summary import write_report
 
     monkeypatch.chdir(tmp_path)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from doracle import config
-from project import ROOT, make_project, params_with, run
+from project import ROOT, make_project, params_with, run, tool_env
 
 EXP = "tiny"
 # the jobs up to the DO init: data, the base model, the init (a few seconds each on tiny)
@@ -187,7 +187,7 @@ def test_two_runs_started_together_cannot_mix_their_params(tmp_path):
     procs = []
     for epochs in (2, 3):
         procs.append(subprocess.Popen(["snakemake", "-c1", target, "--config", f"base={{epochs: {epochs}}}"], cwd=proj,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=tool_env()))
         time.sleep(0.02)
     outs = [p.communicate(timeout=600)[0] for p in procs]
     codes = [p.returncode for p in procs]
@@ -216,12 +216,18 @@ def test_a_duplicate_experiment_name_is_refused_before_anything_is_written(tmp_p
 
 
 def test_bad_overrides_stop_the_workflow_naming_the_key(proj):
+    (proj / "bad.yaml").write_text('threat_model: {eps: 2}\ntraining: {"epo\\x1b[2Jchs": 2}\n')
     for args, msg in ((["--config", "do={iterations: 0}"], "do.iterations"),
                       (["--config", "sed=1"], "sed: unknown key"),
-                      (["--config", "threat_model={eps: 2}"], "threat_model.eps")):
+                      (["--config", "threat_model={eps: 2}"], "threat_model.eps"),
+                      (["--config", "training={batch_size: 99999999999999999999}"], "training.batch_size: 9999"),
+                      (["--configfile", "bad.yaml"], "threat_model.eps"),
+                      (["--configfile", "bad.yaml"], "training.epo\\x1b[2Jchs: unknown key")):
         proc = dry_run(proj, *args, check=False)
         assert proc.returncode == 2, args  # as every doracle command: exit 2, one message, no stack
-        assert "doracle: error: params.yaml + --config" in proc.stderr, proc.stderr
+        assert ("doracle: error: params.yaml + --config" if args[0] == "--config" else
+                "doracle: error: params.yaml + bad.yaml") in proc.stderr, proc.stderr
+        assert "\x1b" not in proc.stderr  # an escape taken from the file is printed escaped
         assert msg in proc.stderr and "Traceback" not in proc.stdout + proc.stderr, args
         assert 'File "' not in proc.stderr, proc.stderr
 
@@ -314,6 +320,17 @@ def test_dvc_exp_run_refuses_a_graph_changing_param_before_any_stage(tmp_path, s
     # the guard ran first, and alone (DVC's checkout may leave empty output folders)
     assert out.count("Running stage") == 1 and "Running stage 'check_dag'" in out
     assert not [p for p in (proj / "results").rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+def test_dvc_repro_of_a_bad_value_stops_at_the_guard_naming_the_key(tmp_path):
+    proj = _git_project(tmp_path / "exp")
+    proc = run(["dvc", "exp", "run", "-S", "threat_model.eps=2"], proj, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "doracle: error: params.yaml: invalid params:" in out and "threat_model.eps: must be in (0, 1]" in out, out
+    assert "Traceback" not in out and 'File "' not in out, out
+    assert out.count("Running stage") == 1 and not [p for p in (proj / "results").rglob("*") if p.is_file()]
 
 
 def test_the_guard_passes_once_dvc_yaml_is_regenerated(cli, tmp_path):

@@ -7,6 +7,7 @@ import yaml
 
 from doracle import config
 from doracle.errors import ConfigError
+from doracle.games.checks import check_names
 from project import ROOT, make_project, params_with, run
 
 BAD = [
@@ -28,7 +29,7 @@ BAD = [
 
 def test_repository_params_are_valid():
     p = config.load(ROOT / "params.yaml")
-    config.check_names(p)
+    check_names(p)
     assert p.experiment == "digits" and p.do.iterations >= 5 and set(p.baselines.methods) >= {"erm", "pgd_at"}
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from doracle import config, pipeline
 from doracle.games.at_game import AT
+from doracle.games.checks import check_names
 from project import ROOT, make_project, run
 
 CONFIGS = ROOT / "configs"
@@ -75,7 +76,7 @@ def test_a_preset_holds_every_key_of_params_yaml(name):
 def test_a_preset_is_valid_and_has_the_papers_settings(name):
     want = EXPECTED[name]
     p = preset(name)
-    config.check_names(p)
+    check_names(p)
     assert p.experiment == name and p.data.dataset == name
     assert p.device == "cuda" and p.model.arch == want["arch"]
 

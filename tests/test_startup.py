@@ -64,8 +64,9 @@ def test_built_without_timm_is_the_same_model_timm_builds():
 def test_light_commands_import_no_torch(tmp_path):
     """The params checks and the game registry (what every light job runs first) stay torch-free."""
     out = python("import sys\nfrom doracle import config, pipeline\nfrom doracle.games import game_of\n"
+                 "from doracle.games.checks import check_names\n"
                  "for f in ('params.yaml', 'params-gan.yaml'):\n"
-                 "    p = config.load(f); g = game_of(p); pipeline.jobs(p, f); config.check_names(p)\n"
+                 "    p = config.load(f); g = game_of(p); pipeline.jobs(p, f); check_names(p)\n"
                  "from doracle.evaluation import metrics\nfrom doracle.report import summary, gan\n"
                  "print('torch' in sys.modules, 'timm' in sys.modules)")
     assert out.split() == ["False", "False"]

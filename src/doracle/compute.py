@@ -81,13 +81,12 @@ def _passes(job: dict) -> dict:
     return add(*(read_json(o).get("compute") for o in job["outputs"].values() if o.endswith(".json")))
 
 
-def model_cost(params, output: str) -> dict:
-    """The total compute of the model written at ``output``: every job upstream of it (data
-    preparation excepted), as wall seconds (Snakemake's benchmark files; null when any is missing,
-    as after ``dvc repro``) and as network passes recorded by the jobs themselves."""
-    from doracle.pipeline import lineage
-
-    jobs = [j for j in lineage(params, output) if j["rule"] not in SHARED_JOBS]
+def jobs_cost(jobs: list[dict]) -> dict:
+    """The total compute of ``jobs`` (the job graph's entries upstream of a model:
+    :func:`doracle.games.graph.model_cost`), data preparation excepted: wall seconds (Snakemake's
+    benchmark files; null when any is missing, as after ``dvc repro``) and the network passes the
+    jobs recorded themselves."""
+    jobs = [j for j in jobs if j["rule"] not in SHARED_JOBS]
     walls = [wall_seconds(j["benchmark"]) for j in jobs]
     passes = add(*(_passes(j) for j in jobs))
     return {"jobs": len(jobs), "wall_seconds": None if None in walls else round(sum(walls), 3), **passes,

@@ -3,8 +3,9 @@ CLI subcommand. An unknown key, a wrong type or an out-of-range value fails befo
 done, with a message naming the key (``do.defender.opponent_weight: ...``).
 
 Registry names (attacks, defenses, meta-solvers, pruners, models) are checked by
-:func:`check_names`, which imports the registries (and so torch); the light jobs (LP solve,
-pruning) validate the schema only.
+:func:`doracle.games.checks.check_names`, where the registries are known; this module is the
+lowest layer (it imports only :mod:`doracle.errors` and :mod:`doracle.registry`), and the light
+jobs (LP solve, pruning) validate the schema only.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from doracle import registry
 from doracle.errors import ConfigError, did_you_mean, unknown_name
 
 DEFAULT_PARAMS = "params.yaml"
@@ -44,20 +46,31 @@ def _number_types(annotation) -> set:
     return {annotation} if isinstance(annotation, type) else set()
 
 
+#: the largest integer a params value may hold (the seed's range; every count and size is far below)
+MAX_INT = 2**32 - 1
+
+
 class _Strict(BaseModel):
     # inf and nan refused in every float (a non-finite lr or eps passes every range check)
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
-    def _no_booleans_as_numbers(cls, data):
-        """YAML's true / false are 1 / 0 to pydantic's int and float: refused where a number is due."""
+    def _plain_numbers(cls, data):
+        """YAML's true / false are 1 / 0 to pydantic's int and float: refused where a number is due.
+        An integer beyond :data:`MAX_INT` is refused too: no count, size or step number needs one,
+        and torch's int64 overflows (a traceback, deep in a job) where Python's int does not."""
         if isinstance(data, dict):
             for name, field in cls.model_fields.items():
                 value = data.get(name)
                 kinds = _number_types(field.annotation)
                 if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
                     raise ValueError(f"{name}: a number is due, not the boolean {str(value).lower()}")
+                for v in value if isinstance(value, list) else [value]:
+                    if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > MAX_INT and (
+                            isinstance(v, int) or int in kinds):
+                        raise ValueError(f"{name}: {v} is out of range: doracle's integers (counts, sizes, "
+                                         f"steps, seeds) are at most {MAX_INT} (2**32 - 1)")
         return data
 
 
@@ -421,10 +434,8 @@ class Nas(_Strict):
 def nas_families(game: str) -> dict[str, tuple[str, ...]]:
     """The players of ``game`` whose best responses can search architectures, and the families
     each may choose from (doracle's own models: their options are known without torch)."""
-    from doracle import models
-
-    return {"at": {"defender": models.OWN_MODELS},
-            "gan": {"generator": models.GAN_GENERATORS, "discriminator": models.GAN_DISCRIMINATORS}}.get(game, {})
+    return {"at": {"defender": registry.OWN_MODELS},
+            "gan": {"generator": registry.GAN_GENERATORS, "discriminator": registry.GAN_DISCRIMINATORS}}.get(game, {})
 
 
 _INT_OPTIONS = ("width", "hidden", "depth")
@@ -432,8 +443,6 @@ _INT_OPTIONS = ("width", "hidden", "depth")
 
 def check_nas(params: Params) -> list[str]:
     """The problems of ``params.nas`` (an empty list when it is fine), each naming its key."""
-    from doracle import models
-
     nas, errors = params.nas, []
     players = nas_families(params.game)
     for i, player in enumerate(nas.players):
@@ -453,7 +462,7 @@ def check_nas(params: Params) -> list[str]:
                 hint = did_you_mean(family, players[player])
                 errors.append(f"{key}.{family}: unknown {player} family; {hint}valid: {', '.join(players[player])}")
                 continue
-            accepted = models.ARCH_OPTIONS.get(family, ())
+            accepted = registry.ARCH_OPTIONS.get(family, ())
             for option, choices in options.items():
                 okey = f"{key}.{family}.{option}"
                 if option not in accepted:
@@ -466,8 +475,8 @@ def check_nas(params: Params) -> list[str]:
                     errors.append(f"{okey}: choices must be integers >= 1, got {choices}")
                 elif option == "batch_norm" and not all(isinstance(c, bool) for c in choices):
                     errors.append(f"{okey}: choices must be true or false, got {choices}")
-                elif option == "activation" and not set(choices) <= set(models.ACTIVATION_NAMES):
-                    errors.append(f"{okey}: unknown activation in {choices}; valid: {', '.join(models.ACTIVATION_NAMES)}")
+                elif option == "activation" and not set(choices) <= set(registry.ACTIVATION_NAMES):
+                    errors.append(f"{okey}: unknown activation in {choices}; valid: {', '.join(registry.ACTIVATION_NAMES)}")
                 elif len(set(map(repr, choices))) != len(choices):
                     errors.append(f"{okey}: repeated choices {choices}")
     if nas.enabled:
@@ -514,10 +523,8 @@ class Params(_Strict):
     @field_validator("game")
     @classmethod
     def _game(cls, v):
-        from doracle.games import GAMES
-
-        if v not in GAMES:
-            raise ValueError(unknown_name("game", v, GAMES.names()))
+        if v not in registry.GAMES:
+            raise ValueError(unknown_name("game", v, registry.GAMES.names()))
         return v
 
     @model_validator(mode="after")
@@ -647,7 +654,7 @@ def _node_model(model: Any, loc: tuple) -> Any:
     return node
 
 
-def _format_errors(err: ValidationError, source: str, prefix: str = "", model: Any = None) -> str:
+def format_errors(err: ValidationError, source: str, prefix: str = "", model: Any = None) -> str:
     """pydantic's errors as ``  key: message (got value)``: the value once (a message that already
     shows it is left as it is), unknown keys with the closest valid key ("did you mean"), wrong
     choices with the closest valid choice. ``model``: the model validated (default Params)."""
@@ -657,6 +664,10 @@ def _format_errors(err: ValidationError, source: str, prefix: str = "", model: A
         loc = prefix + (".".join(str(p) for p in e["loc"]) or "<top level>")
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
+        if (field := re.match(r"([A-Za-z_]\w*): ", msg)) and isinstance(got, dict) and field[1] in got:
+            # a model validator's message about one of its fields (_Strict._plain_numbers): that key
+            loc = (f"{loc}." if e["loc"] else prefix) + field[1]
+            msg, got = msg[field.end():], got[field[1]]
         if e["type"] == "extra_forbidden":
             parent = _node_model(model or Params, tuple(e["loc"][:-1]))
             valid = list(parent.model_fields) if parent is not None else []
@@ -665,7 +676,8 @@ def _format_errors(err: ValidationError, source: str, prefix: str = "", model: A
         elif e["type"] == "literal_error":
             choices = re.findall(r"'([^']*)'", msg.removeprefix("Input should be "))
             after = did_you_mean(got, choices).strip() if isinstance(got, str) else ""
-        shown = e["type"] == "extra_forbidden" or isinstance(got, dict) or repr(got) in msg or f"got {got}" in msg
+        shown = (e["type"] == "extra_forbidden" or isinstance(got, dict) or repr(got) in msg or f"got {got}" in msg
+                 or (isinstance(got, bool) and str(got).lower() in msg))
         suffix = "" if shown else f" (got {got!r})"
         lines.append(f"  {loc}: {msg}{suffix}" + (f"; {after}" if after else ""))
     return f"{source}: invalid params:\n" + "\n".join(lines)
@@ -679,7 +691,7 @@ def validate(raw: Any, source: str = "params") -> Params:
     try:
         params = Params.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(format_errors(err, source)) from None
     problems = check_nas(params)
     if problems:
         raise ConfigError(f"{source}: invalid params:\n" + "\n".join(f"  {p}" for p in problems))
@@ -896,53 +908,3 @@ def load_resolved(path: str | Path, overrides: dict | None = None, given: str = 
     raw, base = resolve(path, overrides, root)
     source = " + ".join(x for x in (base, str(path), f"--config {given}" if given else "") if x)
     return validate(raw, source), raw, base, source
-
-
-def check_names(params: Params, source: str = "params") -> None:
-    """Check every registry name in ``params`` (imports the registries, hence torch); ``source``
-    names the params' file(s) in the errors."""
-    from doracle.attacks import ATTACKS
-    from doracle.defenses import DEFENSES
-    from doracle.engine import META_SOLVERS, PRUNERS
-    from doracle.models import check_arch
-
-    def attack(spec: AttackSpec, key: str):
-        if spec.name not in ATTACKS:
-            raise ConfigError(f"{key}.name: {unknown_name('attack', spec.name, ATTACKS.names())}")
-
-    def defense(name: str, key: str):
-        if name not in DEFENSES:
-            raise ConfigError(f"{key}: {unknown_name('defense', name, DEFENSES.names())}")
-
-    check_arch(params.model.arch)
-    defense(params.base.defense, "base.defense")
-    defense(params.do.defender.defense, "do.defender.defense")
-    for i, m in enumerate(params.baselines.methods):
-        defense(m, f"baselines.methods[{i}]")
-    defense(params.baselines.matched_defense, "baselines.matched_defense")
-    from doracle.defenses.options import OPTIONS
-
-    for name, spec in params.defenses.items():
-        defense(name, f"defenses.{name}")
-        if spec.attack:
-            attack(spec.attack, f"defenses.{name}.attack")
-        try:
-            OPTIONS[name].model_validate(spec.options)
-        except ValidationError as err:
-            raise ConfigError(_format_errors(err, source, prefix=f"defenses.{name}.options.",
-                                             model=OPTIONS[name])) from None
-    attack(params.do.attacker.attack, "do.attacker.attack")
-    for name, spec in params.do.attacker.candidates.items():
-        attack(spec, f"do.attacker.candidates.{name}")
-    for name, spec in params.evaluation.attacks.items():
-        attack(spec, f"evaluation.attacks.{name}")
-    if params.evaluation.eps_curve:
-        attack(params.evaluation.eps_curve.attack, "evaluation.eps_curve.attack")
-    from doracle.games import game_of
-
-    game_of(params).check_names(params)
-    if params.do.meta_solver not in META_SOLVERS:
-        raise ConfigError(f"do.meta_solver: {unknown_name('meta-solver', params.do.meta_solver, META_SOLVERS.names())}")
-    for i, p in enumerate(params.do.pruners):
-        if p not in PRUNERS:
-            raise ConfigError(f"do.pruners[{i}]: {unknown_name('pruner', p, PRUNERS.names())}")

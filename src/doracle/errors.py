@@ -1,6 +1,26 @@
 """Exceptions with messages meant for users. The CLI turns them into exit code 2."""
 
 
+import re
+
+#: C0 and C1 control characters but newline and tab (ESC starts a terminal's escape sequences)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """``text`` with its control characters written as ``\\xNN``: a message that echoes a key, a
+    value or a path taken from input never drives the terminal it is printed on (a YAML key
+    ``"a\\x1b[2J"`` would clear the screen)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def say_error(message: object, kind: str = "error") -> None:
+    """Print ``doracle: <kind>: message`` on stderr, control characters escaped (:func:`printable`)."""
+    import sys
+
+    print(f"doracle: {kind}: {printable(message)}", file=sys.stderr)
+
+
 class DoracleError(Exception):
     """Base class for every error doracle reports to a user (bad input, bad params, ...)."""
 

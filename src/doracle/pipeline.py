@@ -1,103 +1,49 @@
-"""The pipeline's jobs, described once, for both Snakemake and DVC.
+"""The pipeline adapters: the job graph (:mod:`doracle.games.graph`) as Snakemake rules and DVC stages.
 
-:data:`PATTERNS` holds every artifact path (with Snakemake wildcards ``{exp}``, ``{it}``,
-``{method}``) and :data:`COMMANDS` every job's command template. The rules under
-``workflow/rules/`` use both; :func:`dvc_stages` expands the same templates into concrete DVC
-stages (DVC templates have no arithmetic, so the chain of iterations is written out), and
-``doracle dvc-yaml`` writes them to ``dvc.yaml``. A test runs Snakemake's dry run and checks that
-its jobs and the DVC stages carry the same commands, inputs and outputs.
+:data:`~doracle.paths.PATTERNS` holds every artifact path (with Snakemake wildcards ``{exp}``,
+``{it}``, ``{method}``) and :data:`~doracle.games.graph.COMMANDS` every job's command template (both
+re-exported here). The rules under ``workflow/rules/`` use both, with each job's inputs, params,
+threads and resources from :class:`Workflow`; :func:`dvc_stages` expands the same jobs into
+concrete DVC stages (DVC templates have no arithmetic, so the chain of iterations is written out),
+and ``doracle dvc-yaml`` writes them to ``dvc.yaml``. A test runs Snakemake's dry run and checks
+that its jobs and the DVC stages carry the same commands, inputs and outputs. Here too: the
+cluster resources per rule, the params resolution of a Snakemake run and its claims.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import yaml
 
 from doracle import artifacts, provenance
-from doracle.config import DEFAULT_PARAMS as PARAMS_FILE
+from doracle.config import DEFAULT_PARAMS as PARAMS_FILE  # noqa: F401 (re-exported)
 from doracle.config import Params, default_experiments  # noqa: F401 (re-exported for the workflow and CLI)
-
-# The params the game-independent stages read (the games declare theirs: Game.stage_params).
-# Every job's metadata records them, DVC tracks them, Snakemake reruns a job when they change.
-COMMON_STAGE_PARAMS = {
-    "data": ("seed", "data"),
-    "solve": ("do.meta_solver", "do.tolerance"),
-    "prune": ("do.meta_solver", "do.tolerance", "do.pruners", "do.capacity", "do.dominance_tolerance"),
-}
-
-
-def stage_keys(params: Params, *stages: str) -> list[str]:
-    """The dotted params keys ``stages`` read (common stages without importing the game: torch-free)."""
-    keys: list[str] = []
-    for s in stages:
-        if s in COMMON_STAGE_PARAMS:
-            keys += COMMON_STAGE_PARAMS[s]
-        else:
-            from doracle.games import game_of
-
-            keys += game_of(params).stage_keys(params, s)
-    return list(dict.fromkeys(keys))
-
-
-def stage_params(params: Params, *stages: str) -> dict:
-    return params.stage(*stage_keys(params, *stages))
-
-
-R = "results/{exp}"
-PATTERNS = {
-    "data": f"{R}/data/dataset.safetensors",
-    "model": f"{R}/{{role}}/model.safetensors",  # trained once outside the DO loop (Game.train_roles)
-    "baseline": f"{R}/baselines/{{method}}/model.safetensors",
-    "init": f"{R}/do/it000/init.safetensors",  # the strategies the init job adds
-    "population": f"{R}/do/it{{it}}/population.json",
-    "strategy": f"{R}/do/it{{it}}/{{player}}.safetensors",  # a best response
-    "payoff": f"{R}/do/it{{it}}/payoff.json",
-    "meta": f"{R}/do/it{{it}}/meta.json",
-    # the closing step: the best response to the deployed player's final meta-strategy, and the
-    # population it closes (one more row or column, solved once more): what evaluation reads
-    "closing_model": f"{R}/do/closing/response.safetensors",
-    "closed": f"{R}/do/closing/population.json",
-    "evaluation_do": f"{R}/evaluation/do/{{target}}.json",
-    "evaluation_baseline": f"{R}/evaluation/baselines/{{method}}.json",
-    "metrics": f"{R}/metrics.json",
-    "headline": f"{R}/headline.json",  # the headline numbers (dvc metrics), written with metrics.json
-    "report": f"{R}/report",  # a folder: index.html, summary.md, the game's plots and plots/*.json
-}
-SUMMARY = "summary.md"
-HTML = "index.html"
-
-COMMANDS = {
-    "prepare_data": "doracle data --params {params.file} --out {output.data} --log {log}",
-    "train": ("doracle train --params {params.file} --role {wildcards.role} --data {input.data} --out {output.model} "
-              "--log {log}"),
-    "train_baseline": ("doracle train --params {params.file} --role baseline --method {wildcards.method} "
-                       "--data {input.data}{params.uses} --out {output.model} --log {log}"),
-    "do_init": ("doracle do init --params {params.file} --data {input.data}{params.uses} "
-                "--init-out {output.init} --out {output.population} --log {log}"),
-    "best_response": ("doracle do best-response --player {wildcards.player} --params {params.file} "
-                      "--data {input.data} --state {input.state} --iteration {wildcards.it} "
-                      "--out {output.model} --log {log}"),
-    "payoff": ("doracle do payoff --params {params.file} --data {input.data} --state {input.state} "
-               "--iteration {wildcards.it} --row {input.row} --col {input.col} --out {output.payoff} --log {log}"),
-    "solve": ("doracle do solve --params {params.file} --state {input.state} --payoff {input.payoff} "
-              "--out {output.meta} --log {log}"),
-    "prune": ("doracle do prune --params {params.file} --state {input.state} --payoff {input.payoff} "
-              "--meta {input.meta} --out {output.population} --log {log}"),
-    "close": ("doracle do close --params {params.file} --data {input.data} --state {input.state} "
-              "--model-out {output.model} --out {output.population} --log {log}"),
-    "evaluate_do": ("doracle evaluate --params {params.file} --data {input.data} --model {wildcards.target} "
-                    "--population {input.population}{params.uses} --state {params.state} --out {output.evaluation} "
-                    "--log {log}"),
-    "evaluate_baseline": ("doracle evaluate --params {params.file} --data {input.data} --model {wildcards.method} "
-                          "--checkpoint {input.model}{params.uses} --state {params.state} --out {output.evaluation} "
-                          "--log {log}"),
-    "metrics": ("doracle metrics --params {params.file} --population {input.population} "
-                "--evaluation {params.evaluations} --out {output.metrics} --headline {output.headline} --log {log}"),
-    "report": ("doracle report --params {params.file} --metrics {input.metrics} --population {input.population} "
-               "--payoff {input.payoff} --out {output.report} --log {log}"),
-}
+from doracle.games.graph import (  # noqa: F401 (the job graph, re-exported for the workflow and the CLI)
+    COMMANDS,
+    COMMON_STAGE_PARAMS,
+    COUNT_ONLY_INPUTS,
+    job_stages,
+    jobs,
+    lineage,
+    model_cost,
+    stage_keys,
+    stage_params,
+)
+from doracle.paths import (  # noqa: F401 (re-exported for the workflow and the CLI)
+    HTML,
+    PATTERNS,
+    SUMMARY,
+    R,
+    bench_path,
+    final_targets,
+    html_path,
+    it3,
+    log_path,
+    sidecar,
+    state_path,
+    summary_path,
+)
 
 # Where each rule runs on a cluster: the family of params' `resources` its jobs ask for, or None
 # for a job that runs on the submitting host (Snakemake's localrules): the one-second jobs
@@ -119,25 +65,6 @@ RULE_RESOURCES = {
     "report": None,
 }
 LOCAL_RULES = tuple(r for r, family in RULE_RESOURCES.items() if family is None)
-
-
-def job_stages(rule: str, wildcards: dict) -> tuple[str, ...]:
-    """The stages (keys of COMMON_STAGE_PARAMS or Game.stage_params) a job reads."""
-    return {
-        "prepare_data": ("data",),
-        "train": ("train", wildcards.get("role", "")),
-        "train_baseline": ("train", "baseline"),
-        "do_init": ("init",),
-        "best_response": (f"best_response_{wildcards.get('player')}",),
-        "payoff": ("payoff",),
-        "solve": ("solve",),
-        "prune": ("prune",),
-        "close": ("closing",),
-        "evaluate_do": ("evaluate",),
-        "evaluate_baseline": ("evaluate",),
-        "metrics": ("metrics",),
-        "report": ("report",),
-    }[rule]
 
 
 def rule_threads(params: Params, rule: str) -> int:
@@ -164,158 +91,11 @@ def rule_resources(params: Params, rule: str) -> dict:
     return out
 
 
-def sidecar(path: str) -> str:
-    """The JSON sidecar of an artifact path (or pattern), as Snakemake and DVC want it: a string."""
-    return str(artifacts.sidecar(path))
-
-
-def log_path(output: str) -> str:
-    """logs/... mirrors results/... (same wildcards)."""
-    out = Path(output)
-    return "logs/" + str(out.with_suffix(".log") if out.suffix else out / "index.log").removeprefix("results/")
-
-
-def bench_path(output: str) -> str:
-    out = Path(output)
-    return "benchmarks/" + str(out.with_suffix(".tsv") if out.suffix else out / "index.tsv").removeprefix("results/")
-
-
-def it3(t: int) -> str:
-    return f"{t:03d}"
-
-
-def state_path(evaluation: str) -> str:
-    """The resumable evaluation state beside an evaluation output (not an output itself, so a
-    failed job keeps it)."""
-    return str(Path(evaluation).with_suffix(".state.json"))
-
-
-def summary_path(params: Params) -> str:
-    return f"{PATTERNS['report'].format(exp=params.experiment)}/{SUMMARY}"
-
-
-def html_path(params: Params) -> str:
-    return f"{PATTERNS['report'].format(exp=params.experiment)}/{HTML}"
-
-
 def tracked(params: Params, rule: str, wildcards: dict | None = None) -> str:
     """The params a job reads, as canonical JSON: Snakemake reruns the job when they change."""
     import json
 
     return json.dumps(params.stage(*stage_keys(params, *job_stages(rule, wildcards or {}))), sort_keys=True)
-
-
-def final_targets(params: Params) -> list[str]:
-    exp = params.experiment
-    return [PATTERNS["metrics"].format(exp=exp), PATTERNS["report"].format(exp=exp)]
-
-
-def _uses(paths: dict[str, str]) -> str:
-    """The ``--uses ROLE=PATH`` options of a job reading models trained outside the DO loop."""
-    return "".join(f" --uses {role}={path}" for role, path in paths.items())
-
-
-def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
-    """Every job of the experiment with concrete inputs, outputs, log and command. The game
-    (``params.game``) decides which models are trained outside the loop, who the players are,
-    what is evaluated; the job shapes are the same for every game."""
-    from doracle.games import game_of
-
-    game = game_of(params)
-    exp = params.experiment
-    T = params.do.iterations
-
-    def p(name, **wc):
-        return PATTERNS[name].format(exp=exp, **wc)
-
-    out: list[dict] = []
-
-    def add(rule, name, inputs, outputs, wildcards=None, extra_params=None):
-        wildcards = wildcards or {}
-        log = log_path(next(iter(outputs.values())))
-        extra = {"file": params_file, **(extra_params or {})}
-        ns = {"input": SimpleNamespace(**inputs), "output": SimpleNamespace(**outputs),
-              "wildcards": SimpleNamespace(**wildcards), "log": log, "params": SimpleNamespace(**extra)}
-        out.append({"rule": rule, "name": name, "cmd": COMMANDS[rule].format(**ns), "inputs": inputs,
-                    "outputs": outputs, "log": log, "benchmark": bench_path(next(iter(outputs.values()))),
-                    "stages": job_stages(rule, wildcards), "wildcards": wildcards, "params": extra})
-
-    data = p("data")
-    add("prepare_data", "prepare_data", {}, {"data": data, "data_meta": sidecar(data)})
-    trained = {}
-    for role in game.train_roles(params):
-        trained[role] = p("model", role=role)
-        add("train", f"train_{role}", {"data": data}, {"model": trained[role], "model_meta": sidecar(trained[role])},
-            {"role": role})
-    baselines = {}
-    for m in game.baselines(params):
-        baselines[m] = p("baseline", method=m)
-        uses = game.baseline_uses(params, m)
-        add("train_baseline", f"train_baseline_{m}", {"data": data, **uses},
-            {"model": baselines[m], "model_meta": sidecar(baselines[m])}, {"method": m}, {"uses": _uses(uses)})
-    init_uses = {r: trained[r] for r in game.init_roles(params)}
-    init = p("init")
-    add("do_init", "do_init", {"data": data, **init_uses},
-        {"population": p("population", it=it3(0)), "init": init, "init_meta": sidecar(init)},
-        extra_params={"uses": _uses(init_uses)})
-    row, col = game.players
-    for t in range(1, T + 1):
-        it, prev = it3(t), it3(t - 1)
-        state = p("population", it=prev)
-        new = {}
-        for responder, players in game.responders(params).items():  # one job per player, or one per pair
-            path = p("strategy", it=it, player=responder)
-            new.update(dict.fromkeys(players, path))
-            add("best_response", f"best_response_{responder}_it{it}", {"data": data, "state": state},
-                {"model": path, "model_meta": sidecar(path)}, {"it": it, "player": responder})
-        add("payoff", f"payoff_it{it}", {"data": data, "state": state, "row": new[row], "col": new[col]},
-            {"payoff": p("payoff", it=it)}, {"it": it})
-        add("solve", f"solve_it{it}", {"state": state, "payoff": p("payoff", it=it)}, {"meta": p("meta", it=it)},
-            {"it": it})
-        add("prune", f"prune_it{it}", {"state": state, "payoff": p("payoff", it=it), "meta": p("meta", it=it)},
-            {"population": p("population", it=it)}, {"it": it})
-    closing = p("closing_model")
-    add("close", "close", {"data": data, "state": p("population", it=it3(T))},
-        {"population": p("closed"), "model": closing, "model_meta": sidecar(closing)})
-    final = p("closed")
-    eval_uses = {r: trained[r] for r in game.eval_roles(params)}
-    evs = []
-    for t in game.targets(params):
-        ev = p("evaluation_do", target=t)
-        evs.append(ev)
-        add("evaluate_do", f"evaluate_{t}", {"data": data, "population": final, **eval_uses}, {"evaluation": ev},
-            {"target": t}, {"state": state_path(ev), "uses": _uses(eval_uses)})
-    for m in game.baselines(params):
-        ev = p("evaluation_baseline", method=m)
-        evs.append(ev)
-        add("evaluate_baseline", f"evaluate_baseline_{m}", {"data": data, "model": baselines[m], **eval_uses},
-            {"evaluation": ev}, {"method": m}, {"state": state_path(ev), "uses": _uses(eval_uses)})
-    add("metrics", "metrics", {"population": final, **{f"evaluation_{k}": v for k, v in enumerate(evs)}},
-        {"metrics": p("metrics"), "headline": p("headline")}, extra_params={"evaluations": " ".join(evs)})
-    # the report reads the evaluations too (the GAN report's sample grids, drawn by its evaluation jobs)
-    add("report", "report", {"metrics": p("metrics"), "population": final, "payoff": p("payoff", it=it3(T)),
-                             **{f"evaluation_{k}": v for k, v in enumerate(evs)}}, {"report": p("report")})
-    return out
-
-
-#: (rule, input) pairs read only to copy a count: a matched baseline reads the closed DO population
-#: for the DO run's epochs and passes, and none of that run's work is its own
-COUNT_ONLY_INPUTS = {("train_baseline", "population")}
-
-
-def lineage(params: Params, output: str) -> list[dict]:
-    """Every job upstream of ``output`` (the job that writes it included), in pipeline order; an
-    input read only for its counts (:data:`COUNT_ONLY_INPUTS`) is not followed."""
-    all_jobs = jobs(params)
-    producer = {o: j for j in all_jobs for o in j["outputs"].values()}
-    todo, seen = [output], set()
-    while todo:
-        job = producer.get(todo.pop())
-        if job is None or job["name"] in seen:
-            continue
-        seen.add(job["name"])
-        todo.extend(v for k, v in job["inputs"].items() if (job["rule"], k) not in COUNT_ONLY_INPUTS)
-    return [j for j in all_jobs if j["name"] in seen]
 
 
 #: params that change the job graph in every game (the games add theirs: Game.dag_params)
@@ -387,12 +167,14 @@ def _relative(path) -> str:
 
 def checked_experiments(experiments: list[tuple[Params, str]]) -> list[tuple[Params, str]]:
     """``experiments`` with their registry names checked; two may not share an experiment name."""
-    from doracle import config as cfg
     from doracle.errors import ConfigError
+    from doracle.games.checks import (
+        check_names,  # the registries (numpy, scipy): not for every light job
+    )
 
     seen: dict[str, str] = {}
     for params, f in experiments:
-        cfg.check_names(params)
+        check_names(params)
         if params.experiment in seen:
             raise ConfigError(f"{f} and {seen[params.experiment]} both name experiment {params.experiment!r}: "
                               "their results would overwrite each other")

@@ -26,9 +26,9 @@ SOURCE_DIR = "src/doracle"
 
 #: what every job runs: the command line, params, artifact I/O, the job layer, the engine, the game
 #: registry and the population file
-CORE = ("__init__.py", "__main__.py", "artifacts.py", "compute.py", "config.py", "errors.py", "pipeline.py",
-        "provenance.py", "registry.py", "runtime.py", "cli", "engine",
-        "games/__init__.py", "games/population.py", "models/__init__.py", "models/entrypoints.py")
+CORE = ("__init__.py", "__main__.py", "artifacts.py", "compute.py", "config.py", "errors.py", "paths.py",
+        "pipeline.py", "provenance.py", "registry.py", "runtime.py", "cli", "engine",
+        "games/__init__.py", "games/graph.py", "games/population.py", "models/__init__.py", "models/entrypoints.py")
 #: the torch side a network job runs
 _NETS = ("data", "models", "attacks", "defenses", "games")
 #: per Snakemake rule (DVC stage family), the package paths (files or folders) it runs besides CORE

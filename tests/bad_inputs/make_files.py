@@ -114,6 +114,7 @@ def files() -> dict[str, bytes]:
         "mnist_float": {"data": {"dataset": "mnist", "root": "data/mnist_float", "download": False}},
         "mnist_missing": {"data": {"dataset": "mnist", "root": "data/nowhere", "download": False}},
         "vit_on_digits": {"model": {"arch": "vit_tiny_patch16_224"}},
+        "batch_beyond_int64": {"training": {"batch_size": 2**70}},
     }.items():
         out[f"params/complete_{name}.yaml"] = _params(over)
     return out

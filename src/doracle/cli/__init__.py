@@ -12,7 +12,7 @@ import errno
 import sys
 
 from doracle import __version__
-from doracle.errors import EXIT_PREEMPTED, DoracleError, Preempted
+from doracle.errors import EXIT_PREEMPTED, DoracleError, Preempted, say_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None, *, extra: dict | None = None) -> int:
     try:
         rc = args.handler(args)
     except Preempted as exc:
-        print(f"doracle: preempted: {exc}", file=sys.stderr)
+        say_error(exc, "preempted")
         return EXIT_PREEMPTED
     except DoracleError as exc:
-        print(f"doracle: error: {exc}", file=sys.stderr)
+        say_error(exc)
         return 2
     except KeyboardInterrupt:
         print("doracle: interrupted", file=sys.stderr)
@@ -55,17 +55,16 @@ def main(argv: list[str] | None = None, *, extra: dict | None = None) -> int:
             # place), so the files already there are intact and the temp file is gone
             where = exc.filename or "a results file"
             if exc.errno in (errno.EACCES, errno.EPERM):
-                print(f"doracle: error: cannot access {where}: {exc.strerror} (another user's files, or a "
-                      "folder without write permission?); nothing was half-written", file=sys.stderr)
+                say_error(f"cannot access {where}: {exc.strerror} (another user's files, or a "
+                          "folder without write permission?); nothing was half-written")
             else:
-                print(f"doracle: error: cannot write {where}: {exc.strerror} (full disk, quota, or a read-only "
-                      "results folder?); nothing was half-written: free space or remount, then rerun",
-                      file=sys.stderr)
+                say_error(f"cannot write {where}: {exc.strerror} (full disk, quota, or a read-only "
+                          "results folder?); nothing was half-written: free space or remount, then rerun")
             return 2
         if exc.filename is None:
             raise
         # a file named on the command line that cannot be read
-        print(f"doracle: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        say_error(f"{exc.filename}: {exc.strerror or exc}")
         return 2
     finally:
         from doracle import provenance

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from doracle.errors import ConfigError
+from doracle.errors import ConfigError, printable
 
 
 @contextlib.contextmanager
@@ -46,7 +46,9 @@ def _params(args, *, names: bool = True):
 
     p = config.load_complete(args.params)
     if names:
-        config.check_names(p, str(args.params))
+        from doracle.games.checks import check_names
+
+        check_names(p, str(args.params))
     artifacts.expect_experiment(p.experiment)  # refuse artifacts another experiment wrote
     return p
 
@@ -183,14 +185,16 @@ def cmd_check_params(args):
     from doracle.artifacts import atomic_write_bytes
 
     p, raw, base, source = config.load_resolved(args.params)
-    config.check_names(p, source)
+    from doracle.games.checks import check_names
+
+    check_names(p, source)
     how = f"partial: completed from {base}, as the workflow completes it" if base else "complete"
-    print(f"{args.params}: valid (experiment {p.experiment!r}, game {p.game}, {p.do.iterations} DO iterations; "
-          f"{how})")
+    print(printable(f"{args.params}: valid (experiment {p.experiment!r}, game {p.game}, {p.do.iterations} DO "
+                    f"iterations; {how})"))
     if (line := config.payoff_statement(p)) is not None:
         print(line)
     for w in _game(p).warnings(p):
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {printable(w)}", file=sys.stderr)
     if args.resolved:
         import yaml
 

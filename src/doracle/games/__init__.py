@@ -18,9 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doracle.registry import Registry
-
-GAMES: Registry = Registry("game", lazy={"at": "doracle.games.at_game", "gan": "doracle.games.gan_game"})
+from doracle.registry import GAMES  # noqa: F401 (declared in the lowest layer: params check game names)
 
 
 class Game:

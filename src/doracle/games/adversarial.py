@@ -28,8 +28,9 @@ from doracle.config import Params
 from doracle.data import Dataset
 from doracle.data import load as load_dataset
 from doracle.engine import DOState
-from doracle.games import classifiers, game_of
+from doracle.games import classifiers, game_of, graph
 from doracle.games.attackers import AttackerStrategy, ModelCache, Opponent, target_refs
+from doracle.games.graph import stage_params
 from doracle.games.population import (
     _population_doc,
     _strategy,
@@ -41,7 +42,6 @@ from doracle.games.population import (
     skip_artifact,
 )
 from doracle.models.mixture import Mixture
-from doracle.pipeline import stage_params
 
 # ----------------------------------------------------------------------------- classifiers
 
@@ -61,12 +61,11 @@ def do_budget(params: Params, population: str) -> dict:
     """The closed DO run's budget, from its jobs' own records (every job upstream of ``population``):
     the epochs its defenders trained in total (the base model, every defender best response, and
     DONAS candidates' short epochs) and its counted forward + backward passes
-    (:func:`doracle.compute.model_cost`, the closing step included)."""
+    (:func:`doracle.games.graph.model_cost`, the closing step included)."""
     from doracle.artifacts import read_json, sidecar
-    from doracle.pipeline import lineage
 
     epochs = 0
-    for job in lineage(params, population):
+    for job in graph.lineage(params, population):
         trains = job["rule"] == "train" or (job["rule"] == "best_response"
                                             and job["wildcards"].get("player") == "defender")
         if not trains:
@@ -77,7 +76,7 @@ def do_budget(params: Params, population: str) -> dict:
         epochs += int(meta["training"]["epochs"])
         found = meta.get("nas") or {}
         epochs += sum(int(c.get("epochs", 0)) for c in found.get("candidates", []))
-    return {"defender_epochs": epochs, "passes": compute.model_cost(params, population)["passes"]}
+    return {"defender_epochs": epochs, "passes": graph.model_cost(params, population)["passes"]}
 
 
 def passes_per_example(params: Params, ds: Dataset, defense: str, device: str, seed: int) -> float:
@@ -143,7 +142,7 @@ def train_matched(params: Params, data_path: str, out: str, population: str, met
 # ----------------------------------------------------------------------------- population state
 
 
-def _load_strategy(doc: dict, sid: str, device: str):
+def load_strategy(doc: dict, sid: str, device: str):
     """A defender's classifier, or an attacker's tensors (cached perturbations)."""
     ref = checked_ref(doc, sid)
     if ref["player"] == "defender":
@@ -158,7 +157,7 @@ def _load_attacker(doc: dict, sid: str, device: str) -> tuple[dict, dict]:
 
 def _mixture(doc: dict, ids: list[str], probs, device: str) -> tuple[Mixture, list[str]]:
     keep = [(i, p) for i, p in zip(ids, probs, strict=True) if p > 1e-9]
-    return Mixture([_load_strategy(doc, i, device) for i, _ in keep], [p for _, p in keep]), [i for i, _ in keep]
+    return Mixture([load_strategy(doc, i, device) for i, _ in keep], [p for _, p in keep]), [i for i, _ in keep]
 
 
 def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target: dict, seed: int,
@@ -351,9 +350,9 @@ def _cells(params: Params, data_path: str):
         models, advs, values, errs, costs = {}, {}, {}, {}, []
         for r, c in todo:
             if r not in models:
-                models[r] = _load_strategy(doc, r, device)
+                models[r] = load_strategy(doc, r, device)
             if c not in advs:
-                advs[c] = _load_strategy(doc, c, device)["x_payoff"]
+                advs[c] = load_strategy(doc, c, device)["x_payoff"]
             values[(r, c)], errs[(r, c)], cost = _cell(models[r], advs[c], y)
             costs.append(cost)
         return values, errs, len(y), compute.add(*costs)

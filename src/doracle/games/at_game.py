@@ -41,7 +41,7 @@ class AdversarialTraining(Game):
         "report": ("experiment", "game"),
     }
     dag_params = ("baselines.methods", "baselines.matched", "baselines.matched_defense")
-    #: the DO models every AT experiment evaluates (see doracle.evaluation.suite.do_target)
+    #: the DO models every AT experiment evaluates (see doracle.games.at_evaluate.do_target)
     TARGETS = ("do_mixture", "do_best_member", "do_uniform")
 
     def train_roles(self, params):
@@ -60,7 +60,7 @@ class AdversarialTraining(Game):
 
     def baseline_uses(self, params, method):
         if method in params.baselines.matched_names():  # its budget is the closed DO run's
-            from doracle.pipeline import PATTERNS
+            from doracle.paths import PATTERNS
 
             return {"population": PATTERNS["closed"].format(exp=params.experiment)}
         return {}
@@ -105,13 +105,13 @@ class AdversarialTraining(Game):
         return _jobs().close(params, data, state, model_out, out)
 
     def evaluate(self, params, data, label, out, *, population, checkpoint, state_path, uses):
-        from doracle.evaluation.suite import evaluate
+        from doracle.games.at_evaluate import evaluate
 
         r = evaluate(params, data, label, out, population=population, checkpoint=checkpoint, state_path=state_path)
         return f"{label}: clean {r['clean_accuracy']:.4f}, worst case {r['robust_accuracy']['worst_case']:.4f}"
 
     def metrics(self, params, population, evaluations, out):
-        from doracle.evaluation.metrics import merge_metrics
+        from doracle.games.at_metrics import merge_metrics  # the metrics job's module (JSON only)
 
         m = merge_metrics(params, population, evaluations, out, self.TARGETS)
         return "\n".join(f"{name:>16}: clean {r['clean_accuracy']:.4f}  worst case "

@@ -46,7 +46,7 @@ from doracle.config import Params
 from doracle.data import load as load_dataset
 from doracle.engine import DOState
 from doracle.errors import ArtifactError, ConfigError
-from doracle.games import GAMES, classifiers, game_of
+from doracle.games import GAMES, classifiers, game_of, graph
 from doracle.games.gan_math import fixed_latents, payoff_cell, sample_mixture
 from doracle.games.gan_train import (
     GanOptim,
@@ -55,6 +55,7 @@ from doracle.games.gan_train import (
     train_generator,
     train_pair,
 )
+from doracle.games.graph import stage_params
 from doracle.games.population import (
     _population_doc,
     _strategy,
@@ -66,7 +67,6 @@ from doracle.games.population import (
     skip_artifact,
     support,
 )
-from doracle.pipeline import stage_params
 
 ROLES = ("generator", "discriminator")
 
@@ -178,7 +178,7 @@ def _ordinary_gan(params: Params, data: str, seed: int, epochs: int, desc: str):
 def train_base_gan(params: Params, data: str, out: str, population: str | None = None) -> dict:
     """Ordinary GAN training with the DO run's total budget: its player-epochs (``base_gan``,
     ``GanGame.budget``) or, given the closed DO ``population``, its counted passes
-    (``base_gan_passes``: every DO job's forward + backward passes, :func:`doracle.compute.model_cost`,
+    (``base_gan_passes``: every DO job's forward + backward passes, :func:`doracle.games.graph.model_cost`,
     divided by what one epoch of ordinary GAN training counts; the nearest whole number of epochs)."""
     method = "base_gan" if population is None else "base_gan_passes"
     seed = runtime.derive_seed(params.seed, "baseline", method)
@@ -187,7 +187,7 @@ def train_base_gan(params: Params, data: str, out: str, population: str | None =
     if population is not None:
         ds = load_dataset(data, "cpu")
         per_epoch = epoch_passes(len(ds.y["train"]), params.gan.batch_size, params.gan.n_critic)
-        do_passes = compute.model_cost(params, population)["passes"]
+        do_passes = graph.model_cost(params, population)["passes"]
         epochs = max(1, round(do_passes / per_epoch))
         budget = {**budget, "matched": "passes", "do_passes": do_passes, "passes_per_epoch": per_epoch,
                   "base_gan_passes_epochs": epochs}

@@ -16,8 +16,8 @@ from doracle.artifacts import read_json, write_json
 from doracle.config import Params
 from doracle.errors import ArtifactError, ConfigError
 from doracle.games import GAMES, Game
+from doracle.games.graph import stage_params
 from doracle.games.population import double_oracle_summary, read_population
-from doracle.pipeline import stage_params
 
 
 def _jobs():
@@ -40,7 +40,7 @@ def player_epochs(params: Params) -> dict:
 def merge_metrics(params: Params, population: str, evaluations: list[str], out: str) -> dict:
     """metrics.json of a GAN experiment: every scored generator (``base_gan``, ``do_mixture``, each
     final generator), the reference classifier, and the double-oracle summary."""
-    from doracle.compute import model_cost
+    from doracle.games.graph import model_cost
 
     state, doc = read_population(population)
     models_, refs, floors, data, replicates = {}, [], [], None, {}
@@ -147,7 +147,7 @@ class GanGame(Game):
 
     def baseline_uses(self, params, method):
         if method == "base_gan_passes":  # its epochs come from the DO run's counted passes
-            from doracle.pipeline import PATTERNS
+            from doracle.paths import PATTERNS
 
             return {"population": PATTERNS["closed"].format(exp=params.experiment)}
         return {}

@@ -25,7 +25,7 @@ from doracle.engine import (
     solve,
 )
 from doracle.errors import ArtifactError
-from doracle.pipeline import stage_params
+from doracle.games.graph import stage_params
 
 
 def _strategy(path: str | Path, player: str, **extra) -> dict:
@@ -78,9 +78,8 @@ def checked_ref(doc: dict, sid: str) -> dict:
 
 def skip_artifact(out: str, reason: str, params: Params, stage: str) -> None:
     """The pass-through artifact a best response writes once DO has converged."""
-    from doracle.pipeline import stage_params as sp
-
-    artifacts.save_tensors(out, {}, artifacts.metadata("skipped", experiment=params.experiment, params=sp(params, stage), seed=None,
+    artifacts.save_tensors(out, {}, artifacts.metadata("skipped", experiment=params.experiment,
+                                                       params=stage_params(params, stage), seed=None,
                                                        skipped=True, reason=reason))
 
 

@@ -13,32 +13,16 @@ from __future__ import annotations
 
 from doracle.errors import ConfigError, did_you_mean
 
-# doracle's own architectures, registered with timm by doracle.models.small (digits/MNIST) and
-# doracle.models.resnets (CIFAR scale) (a test checks the lists agree), known here so that params
-# validate without importing timm.
-OWN_MODELS = ("doracle_cnn_small", "doracle_mlp", "doracle_preact_resnet18", "doracle_wrn28_10",
-              "doracle_wrn34_10")
-# The GAN game's strategies, registered by doracle.models.gan; not classifiers (kept out of
-# OWN_MODELS, and refused as model.arch).
-GAN_GENERATORS = ("doracle_gen_mlp", "doracle_gen_dcgan")
-GAN_DISCRIMINATORS = ("doracle_disc_mlp", "doracle_disc_dcgan")
-GAN_MODELS = GAN_GENERATORS + GAN_DISCRIMINATORS
-#: the architecture options each of doracle's families takes (``create(name, ..., **options)``,
-#: ``create_gan``; known here so that an architecture search space validates without torch)
-ARCH_OPTIONS = {
-    "doracle_cnn_small": ("width", "hidden", "depth", "activation"),
-    "doracle_mlp": ("hidden", "depth", "activation"),
-    "doracle_preact_resnet18": (),
-    "doracle_wrn28_10": (),
-    "doracle_wrn34_10": (),
-    "doracle_gen_mlp": ("width", "depth", "activation"),
-    "doracle_disc_mlp": ("width", "depth", "activation"),
-    "doracle_gen_dcgan": ("width",),
-    "doracle_disc_dcgan": ("width", "batch_norm"),
-}
-#: values of the ``activation`` option (doracle.models.small.ACTIVATIONS; the MLP GAN models also
-#: take leaky_relu, their default)
-ACTIVATION_NAMES = ("relu", "gelu", "silu", "tanh", "leaky_relu")
+# doracle's own names, known without importing torch or timm (doracle.registry holds them, so
+# that params validate in the lowest layer): re-exported here
+from doracle.registry import (  # noqa: E402, F401
+    ACTIVATION_NAMES,
+    ARCH_OPTIONS,
+    GAN_DISCRIMINATORS,
+    GAN_GENERATORS,
+    GAN_MODELS,
+    OWN_MODELS,
+)
 
 
 def check_arch(name: str) -> None:

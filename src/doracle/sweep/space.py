@@ -2,7 +2,7 @@
 pruner and the distributions of dotted params keys. One schema (pydantic, unknown keys refused);
 :func:`load_space` also checks every distribution against the base params (each bound and each
 choice set into the base file must validate), so a bad space fails before any trial runs, naming
-the key. Torch-free except for the registry-name check (:func:`doracle.config.check_names`).
+the key. Torch-free except for the registry-name check (:func:`doracle.games.checks.check_names`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from doracle import config as cfg
-from doracle.config import Params, _format_errors, _Strict
+from doracle.config import Params, _Strict, format_errors
 from doracle.errors import ConfigError
 
 # A study name is part of the trials' experiment names, <base experiment>-<study>-tNNNN: without a
@@ -220,11 +220,13 @@ def load_space(path: str | Path, *, names: bool = True) -> SweepSpec:
     try:
         space = Space.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, str(p), model=Space).replace("invalid params", "invalid space file")) from None
+        raise ConfigError(format_errors(err, str(p), model=Space).replace("invalid params", "invalid space file")) from None
     # a partial base completes as the workflow completes it: the trials' files are then complete
     base, base_raw, _, _ = cfg.load_resolved(space.base)
     if names:
-        cfg.check_names(base)
+        from doracle.games.checks import check_names  # imports the registries: only when checking
+
+        check_names(base)
     if space.metric == "auto" and base.game not in AUTO_METRICS:
         raise ConfigError(f"{p}: metric: no automatic metric for game {base.game!r}; name a dotted path "
                           "into metrics.json and a direction")
@@ -242,7 +244,7 @@ def load_space(path: str | Path, *, names: bool = True) -> SweepSpec:
             try:
                 params = cfg.validate(trial, f"{p}: params.{key} = {v!r}")
                 if names:
-                    cfg.check_names(params)
+                    check_names(params)
             except ConfigError as exc:
                 msg = str(exc)
                 if not msg.startswith(f"{p}:"):
