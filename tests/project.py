@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -11,6 +13,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from doracle import artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,3 +152,23 @@ def copy_project(src: Path, dest: Path) -> Path:
         if f.is_file() and not f.is_symlink():
             f.chmod(f.stat().st_mode | 0o200)
     return dest
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def same_results(a: Path, b: Path) -> list[str]:
+    """The artifacts of two runs compared: every safetensors file byte for byte; every JSON file
+    byte for byte but for its ``timing`` block (timestamps and durations, written last), which must
+    be all that differs. Returns the files compared."""
+    files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.suffix in (".safetensors", ".json"))
+    assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.suffix in (".safetensors", ".json"))
+    for f in files:
+        x, y = (a / f).read_bytes(), (b / f).read_bytes()
+        if f.endswith(".json"):
+            x, y = (t[:i] if (i := t.find(b'\n "timing": ')) >= 0 else t for t in (x, y))
+            assert artifacts.content(json.loads((a / f).read_text())) == artifacts.content(
+                json.loads((b / f).read_text())), f
+        assert x == y, f
+    return files

@@ -6,7 +6,6 @@ runs a tool in the project (Snakemake, DVC) works on a copy of it (``shared_copy
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -20,8 +19,8 @@ import pytest
 import yaml
 
 from doracle import artifacts
-from doracle.artifacts import content, input_digest, read_json, timing_of, write_json
-from project import as_dvc_cmd, make_project, params_with, run, shared_params
+from doracle.artifacts import input_digest, read_json, timing_of, write_json
+from project import as_dvc_cmd, params_with, run, sha, shared_params
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +30,6 @@ EXP = "tiny"
 PARAMS = shared_params()
 # the experiments' files of the shared project, as dvc.yaml's commands name them
 FILES = {EXP: "params.yaml", "tinygan": "params-gan.yaml"}
-
-
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -218,72 +213,6 @@ def test_an_override_reruns_only_the_jobs_that_read_it(shared_copy):
     assert counts["train_baseline"] == counts["evaluate_baseline"] == 2
 
 
-def same_results(a: Path, b: Path) -> list[str]:
-    """The artifacts of two runs compared: every safetensors file byte for byte; every JSON file
-    byte for byte but for its ``timing`` block (timestamps and durations, written last), which must
-    be all that differs. Returns the files compared."""
-    files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.suffix in (".safetensors", ".json"))
-    assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.suffix in (".safetensors", ".json"))
-    for f in files:
-        x, y = (a / f).read_bytes(), (b / f).read_bytes()
-        if f.endswith(".json"):
-            x, y = (t[:i] if (i := t.find(b'\n "timing": ')) >= 0 else t for t in (x, y))
-            assert content(json.loads((a / f).read_text())) == content(json.loads((b / f).read_text())), f
-        assert x == y, f
-    return files
-
-
-def test_dvc_repro_regenerates_the_same_artifacts(snake, shared_dvc):
-    """Same params and seed on CPU: byte-identical payoff, weights, perturbations, evaluations and
-    metrics (docs/reliability.md), apart from the named ``timing`` blocks."""
-    a, b = snake[0] / "results" / EXP, shared_dvc.at / "results" / EXP
-    files = same_results(a, b)
-    assert {"metrics.json", "do/it002/payoff.json", "do/it002/defender.safetensors"} <= set(files)
-    ma, mb = (json.loads((x / "metrics.json").read_text())["models"] for x in (a, b))
-    assert set(ma) == set(mb) == {"do_mixture", "do_best_member", "do_uniform", "erm", "pgd_at", "pgd_at_epochs",
-                                  "pgd_at_passes"}
-    assert {k: v["robust_accuracy"] for k, v in ma.items()} == {k: v["robust_accuracy"] for k, v in mb.items()}
-
-
-def test_dvc_commit_after_snakemake_then_status_clean_and_repro_noop(shared_copy):
-    proj = shared_copy
-    run(["dvc", "commit", "-f", "-q"], proj)
-    status = run(["dvc", "status"], proj)
-    assert "up to date" in status.stdout
-    repro = run(["dvc", "repro"], proj)
-    assert "Running stage" not in repro.stdout
-    assert "Data and pipelines are up to date" in repro.stdout
-
-
-def test_dvc_round_trip_through_a_local_remote_into_a_fresh_clone(shared_copy, tmp_path):
-    """A collaborator's round trip: dvc commit, a local directory remote, dvc push, git commit; then
-    a fresh git clone, dvc pull: every file comes back, DVC says up to date, but Snakemake plans jobs
-    (the pulled files are newer than their inputs) until `snakemake --touch` (docs/guide.md, DVC)."""
-    proj = shared_copy
-    run(["dvc", "commit", "-f", "-q"], proj)
-    remote = tmp_path / "remote"
-    run(["dvc", "remote", "add", "-f", "-d", "store", str(remote)], proj)
-    run(["dvc", "push", "-q"], proj)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    run([*git, "add", "-A"], proj)
-    run([*git, "commit", "-qm", "results tracked by DVC"], proj)
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(proj), str(clone)], tmp_path)
-    assert not (clone / f"results/{EXP}/metrics.json").exists()  # results travel through DVC, not git
-    run(["dvc", "pull", "-q"], clone)
-    for rel in (f"results/{EXP}/do/it002/population.json", f"results/{EXP}/do/it001/defender.safetensors",
-                f"results/{EXP}/metrics.json", "results/tinygan/metrics.json"):
-        assert sha(clone / rel) == sha(proj / rel), rel
-    assert "up to date" in run(["dvc", "status"], clone).stdout
-    planned = run(["snakemake", "-n", "-c1"], clone)
-    assert "Nothing to be done" not in planned.stdout + planned.stderr  # the pulled files' mtimes
-    run(["snakemake", "-c1", "--touch"], clone)
-    again = run(["snakemake", "-n", "-c1"], clone)
-    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
-    for rel in (f"results/{EXP}/metrics.json", f"results/{EXP}/do/it001/defender.safetensors"):
-        assert sha(clone / rel) == sha(proj / rel), rel  # --touch changed times, not bytes
-
-
 def test_converged_state_passes_later_iterations_through(snake, tmp_path):
     """After convergence the DAG keeps its shape: every later job writes a pass-through artifact."""
     proj, _ = snake
@@ -395,85 +324,7 @@ def test_warm_started_defender_starts_from_the_best_member(snake, tmp_path):
         assert (diff < 1e-4) if warm else (diff > 1e-2), diff
 
 
-def test_a_preempted_defender_best_response_resumes_to_the_same_weights(snake, tmp_path):
-    """SIGTERM (what SLURM sends before a time limit) in the middle of a DO defender best
-    response, which samples its opponents from the attacker meta-strategy: exit 75 with its state
-    saved, and the rerun ends with exactly the weights of an uninterrupted run."""
-    import signal
-    import subprocess
-    import time
-
-    from doracle.defenses.resume import checkpoint_path
-    from doracle.errors import EXIT_PREEMPTED
-
-    proj = snake[0]
-    res = proj / "results" / EXP
-    pf = tmp_path / "params.yaml"
-    pf.write_text(yaml.safe_dump(params_with({"do": {"defender": {"epochs": 12, "opponent_weight": 0.7}}})))
-
-    def cmd(out):
-        return [sys.executable, "-m", "doracle", "do", "best-response", "--player", "defender", "--params", str(pf),
-                "--data", str(res / "data/dataset.safetensors"), "--state", str(res / "do/it001/population.json"),
-                "--iteration", "2", "--out", str(out)]
-
-    ref, out = tmp_path / "ref" / "defender.safetensors", tmp_path / "run" / "defender.safetensors"
-    run(cmd(ref), proj)
-    proc = subprocess.Popen(cmd(out), cwd=proj, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not checkpoint_path(out).exists():
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.02)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == EXIT_PREEMPTED, err
-    assert not out.exists()
-    again = run(cmd(out), proj)
-    assert "resuming training from" in again.stdout + again.stderr
-    assert sha(out) == sha(ref)
-    assert json.loads(out.with_suffix(".json").read_text())["opponent"]["ids"]
-
-
 # ----------------------------------------------------------------------------- reliability (docs/reliability.md)
-
-
-def test_killed_main_job_resumes_after_unlock_to_identical_results(snake, tmp_path):
-    """SIGKILL (a node crash, an OOM kill: no chance to save anything) of Snakemake and every job
-    it runs while iteration 1's defender best response trains (its per-epoch checkpoint exists, its
-    output does not). The rerun stops on Snakemake's lock, as the README says; after `snakemake
-    --unlock` it completes, the defender resuming from its checkpoint, and every payoff matrix,
-    weight file, evaluation and the metrics are those of the uninterrupted run (byte for byte but
-    the timing blocks)."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from doracle.defenses.resume import checkpoint_path
-
-    proj = make_project(tmp_path / "killed", PARAMS, dvc=False)  # the shared run's AT experiment alone
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.Popen(["snakemake", "-c2"], cwd=proj, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
-    defender = proj / "results" / EXP / "do" / "it001" / "defender.safetensors"
-    deadline = time.time() + 600
-    while not checkpoint_path(defender).with_suffix(".json").exists():  # the sidecar: written last
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
-        time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGSTOP)  # freeze Snakemake and its jobs where they are, look, then kill
-    mid_training = not defender.exists()
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert mid_training, "killed too late: the defender best response had finished"
-    locked = run(["snakemake", "-c2"], proj, check=False)
-    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
-    run(["snakemake", "--unlock"], proj)
-    run(["snakemake", "-c2"], proj)
-    log = (proj / "logs" / EXP / "do" / "it001" / "defender.log").read_text()
-    assert "resuming training from" in log, log[-2000:]
-    assert not list((proj / "results").rglob("*.tmp"))
-    assert not checkpoint_path(defender).exists()
-    same_results(snake[0] / "results" / EXP, proj / "results" / EXP)
 
 
 def test_jobs_ran_only_the_code_their_rule_declares(shared):
@@ -496,29 +347,6 @@ def test_jobs_ran_only_the_code_their_rule_declares(shared):
                  if not any(m == d or m.startswith(d.rstrip("/") + "/") for d in declared)]
         assert not stray, f"{rule} ran {stray}, which RULE_CODE[{rule!r}] does not declare"
     assert seen == set(rule_of.values())
-
-
-def test_a_code_change_reruns_the_jobs_that_run_it(shared_copy):
-    """Editing the report's code (the project's copy of the package, which the jobs then run):
-    Snakemake plans the report job only (the `code` param; rerun trigger `params`), and `dvc status`
-    names the report stage only (its deps on src/doracle/report)."""
-    proj = shared_copy
-    env = {"PYTHONPATH": str(proj / "src")}
-    assert "Nothing to be done" in run(["snakemake", "-n"], proj, env=env).stdout  # the same code, copied
-    run(["dvc", "commit", "-f", "-q"], proj)
-    summary = proj / "src/doracle/report/summary.py"
-    original = summary.read_text()
-    try:
-        summary.write_text(original + "\n# an edit\n")
-        out = run(["snakemake", "-n"], proj, env=env).stdout
-        table = out[out.index("Job stats:"):]
-        counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-        assert counts == {"report": 2, "all": 1, "total": 3}, counts  # both experiments' reports
-        status = json.loads(run(["dvc", "status", "--json"], proj).stdout)
-        assert set(status) == {"report", "tinygan-report"}, status
-    finally:
-        summary.write_text(original)
-    assert "up to date" in run(["dvc", "status"], proj).stdout
 
 
 @pytest.mark.parametrize("damage", ["truncate", "bitflip", "edit_payoff", "other_experiment"])
@@ -640,29 +468,6 @@ def test_snakemake_report_holds_the_methods_table_and_every_plot(shared_copy):
     assert table[0].startswith("model,clean,FGSM,PGD,ARC,AutoAttack,worst case")
     assert [r.split(",")[0] for r in table[1:]] == list(json.loads((rep.parent / "metrics.json").read_text())["models"])
     assert "Payoff matrix of the final populations" in page  # a caption
-
-
-def test_dvc_metrics_and_plots_show_the_headline_numbers(shared_copy, tmp_path):
-    proj = shared_copy
-    headline = json.loads((proj / f"results/{EXP}/headline.json").read_text())
-    shown = run(["dvc", "metrics", "show", "--json"], proj).stdout
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "do_mixture_worst_case" in node:
-                found.append(node)
-            for v in node.values():
-                walk(v)
-
-    walk(json.loads(shown))
-    assert found == [headline]
-    plots = run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], proj)
-    assert "No plots were loaded" not in plots.stdout + plots.stderr
-    html = (tmp_path / "plots" / "index.html").read_text()
-    for title in (f"{EXP}: accuracy under PGD vs eps", f"{EXP}: DO gap", f"{EXP}: restricted game value",
-                  "payoff_heatmap.png", "robustness_curve.png"):
-        assert title in html, title
 
 
 def test_report_out_refuses_a_folder_it_did_not_write(shared_copy):
