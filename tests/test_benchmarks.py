@@ -103,3 +103,32 @@ def test_bench_do_gives_paired_worst_case_differences_per_seed_and_over_seeds(tm
     assert r["models"]["pgd_at"]["passes_vs_pgd_at"] == [1.0]
     assert r["models"]["pgd_at_passes"]["passes_vs_pgd_at"][0] == pytest.approx(
         r["models"]["do_mixture"]["passes_vs_pgd_at"][0], rel=0.1)
+
+
+def test_compare_runs_sets_aside_only_what_a_code_change_alone_changes(tmp_path):
+    """bench/compare_runs.py: a changed source hash, seal, timing or JSON input digest is the same
+    run; a changed value, tensor byte or tensor input digest, or a missing file, is not."""
+    def write(root, doc, tensor=b"\x00\x01"):
+        (root / "results/x").mkdir(parents=True)
+        (root / "results/x/m.json").write_text(json.dumps(doc))
+        (root / "results/x/m.safetensors").write_bytes(tensor)
+
+    base = {"acc": 0.5, "provenance": {"version": "1", "source_sha256": "aa"}, "content_sha256": "s1",
+            "inputs": {"results/x/p.json": "d1", "results/x/d.safetensors": "t1"}, "timing": {"eval_seconds": 1}}
+    write(tmp_path / "a", base)
+    write(tmp_path / "same", {**base, "provenance": {"version": "1", "source_sha256": "bb"}, "content_sha256": "s2",
+                              "inputs": {"results/x/p.json": "d2", "results/x/d.safetensors": "t1"},
+                              "timing": {"eval_seconds": 9}})
+    write(tmp_path / "value", {**base, "acc": 0.6})
+    write(tmp_path / "tensor_input", {**base, "inputs": {"results/x/p.json": "d1", "results/x/d.safetensors": "t2"}})
+    write(tmp_path / "bytes", base, tensor=b"\x00\x02")
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "compare_runs.py"), str(tmp_path / "a")]
+    assert run([*cmd, str(tmp_path / "same"), "--json", str(out)], ROOT).returncode == 0
+    assert json.loads(out.read_text())["same"] == 2
+    for other, bad in (("value", "m.json"), ("tensor_input", "m.json"), ("bytes", "m.safetensors")):
+        proc = run([*cmd, str(tmp_path / other)], ROOT, check=False)
+        assert proc.returncode == 1 and f"differs: results/x/{bad}" in proc.stdout, (other, proc.stdout)
+    (tmp_path / "same/results/x/m.safetensors").unlink()
+    proc = run([*cmd, str(tmp_path / "same")], ROOT, check=False)
+    assert proc.returncode == 1 and "in one run only: results/x/m.safetensors" in proc.stdout
