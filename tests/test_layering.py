@@ -104,3 +104,33 @@ def test_the_check_sees_an_upward_import(tmp_path, source, bad):
     found = violations(pkg)
     assert found and all(bad in f for f in found), found
     assert violations(pkg) != [] and not violations(PACKAGE)
+
+
+def unexplained_function_level_imports(package: Path = PACKAGE) -> list[str]:
+    """doracle imports inside functions without a reason: a comment on the import's lines, or above
+    the block of imports it belongs to. Such an import is kept only for start-up cost (torch, timm, numpy, a game's
+    job module in a light job) or a real cycle; anything else belongs at the top of the file."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text()
+        lines = text.split("\n")
+        for fn in ast.walk(ast.parse(text)):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, ast.Import | ast.ImportFrom):
+                    continue
+                mod = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                if not (getattr(node, "level", 0) or (mod or "").split(".")[0] == "doracle"):
+                    continue
+                above = node.lineno - 2
+                while above >= 0 and lines[above].strip().startswith(("import ", "from ")):
+                    above -= 1  # a block of imports under one comment
+                span = [*lines[node.lineno - 1:node.end_lineno], lines[above] if above >= 0 else ""]
+                if not any("#" in line for line in span):
+                    found.append(f"{path.relative_to(package.parent)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return sorted(set(found))
+
+
+def test_function_level_imports_say_why():
+    assert unexplained_function_level_imports() == [], "\n".join(unexplained_function_level_imports())

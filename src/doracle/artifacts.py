@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from doracle import provenance
 from doracle.errors import ArtifactError
 
 SCHEMA_VERSION = 1
@@ -267,7 +268,6 @@ def json_bytes(obj: Any, *, sealed: bool = True) -> bytes:
     if isinstance(obj, dict) and sealed:
         body, timing = split_timing({k: v for k, v in obj.items() if k not in ("timing", SEAL)})
         timing = _merge_timing(obj.get("timing"), timing)
-        from doracle import provenance
 
         body["provenance"] = provenance.record()  # the code writing it now (not a copied document's)
         body = json.loads(json.dumps(body, allow_nan=False))  # the content as it will be read back

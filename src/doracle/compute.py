@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import warnings
 
+from doracle.artifacts import read_json
+
 # Hooks on a module whose inputs need no gradient (training on plain data) fire on the outputs'
 # gradients, which is exactly the pass we count; PyTorch warns about it each time.
 warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
@@ -76,8 +78,6 @@ def wall_seconds(benchmark: str) -> float | None:
 
 
 def _passes(job: dict) -> dict:
-    from doracle.artifacts import read_json
-
     return add(*(read_json(o).get("compute") for o in job["outputs"].values() if o.endswith(".json")))
 
 

@@ -17,8 +17,11 @@ from pathlib import Path
 import yaml
 
 from doracle import artifacts, provenance
+from doracle import config as cfg
 from doracle.config import DEFAULT_PARAMS as PARAMS_FILE  # noqa: F401 (re-exported)
 from doracle.config import Params, default_experiments  # noqa: F401 (re-exported for the workflow and CLI)
+from doracle.errors import ConfigError
+from doracle.games import game_of
 from doracle.games.graph import (  # noqa: F401 (the job graph, re-exported for the workflow and the CLI)
     COMMANDS,
     COMMON_STAGE_PARAMS,
@@ -105,7 +108,6 @@ CHECK_STAGE = "check_dag"
 
 def dag_keys(params: Params, raw: dict) -> list[str]:
     """The graph-changing keys of an experiment that its params file holds (DVC fails on absent keys)."""
-    from doracle.games import game_of
 
     def present(key):
         node = raw
@@ -126,7 +128,6 @@ def dvc_stages(experiments: list[tuple[Params, str]], out: str = "dvc.yaml") -> 
     baselines.methods, ...) and runs ``doracle dvc-yaml --check``: after ``dvc exp run -S
     do.iterations=3`` it fails, saying to regenerate dvc.yaml, instead of running nothing (no
     other stage reads those keys). It has no outputs and comes first, so DVC runs it first."""
-    from doracle import config as cfg
 
     files = [f for _, f in experiments]
     check = "doracle dvc-yaml --check --params " + " ".join(files) + ("" if out == "dvc.yaml" else f" --out {out}")
@@ -141,7 +142,6 @@ def dvc_stages(experiments: list[tuple[Params, str]], out: str = "dvc.yaml") -> 
             stage["outs"] = list(job["outputs"].values())
             stages[job["name"] if k == 0 else f"{params.experiment}-{job['name']}"] = stage
     # what `dvc metrics show/diff`, `dvc exp show` and `dvc plots show/diff` compare
-    from doracle.games import game_of
 
     metrics = [PATTERNS["headline"].format(exp=p.experiment) for p, _ in experiments]
     plots = [d for p, _ in experiments for d in game_of(p).dvc_plots(p, PATTERNS["report"].format(exp=p.experiment))]
@@ -167,7 +167,6 @@ def _relative(path) -> str:
 
 def checked_experiments(experiments: list[tuple[Params, str]]) -> list[tuple[Params, str]]:
     """``experiments`` with their registry names checked; two may not share an experiment name."""
-    from doracle.errors import ConfigError
     from doracle.games.checks import (
         check_names,  # the registries (numpy, scipy): not for every light job
     )
@@ -184,7 +183,6 @@ def checked_experiments(experiments: list[tuple[Params, str]]) -> list[tuple[Par
 
 def load_experiments(files: list[str] | tuple[str, ...]) -> list[tuple[Params, str]]:
     """(params, file) of each complete params file, names checked (``dvc-yaml``: DVC reads the files)."""
-    from doracle import config as cfg
 
     return checked_experiments([(cfg.load(f), f) for f in files])
 
@@ -249,7 +247,6 @@ def claim_params(path: str | Path, text: str, *, pid: int | None = None) -> None
     import os
     import time
 
-    from doracle.errors import ConfigError
 
     claim = Path(path).parent / CLAIM
     mine = {"host": artifacts._HOST, "pid": pid or os.getpid(), "params_sha256": hashlib.sha256(text.encode()).hexdigest()}
@@ -303,7 +300,6 @@ def write_resolved(path: str | Path, text: str, *, dry_run: bool = False, lockdi
     (nothing is written, the jobs print what they would read), and never under another run's
     feet: the run claims the file first (:func:`claim_params`), and while another Snakemake run
     holds files of this experiment its jobs may be reading it."""
-    from doracle.errors import ConfigError
 
     path = Path(path)
     if (path.read_text() if path.is_file() else None) == text or dry_run:
@@ -346,8 +342,6 @@ def workflow_experiments(cli_configfiles: list | None = None, overrides: dict | 
     (``tracked``), and the file is rewritten only when its content changes (a rerun with the same
     overrides is a no-op). ``dvc.yaml``'s commands read the experiment files themselves.
     """
-    from doracle import config as cfg
-    from doracle.errors import ConfigError
 
     files = [_relative(f) for f in (cli_configfiles or [])]
     if len(files) > 1:
@@ -390,7 +384,6 @@ class Workflow:
         try:
             return self._jobs[key]
         except KeyError:
-            from doracle.errors import ConfigError
 
             raise ConfigError(f"no {rule} job of experiment {w.exp!r} with {dict(key[2])}: "
                               "not part of its pipeline (do.iterations, the game's players and baselines)") from None

@@ -10,6 +10,8 @@ import warnings
 
 import numpy as np
 
+from doracle.errors import ConfigError
+
 
 def resolve_device(name: str = "auto") -> str:
     import torch
@@ -19,8 +21,6 @@ def resolve_device(name: str = "auto") -> str:
             return "cuda"
         return "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from doracle.errors import ConfigError
-
         raise ConfigError(f"device: {name!r} requested but CUDA is not available (use auto or cpu)")
     return name
 

@@ -19,6 +19,7 @@ ATTACKS: Registry = Registry("attack", lazy={
 
 def run_attack(*args, **kwargs):
     """See :func:`doracle.attacks.base.run_attack`."""
+    # torch: the registry's names are read without it
     from doracle.attacks.base import run_attack as _run
 
     return _run(*args, **kwargs)

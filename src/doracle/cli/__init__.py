@@ -11,13 +11,12 @@ import argparse
 import errno
 import sys
 
-from doracle import __version__
+from doracle import __version__, provenance
+from doracle.cli import game, pipeline, sweep
 from doracle.errors import EXIT_PREEMPTED, DoracleError, Preempted, say_error
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from doracle.cli import game, pipeline, sweep
-
     parser = argparse.ArgumentParser(
         prog="doracle",
         description="Double-oracle games (adversarial training, GANs), reproducible from a laptop to a SLURM cluster.",
@@ -67,7 +66,6 @@ def main(argv: list[str] | None = None, *, extra: dict | None = None) -> int:
         say_error(f"{exc.filename}: {exc.strerror or exc}")
         return 2
     finally:
-        from doracle import provenance
 
         provenance.log_modules(argv if argv is not None else sys.argv[1:])
     return int(rc or 0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from doracle.engine import META_SOLVERS, PRUNERS, MatrixGame, run_double_oracle, solve
 from doracle.errors import DoracleError
 
 
@@ -53,8 +54,6 @@ def read_matrix_csv(path: str | Path) -> np.ndarray:
 
 
 def cmd_solve_game(args) -> int:
-    from doracle.engine import solve
-
     a = read_matrix_csv(args.file)
     sol = solve(a, args.solver)
     print(json.dumps(sol.to_json()))
@@ -62,8 +61,6 @@ def cmd_solve_game(args) -> int:
 
 
 def cmd_do_demo(args) -> int:
-    from doracle.engine import MatrixGame, run_double_oracle, solve
-
     if args.file:
         a = read_matrix_csv(args.file)
     else:
@@ -88,8 +85,6 @@ def cmd_do_demo(args) -> int:
 
 
 def register(sub) -> None:
-    from doracle.engine import META_SOLVERS, PRUNERS
-
     p = sub.add_parser("solve-game", help="solve a zero-sum matrix game given as CSV",
                        description="Solve a two-player zero-sum game. FILE is a CSV payoff matrix "
                                    "(no header; the row player maximises). Prints one JSON object "

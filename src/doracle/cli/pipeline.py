@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from doracle.artifacts import atomic_write_bytes, read_json, write_json
 from doracle.errors import ConfigError, printable
 
 
@@ -42,10 +43,12 @@ def _logged(path: str | None, what: str):
 
 
 def _params(args, *, names: bool = True):
+    # pydantic: every command's parser is built, only the job that runs reads params
     from doracle import artifacts, config
 
     p = config.load_complete(args.params)
     if names:
+        # the registries: only for the jobs that check names
         from doracle.games.checks import check_names
 
         check_names(p, str(args.params))
@@ -54,6 +57,7 @@ def _params(args, *, names: bool = True):
 
 
 def cmd_data(args):
+    # torch: the data job's own
     from doracle.data import prepare
 
     p = _params(args, names=False)
@@ -63,6 +67,7 @@ def cmd_data(args):
 
 
 def _game(p):
+    # pydantic and the game registry: only the job that runs
     from doracle.games import game_of
 
     return game_of(p)
@@ -125,6 +130,7 @@ def cmd_do_payoff(args):
 
 
 def cmd_do_solve(args):
+    # numpy and the engine: this command's own
     from doracle.games.population import solve_meta
 
     p = _params(args, names=False)
@@ -134,6 +140,7 @@ def cmd_do_solve(args):
 
 
 def cmd_do_prune(args):
+    # numpy and the engine: this command's own
     from doracle.games.population import prune
 
     p = _params(args, names=False)
@@ -168,8 +175,6 @@ def cmd_metrics(args):
         game = _game(p)
         print(game.metrics(p, args.population, args.evaluation, args.out))
         if args.headline:
-            from doracle.artifacts import read_json, write_json
-
             write_json(args.headline, game.headline_metrics(read_json(args.out)), sealed=False)
 
 
@@ -181,10 +186,11 @@ def cmd_report(args):
 
 
 def cmd_check_params(args):
+    # pydantic: every command's parser is built, only this one runs
     from doracle import config
-    from doracle.artifacts import atomic_write_bytes
 
     p, raw, base, source = config.load_resolved(args.params)
+    # the registries: only for the jobs that check names
     from doracle.games.checks import check_names
 
     check_names(p, source)
@@ -203,8 +209,8 @@ def cmd_check_params(args):
 
 
 def cmd_dvc_yaml(args):
+    # pydantic and the job graph: this command's own
     from doracle import config
-    from doracle.artifacts import atomic_write_bytes
     from doracle.pipeline import default_experiments, dvc_yaml_text, load_experiments
 
     files = args.params or default_experiments()

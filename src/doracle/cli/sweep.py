@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from doracle.errors import ConfigError
+from doracle.runtime import progress
 
 
 def cmd_sweep(args) -> int:
+    # optuna: the sweep command's own
     from doracle.sweep import load_space
     from doracle.sweep.report import write_report
     from doracle.sweep.runner import Worker, open_study
@@ -23,7 +25,6 @@ def cmd_sweep(args) -> int:
         return 0
     from tqdm import tqdm
 
-    from doracle.runtime import progress
 
     bar = progress(total=args.trials or spec.space.trials, unit="trial")
     worker = Worker(spec, cores=args.cores, profile=args.profile, worker=args.worker, trials=args.trials,

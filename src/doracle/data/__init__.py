@@ -74,6 +74,7 @@ def prepare(params, out: str | Path) -> dict:
     if cfg.dataset == "digits":
         raw = load_digits_raw()
     else:
+        # the readers and torchvision's download: only when a file set is read
         from doracle.data.download import load_raw
 
         raw = load_raw(cfg.dataset, cfg.root, cfg.download)

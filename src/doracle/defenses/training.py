@@ -13,10 +13,17 @@ import torch.nn.functional as F
 
 from doracle.compute import PassCounter
 from doracle.config import Training
+from doracle.data.augment import augment
 from doracle.defenses import resume
 from doracle.defenses.base import Defense
 from doracle.errors import ConfigError, TrainingDiverged
-from doracle.runtime import module_device, optimizer_step, progress, to_device
+from doracle.runtime import (
+    compile_deterministic,
+    module_device,
+    optimizer_step,
+    progress,
+    to_device,
+)
 
 
 def make_optimizer(model, cfg: Training):
@@ -57,7 +64,6 @@ class Compiled(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        from doracle.runtime import compile_deterministic
 
         compile_deterministic()  # runtime.setup leaves inductor's half of deterministic mode to here
         self.model = model
@@ -101,7 +107,6 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
     ``fingerprint`` resumes exactly where it stopped. The caller removes the file once the result
     is saved.
     """
-    from doracle.data.augment import augment
 
     device = module_device(model)
     if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

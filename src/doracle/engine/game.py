@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from doracle.engine.solvers import check_payoff_matrix
+
 
 class OracleGame(abc.ABC):
     """A two-player zero-sum game; the row player maximises ``payoff``."""
@@ -40,8 +42,6 @@ class MatrixGame(OracleGame):
     """
 
     def __init__(self, matrix, start: tuple[int, int] = (0, 0)) -> None:
-        from doracle.engine.solvers import check_payoff_matrix
-
         self.matrix = check_payoff_matrix(matrix)
         self.start = start
         self.evaluations = 0

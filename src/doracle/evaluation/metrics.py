@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from doracle import artifacts
 from doracle.artifacts import read_json
+from doracle.evaluation.intervals import paired_mean_difference
 
 
 def worst_case_comparisons(per_example: dict, *, seed: int, model: str = "do_mixture") -> dict:
     """``model``'s worst-case robust accuracy minus every other model's, as paired differences over
     the same test examples with bootstrap 95 % intervals (:func:`doracle.evaluation.intervals.paired_mean_difference`).
     Empty when ``model`` was not evaluated; a model without per-example scores is left out."""
-    from doracle.evaluation.intervals import paired_mean_difference
 
     if not per_example.get(model):
         return {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from doracle.config import nas_families
 from doracle.registry import GAMES  # noqa: F401 (declared in the lowest layer: params check game names)
 
 
@@ -98,7 +99,6 @@ class Game:
         best response of every player that can search architectures (``config.nas_families``),
         searching or not: so ``dvc exp run -S nas.enabled=true`` reruns those stages, and turning
         the search on leaves dvc.yaml as it is."""
-        from doracle.config import nas_families
 
         keys = self.stage_params[stage]
         player = stage.removeprefix("best_response_")

@@ -22,14 +22,17 @@ import numpy as np
 import torch
 
 from doracle import artifacts, compute, runtime
-from doracle.artifacts import write_json
+from doracle.artifacts import read_json, sidecar, write_json
+from doracle.attacks import run_attack
 from doracle.compute import PassCounter
 from doracle.config import Params
 from doracle.data import Dataset
 from doracle.data import load as load_dataset
+from doracle.defenses import make_defense
+from doracle.defenses.training import accuracy, train
 from doracle.engine import DOState
-from doracle.games import classifiers, game_of, graph
-from doracle.games.attackers import AttackerStrategy, ModelCache, Opponent, target_refs
+from doracle.games import classifiers, game_of, graph, nas
+from doracle.games.attackers import AttackerStrategy, ModelCache, Opponent, materialize, target_refs
 from doracle.games.graph import stage_params
 from doracle.games.population import (
     _population_doc,
@@ -62,7 +65,6 @@ def do_budget(params: Params, population: str) -> dict:
     the epochs its defenders trained in total (the base model, every defender best response, and
     DONAS candidates' short epochs) and its counted forward + backward passes
     (:func:`doracle.games.graph.model_cost`, the closing step included)."""
-    from doracle.artifacts import read_json, sidecar
 
     epochs = 0
     for job in graph.lineage(params, population):
@@ -83,8 +85,6 @@ def passes_per_example(params: Params, ds: Dataset, defense: str, device: str, s
     """The passes one training example costs with ``defense``, counted on one batch of a throw-away
     copy of a fresh classifier by the training loop itself (every attack step, closure call and
     extra network the defense runs)."""
-    from doracle.defenses import make_defense
-    from doracle.defenses.training import train
 
     b = min(params.training.batch_size, len(ds.y["train"]))
     with torch.random.fork_rng(devices=[]):
@@ -167,8 +167,6 @@ def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target: dict,
     not for the last iteration's attacker, nor the closing one, ``iteration=None``, which no
     defender trains against). ``target`` holds the ids, probabilities and artifact refs of the
     mixture's members."""
-    from doracle.attacks import run_attack
-    from doracle.games.attackers import materialize
 
     tm = params.threat_model
     mode, why = ("none", "the closing attacker: no defender trains against it") if iteration is None else \
@@ -216,7 +214,6 @@ def choose_attack(specs: dict, on_payoff) -> tuple[str, object, torch.Tensor, fl
 
 def _cell(model, x_adv, y) -> tuple[float, float, dict]:
     """(accuracy, its standard error, the compute it took) of one payoff cell."""
-    from doracle.defenses.training import accuracy
 
     with PassCounter([model]) as counter:
         acc = accuracy(model, x_adv, y)
@@ -296,7 +293,6 @@ def _search_defender(params: Params, ds: Dataset, opponent: dict, xs: list, prob
                      device: str, iteration: int) -> tuple[str, dict, dict]:
     """DONAS for the defender: candidates trained for ``nas.short_epochs`` against the attacker
     mixture, scored by their expected payoff-split accuracy under it (the payoff job's cells)."""
-    from doracle.games import nas
 
     cfg = params.nas
     cand_seed = runtime.derive_seed(seed, "nas")

@@ -8,11 +8,15 @@ they run.
 
 from __future__ import annotations
 
+from doracle import config
+from doracle.errors import ConfigError
 from doracle.games import GAMES, Game
+from doracle.paths import PATTERNS
 
 
 def _jobs():
     """The network jobs (imports torch: only the jobs that run networks pay for it)."""
+    # torch: the network jobs' module; params checks and light jobs never load it
     from doracle.games import adversarial
 
     return adversarial
@@ -48,8 +52,6 @@ class AdversarialTraining(Game):
         return ("base",)
 
     def warnings(self, params):
-        from doracle import config
-
         return config.warnings(params)
 
     def init_roles(self, params):
@@ -60,7 +62,6 @@ class AdversarialTraining(Game):
 
     def baseline_uses(self, params, method):
         if method in params.baselines.matched_names():  # its budget is the closed DO run's
-            from doracle.paths import PATTERNS
 
             return {"population": PATTERNS["closed"].format(exp=params.experiment)}
         return {}
@@ -69,8 +70,6 @@ class AdversarialTraining(Game):
         return self.TARGETS
 
     def train(self, params, role, method, data, out, uses=None):
-        from doracle.errors import ConfigError
-
         if role == "base":
             method = method or params.base.defense
         elif role == "baseline":
@@ -105,6 +104,7 @@ class AdversarialTraining(Game):
         return _jobs().close(params, data, state, model_out, out)
 
     def evaluate(self, params, data, label, out, *, population, checkpoint, state_path, uses):
+        # torch: the evaluation job's module
         from doracle.games.at_evaluate import evaluate
 
         r = evaluate(params, data, label, out, population=population, checkpoint=checkpoint, state_path=state_path)
@@ -118,6 +118,7 @@ class AdversarialTraining(Game):
                          f"{r['robust_accuracy']['worst_case']:.4f}" for name, r in m["models"].items())
 
     def report(self, params, metrics, population, payoff, out):
+        # matplotlib: the report job's module
         from doracle.report.summary import write_report
 
         return write_report(params, metrics, population, payoff, out)

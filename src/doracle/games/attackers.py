@@ -26,6 +26,7 @@ import math
 import torch
 
 from doracle import artifacts
+from doracle.attacks import run_attack
 from doracle.config import CACHED_ONLY, AttackSpec, Params
 from doracle.errors import ArtifactError
 from doracle.games import classifiers
@@ -128,7 +129,6 @@ class AttackerStrategy:
         """x_adv of training examples ``keys`` (their split indices), given as (augmented) ``x``."""
         if self.cached is not None:
             return self.cached[keys.to(self.cached.device)].to(x.device)
-        from doracle.attacks import run_attack
 
         return run_attack(self.spec, self.mixture, x, y, eps=self.eps, norm=self.norm, seed=self.seed,
                           keys=keys, batch_size=max(len(x), 1))

@@ -8,6 +8,8 @@ import torch
 
 from doracle import artifacts, compute, models
 from doracle.data import Dataset
+from doracle.defenses import make_defense, resume
+from doracle.defenses.training import accuracy, place_training_split, train
 from doracle.errors import ConfigError
 
 
@@ -61,8 +63,6 @@ def fit(params, ds: Dataset, *, arch: str, options: dict | None, defense: str, e
     """A fresh classifier ``arch`` (``options``; or ``init``'s weights) trained with ``defense`` (and
     the DO ``opponent`` term) for ``epochs`` (or ``max_steps`` batches): (model, training stats).
     Nothing is saved."""
-    from doracle.defenses import make_defense
-    from doracle.defenses.training import accuracy, place_training_split, train
 
     model = new_classifier(arch, ds, device, options)
     if init is not None:  # warm start: the architecture is the same, the weights a member's
@@ -91,7 +91,6 @@ def train_and_save(params, ds: Dataset, out: str, *, arch: str, defense: str, ep
     ``extra_compute``: compute the job spent before this training (an architecture search), added
     to the recorded ``compute``. The AT game's base model, baselines and defender best responses,
     and the GAN game's reference classifier."""
-    from doracle.defenses import resume
 
     opponent = extra.pop("opponent", None)
     init = extra.pop("init", None)

@@ -44,12 +44,14 @@ from doracle import artifacts, compute, models, runtime
 from doracle.artifacts import sha256_file, write_json
 from doracle.config import Params
 from doracle.data import load as load_dataset
+from doracle.defenses.training import accuracy
 from doracle.engine import DOState
 from doracle.errors import ArtifactError, ConfigError
-from doracle.games import GAMES, classifiers, game_of, graph
+from doracle.games import GAMES, classifiers, game_of, graph, nas
 from doracle.games.gan_math import fixed_latents, payoff_cell, sample_mixture
 from doracle.games.gan_train import (
     GanOptim,
+    _spans,
     train_discriminator,
     train_gan,
     train_generator,
@@ -158,8 +160,6 @@ def train_reference(params: Params, data: str, out: str) -> dict:
 
 
 def _accuracy(model, x, y) -> float:
-    from doracle.defenses.training import accuracy
-
     return accuracy(model, x, y)
 
 
@@ -204,7 +204,6 @@ def epoch_passes(n_train: int, batch_size: int, n_critic: int = 1) -> int:
     images, the generator's forward and the discriminator's forward and backward on the real and the
     fake batch (5 b), and on a generator step (every ``n_critic``-th batch) the discriminator's
     forward and backward and the generator's backward (3 b more)."""
-    from doracle.games.gan_train import _spans
 
     return sum(5 * (e - s) + (3 * (e - s) if (k + 1) % n_critic == 0 else 0)
                for k, (s, e) in enumerate(_spans(n_train, batch_size)))
@@ -348,7 +347,6 @@ def _search(params: Params, player: str, ds, opponents: list, probs: list[float]
     """DONAS for a GAN player: candidates trained for ``nas.short_epochs`` (player-epochs) against
     the opponent mixture, scored by their expected V against it on the payoff split and the fixed
     payoff latents (the payoff job's cells); the discriminator maximises, the generator minimises."""
-    from doracle.games import nas
 
     cfg = params.nas
     cand_seed = runtime.derive_seed(seed, "nas")
@@ -439,6 +437,7 @@ def evaluate(params: Params, data: str, label: str, out: str, *, population: str
     (payoff + test), as many generated as real (``gan.metrics.samples`` caps both). Every model
     gets the same latents (a mixture draws each image's member from its probabilities) and the
     same bootstrap resamples, so the metrics job can compare any two of them paired."""
+    # torchmetrics: the evaluation job's own
     from doracle.evaluation.generative import GenerativeMetrics
 
     seed = runtime.derive_seed(params.seed, "evaluate")

@@ -15,13 +15,15 @@ from doracle import artifacts, models
 from doracle.artifacts import read_json, write_json
 from doracle.config import Params
 from doracle.errors import ArtifactError, ConfigError
+from doracle.evaluation.intervals import paired_difference
 from doracle.games import GAMES, Game
-from doracle.games.graph import stage_params
+from doracle.games.graph import model_cost, stage_params
 from doracle.games.population import double_oracle_summary, read_population
 
 
 def _jobs():
     """The network jobs (imports torch: only the jobs that run networks pay for it)."""
+    # torch: the network jobs' module; params checks and light jobs never load it
     from doracle.games import gan
 
     return gan
@@ -40,7 +42,6 @@ def player_epochs(params: Params) -> dict:
 def merge_metrics(params: Params, population: str, evaluations: list[str], out: str) -> dict:
     """metrics.json of a GAN experiment: every scored generator (``base_gan``, ``do_mixture``, each
     final generator), the reference classifier, and the double-oracle summary."""
-    from doracle.games.graph import model_cost
 
     state, doc = read_population(population)
     models_, refs, floors, data, replicates = {}, [], [], None, {}
@@ -85,7 +86,6 @@ def fid_comparisons(models_: dict, replicates: dict, reference: str = "base_gan"
     """Each model's FID minus the ``reference`` model's, with its paired bootstrap interval (the
     evaluation jobs resampled the same real images and latents: :mod:`doracle.evaluation.intervals`).
     Empty without the reference model or without replicates."""
-    from doracle.evaluation.intervals import paired_difference
 
     if reference not in models_ or not replicates.get(reference):
         return {}
@@ -208,6 +208,7 @@ class GanGame(Game):
                          f"{r['classes_covered']}" for name, r in m["models"].items())
 
     def report(self, params, metrics, population, payoff, out) -> Path:
+        # matplotlib: the report job's module
         from doracle.report.gan import write_report
 
         return write_report(params, metrics, population, payoff, out)

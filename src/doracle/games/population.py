@@ -152,7 +152,6 @@ def sigma_stability(state: DOState, stderr, *, seed: int, resamples: int = 200) 
     matrices drawn cell by cell from Normal(value, its standard error) (a parametric bootstrap of the
     payoff split's sampling noise; seeded). Per strategy of each player: sigma, the 2.5 / 97.5 %
     quantiles of its resampled probability, and the share of resamples whose support holds it."""
-    from doracle.engine import solve
 
     a, se = np.asarray(state.payoff, dtype=float), np.asarray(stderr, dtype=float)
     rng = np.random.default_rng(seed)

@@ -54,6 +54,7 @@ def create(name: str, *, num_classes: int, in_chans: int, img_size: int, mean, s
     # Any other timm model: wrap it so that normalisation happens inside.
     import timm
 
+    # torch: doracle's own architectures, built only when asked for
     from doracle.models import small
 
     inner = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, pretrained=False)

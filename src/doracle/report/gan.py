@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from doracle.artifacts import atomic_dir, atomic_write_bytes, read_json
+from doracle.artifacts import atomic_dir, atomic_write_bytes, input_digest, read_json, write_json
+from doracle.errors import ArtifactError
+from doracle.report.html import markdown_blocks, markdown_table
 from doracle.report.summary import (
     _count,
     _savefig,
@@ -83,8 +85,6 @@ def _samples(metrics: dict, d: Path) -> list[str]:
     """Plot the sample grids the evaluation jobs drew (seeded, the same latents for every model) and
     return their markdown lines. Torch-free: the evaluation files (metrics.json's inputs, each
     checked against the hash metrics.json recorded) hold the images."""
-    from doracle.artifacts import input_digest
-    from doracle.errors import ArtifactError
 
     grids, real = {}, None
     for path, digest in metrics["inputs"].items():
@@ -114,7 +114,6 @@ def _samples(metrics: dict, d: Path) -> list[str]:
 
 def write_fid_data(d: Path, m: dict) -> None:
     """FID and classes covered per model as a JSON table (``plots/scores.json``) for ``dvc plots``."""
-    from doracle.artifacts import write_json
 
     write_json(d / "plots" / "scores.json", [{"model": n, "fid": r["fid"], "inception_score": r["inception_score"],
                                                "classes_covered": r["classes_covered"]} for n, r in m["models"].items()])
@@ -241,7 +240,6 @@ def comparison_lines(m: dict) -> list[str]:
 def _write_html(params, m: dict, pop: dict, history: list[dict], lines: list[str], grids: list[str], d: Path,
                 out: Path) -> None:
     """index.html of the GAN report: the models table (FID / IS, total compute), samples, DO story."""
-    from doracle.report.html import markdown_blocks, markdown_table
 
     page = html_page(params, m, d, out, title=f"doracle report: {m['experiment']} (GAN)")
     page.h2("Models compared")

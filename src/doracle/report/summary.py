@@ -7,7 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from doracle.artifacts import atomic_dir, atomic_write_bytes, read_json, timing_of
+from doracle.artifacts import (
+    atomic_dir,
+    atomic_write_bytes,
+    read_json,
+    sidecar,
+    timing_of,
+    write_json,
+)
+from doracle.report.html import Page, artifact_links, inline, markdown_blocks
 
 
 def _savefig(fig, path: Path) -> None:
@@ -235,7 +243,6 @@ def architecture_section(pop: dict) -> list[str]:
     """"Architecture search" (DONAS): per iteration and searching player, every candidate's
     short-run score and the chosen one, then each current member's architecture. Empty when no
     best response searched. Reads the sidecars of the strategies the population records."""
-    from doracle.artifacts import sidecar
 
     metas = {sid: read_json(sidecar(ref["path"])) for sid, ref in pop["all_strategies"].items()
              if sidecar(ref["path"]).is_file()}
@@ -484,7 +491,6 @@ def stability_lines(do: dict, m: dict | None = None) -> list[str]:
 def write_plot_data(d: Path, m: dict, history: list[dict]) -> None:
     """The plots' numbers as JSON tables (``plots/``) for ``dvc plots show/diff``: the DO gap and the
     game value per iteration, and (AT) robust accuracy per eps, one column per model."""
-    from doracle.artifacts import write_json
 
     write_json(d / "plots" / "do_gap.json", [
         {"iteration": h["iteration"], "gap": h["gap"], "gap_upper": h.get("gap_upper", h["gap"]), "value": h["value"],
@@ -502,7 +508,6 @@ def html_page(params, m: dict, d: Path, out: Path, title: str):
     """A report page, opening with the experiment's resolved params (folded)."""
     import yaml
 
-    from doracle.report.html import Page
 
     page = Page(title, d, out)
     page.p(f"Experiment `{m['experiment']}`, game `{params.game}`, seed {m['seed']}. Written by `doracle report` "
@@ -516,7 +521,6 @@ def do_html(page, do: dict, history: list[dict], pop: dict, players=("defender",
             extra: tuple[str, ...] | list[str] = (), intro: str | None = None) -> None:
     """The DO story, per iteration: payoff heatmap with standard errors, meta-strategy evolution,
     DO gap with its confidence band, game value and support sizes, what pruning removed and why."""
-    from doracle.report.html import inline
 
     row, col = players
     page.h2("Double oracle")
@@ -550,7 +554,6 @@ def do_html(page, do: dict, history: list[dict], pop: dict, players=("defender",
 def finish_html(page, pop: dict, out: Path, d: Path) -> None:
     """The architecture search (when a best response searched), links to the artifacts, then
     index.html into the report folder ``d`` (to be moved to ``out``)."""
-    from doracle.report.html import artifact_links, markdown_blocks
 
     arch = architecture_section(pop)
     if arch:

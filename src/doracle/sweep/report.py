@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from doracle.artifacts import atomic_dir, write_json
+from doracle.report.html import Page, markdown_blocks
 from doracle.sweep.space import SweepSpec
 
 PLOTS = {
@@ -85,7 +86,6 @@ def _report_lock(folder: Path):
 def _write_html(lines: list[str], tmp: Path, out: Path, spec: SweepSpec, best) -> None:
     """index.html of the sweep (the same content as summary.md, plots embedded), with relative links
     to best.json and to the best trial's own report (results/<experiment>/report/index.html)."""
-    from doracle.report.html import Page, markdown_blocks
 
     page = Page(f"Sweep {spec.space.study}", tmp, out)
     markdown_blocks(page, lines)
