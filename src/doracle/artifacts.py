@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import importlib.metadata as md
 import json
 import os
 import platform
@@ -362,8 +363,6 @@ def inputs_record(paths: Iterable[str | Path]) -> dict[str, str]:
 
 
 def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
     out = {"python": platform.python_version()}
     for pkg in ("doracle", "torch", "timm", "numpy", "scipy"):
         try:
@@ -392,6 +391,7 @@ def metadata(kind: str, *, experiment: str | None, params: dict, seed: int | Non
 def save_tensors(path: str | Path, tensors: dict, meta: dict) -> None:
     """Save torch tensors to ``path`` (safetensors) and ``meta`` + their hash to the sidecar, both as
     one commit (:func:`atomic_write_files`)."""
+    # safetensors: loaded only when a tensor file is read or written
     from safetensors.torch import save
 
     path = Path(path)
@@ -418,6 +418,7 @@ def sidecar(path: str | Path) -> Path:
 
 def load_tensors(path: str | Path, device: str = "cpu") -> tuple[dict, dict]:
     """Load a safetensors file after checking its sha256 against the sidecar's."""
+    # safetensors: loaded only when a tensor file is read or written
     from safetensors import SafetensorError
     from safetensors.torch import load
 

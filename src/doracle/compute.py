@@ -12,7 +12,9 @@ forward passes. Backward passes count gradients through the network, whether for
 
 from __future__ import annotations
 
+import csv
 import warnings
+from pathlib import Path
 
 from doracle.artifacts import read_json
 
@@ -67,8 +69,6 @@ SHARED_JOBS = ("prepare_data",)
 
 def wall_seconds(benchmark: str) -> float | None:
     """A job's wall seconds from its Snakemake benchmark file (None when it was not run by Snakemake)."""
-    import csv
-    from pathlib import Path
 
     p = Path(benchmark)
     if not p.is_file():

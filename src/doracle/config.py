@@ -10,11 +10,13 @@ jobs (LP solve, pruning) validate the schema only.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 import re
 import types
+import typing
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -622,8 +624,6 @@ def warnings(params: Params) -> list[str]:
 
 def _field_model(tp: Any) -> tuple[Any, bool]:
     """(the pydantic model a field's type holds or None, whether a mapping / list lies between)."""
-    import types
-    import typing
 
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
@@ -784,7 +784,6 @@ def load(path: str | Path = DEFAULT_PARAMS) -> Params:
 def merge(base: dict, over: dict) -> dict:
     """``over`` merged into a copy of ``base``: mappings merge key by key (recursively), any other
     value (lists and null included) replaces. Snakemake's own rule for --configfile / --config."""
-    import copy
 
     out = copy.deepcopy(base)
     for k, v in over.items():

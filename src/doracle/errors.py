@@ -1,7 +1,9 @@
 """Exceptions with messages meant for users. The CLI turns them into exit code 2."""
 
 
+import difflib
 import re
+import sys
 
 #: C0 and C1 control characters but newline and tab (ESC starts a terminal's escape sequences)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -16,7 +18,6 @@ def printable(text: object) -> str:
 
 def say_error(message: object, kind: str = "error") -> None:
     """Print ``doracle: <kind>: message`` on stderr, control characters escaped (:func:`printable`)."""
-    import sys
 
     print(f"doracle: {kind}: {printable(message)}", file=sys.stderr)
 
@@ -52,7 +53,6 @@ class Preempted(DoracleError):
 def did_you_mean(name: object, valid) -> str:
     """``"did you mean 'x'? "`` for the valid name closest to ``name`` (difflib), or ``""``: the one
     hint every "unknown name" message shares (registry names, params keys, choices)."""
-    import difflib
 
     close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}? " if close else ""

@@ -12,6 +12,10 @@ cluster resources per rule, the params resolution of a Snakemake run and its cla
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 from pathlib import Path
 
 import yaml
@@ -96,7 +100,6 @@ def rule_resources(params: Params, rule: str) -> dict:
 
 def tracked(params: Params, rule: str, wildcards: dict | None = None) -> str:
     """The params a job reads, as canonical JSON: Snakemake reruns the job when they change."""
-    import json
 
     return json.dumps(params.stage(*stage_keys(params, *job_stages(rule, wildcards or {}))), sort_keys=True)
 
@@ -222,7 +225,6 @@ CLAIM = ".params.claim"
 
 def _claim_alive(claim: dict) -> bool:
     """Whether the process of a claim still runs (a claim from another host counts as alive)."""
-    import os
 
     if claim.get("host") != artifacts._HOST:
         return True
@@ -242,10 +244,6 @@ def claim_params(path: str | Path, text: str, *, pid: int | None = None) -> None
     is gone (a run that ended or was killed) is replaced; a live claim on the same params is left
     to Snakemake's own lock. So two runs started together cannot mix their params: the second one
     stops before writing anything its jobs would read. :func:`release_claims` drops the claim."""
-    import hashlib
-    import json
-    import os
-    import time
 
 
     claim = Path(path).parent / CLAIM
@@ -282,8 +280,6 @@ def claim_params(path: str | Path, text: str, *, pid: int | None = None) -> None
 
 def release_claims(experiments, *, pid: int | None = None) -> None:
     """Remove the params claims this process holds (the Snakefile's onsuccess / onerror)."""
-    import json
-    import os
 
     for params, _ in experiments:
         claim = Path(resolved_path(params.experiment)).parent / CLAIM

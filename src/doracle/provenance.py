@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata as md
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -87,8 +90,6 @@ def code_deps(rule: str) -> list[str]:
 
 @functools.cache
 def version() -> str:
-    import importlib.metadata as md
-
     try:
         return md.version("doracle")
     except md.PackageNotFoundError:
@@ -123,8 +124,6 @@ def log_modules(argv: list[str]) -> None:
     doracle modules loaded), ``packages`` (the top-level names of every other loaded module:
     ``torch``, ``timm``, ...), ``heavy`` (which of :data:`HEAVY`, the costly imports a job may
     avoid, it loaded) and ``n_modules`` (``len(sys.modules)``)."""
-    import json
-    import os
 
     path = os.environ.get("DORACLE_MODULES_LOG")
     if path:

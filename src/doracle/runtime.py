@@ -14,6 +14,7 @@ from doracle.errors import ConfigError
 
 
 def resolve_device(name: str = "auto") -> str:
+    # torch: this module is imported by jobs that run no network
     import torch
 
     if name == "auto":
@@ -58,6 +59,7 @@ def deterministic_algorithms() -> None:
     import of torch._inductor (which imports torch._dynamo: about half a second to two seconds of
     a job's start-up, for a setting only torch.compile reads; :func:`compile_deterministic` sets
     it where a model is compiled)."""
+    # torch: this module is imported by jobs that run no network
     import torch
 
     setter = getattr(torch._C, "_set_deterministic_algorithms", None)
@@ -69,6 +71,7 @@ def deterministic_algorithms() -> None:
 
 def compile_deterministic() -> None:
     """The part of ``torch.use_deterministic_algorithms`` for compiled code (inductor's config)."""
+    # torch: this module is imported by jobs that run no network
     import torch._inductor.config as inductor_config
 
     inductor_config.deterministic = True
@@ -90,6 +93,7 @@ def eager_optimizers() -> None:
     compiled model), nothing here is done and the public calls run."""
     if "torch._dynamo" in sys.modules:
         return
+    # torch: this module is imported by jobs that run no network
     from torch.optim import Optimizer
 
     for name in _DYNAMO_DISABLED:
@@ -102,6 +106,7 @@ def _raw_step(cls):
     """``cls.step`` without PyTorch's own wrappers (the profiler hook; the grad mode and dynamo
     graph breaks of ``_use_grad``), its other decorators kept; None when PyTorch's wrappers are not
     what this expects (another PyTorch: the public call runs)."""
+    # torch: this module is imported by jobs that run no network
     from torch.optim import optimizer as torch_optimizer
 
     fn = getattr(cls, "step", None)
@@ -116,6 +121,7 @@ def optimizer_step(opt, closure=None):
     """``opt.step(closure)``, the same update, without the ``import torch._dynamo`` that PyTorch's
     step wrapper runs on every call (:func:`eager_optimizers`). The public call runs instead
     when step hooks are registered or torch._dynamo is already loaded."""
+    # torch: this module is imported by jobs that run no network
     import torch
     from torch.optim import optimizer as torch_optimizer
 
@@ -138,6 +144,7 @@ def optimizer_step(opt, closure=None):
 def setup(seed: int, device: str = "auto", threads: int = 1) -> str:
     """Seed every RNG, fix the thread count (CPU results depend on it), ask for deterministic
     kernels (CUDA: cuBLAS's workspace, cuDNN without autotuning), return the device."""
+    # torch: this module is imported by jobs that run no network
     import torch
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
@@ -164,6 +171,7 @@ def module_device(module):
 def to_device(t, device):
     """``t`` on ``device`` without making the host wait: a CPU tensor bound for a GPU goes through
     pinned memory with an asynchronous copy (a copy from ordinary memory waits for the GPU)."""
+    # torch: this module is imported by jobs that run no network
     import torch
 
     device = torch.device(device)
@@ -177,6 +185,7 @@ def to_device(t, device):
 def progress(iterable=None, desc: str | None = None, **kwargs):
     """A tqdm progress bar over ``iterable`` on stderr when stderr is a terminal, silent otherwise
     (Snakemake and SLURM logs, pipes): the one place every long loop gets its bar from."""
+    # tqdm: loaded only when a progress bar is shown
     from tqdm import tqdm
 
     kwargs.setdefault("mininterval", 1.0)

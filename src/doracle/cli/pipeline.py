@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from doracle.artifacts import atomic_write_bytes, read_json, write_json
 from doracle.errors import ConfigError, printable
 
@@ -202,8 +204,6 @@ def cmd_check_params(args):
     for w in _game(p).warnings(p):
         print(f"warning: {printable(w)}", file=sys.stderr)
     if args.resolved:
-        import yaml
-
         atomic_write_bytes(args.resolved, yaml.safe_dump(raw, sort_keys=False, width=1000).encode())
         print(f"wrote the complete params to {args.resolved}")
 

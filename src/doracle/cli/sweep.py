@@ -23,6 +23,7 @@ def cmd_sweep(args) -> int:
         study = open_study(spec, create=False)
         print(f"doracle: sweep {spec.space.study}: report at {write_report(study, spec)}/summary.md")
         return 0
+    # tqdm: loaded only when a progress bar is shown
     from tqdm import tqdm
 
 

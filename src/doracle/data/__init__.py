@@ -43,6 +43,7 @@ class Raw:
 
 
 def load_digits_raw() -> Raw:
+    # scikit-learn: the digits data set only
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -68,6 +69,7 @@ def split_indices(y: np.ndarray, fractions: dict[str, float], seed: int) -> dict
 
 def prepare(params, out: str | Path) -> dict:
     """Build the split dataset file for ``params.data`` at ``out`` (atomic)."""
+    # safetensors: loaded only when a tensor file is read or written
     from safetensors.numpy import save
 
     cfg = params.data
@@ -130,6 +132,7 @@ def check(tensors: dict, meta: dict, path: str | Path) -> None:
     """A prepared data set as :func:`prepare` writes it, or an :class:`ArtifactError` naming the
     file and the split: every split's images uint8 (N, C, H, W) of the sidecar's shape, labels
     integers in 0..num_classes-1, as many as images."""
+    # torch: this module is imported by jobs that run no network
     import torch
 
     for key in ("shape", "num_classes", "scale"):
@@ -160,6 +163,7 @@ def check(tensors: dict, meta: dict, path: str | Path) -> None:
 def load(path: str | Path, device: str = "cpu", train_device: str | None = None) -> Dataset:
     """The prepared splits on ``device`` (the training split on ``train_device`` when given: a
     training job keeps it in host memory until it knows where it fits)."""
+    # torch: this module is imported by jobs that run no network
     import torch
     from safetensors.torch import load as st_load
 

@@ -130,6 +130,7 @@ def _download(r: Resource, root: Path) -> None:
     ``file://`` URLs (a mirror on a shared file system, the tests) are copied here, with the same
     md5 check: torchvision's ``download_url`` cannot read them (it needs an HTTP response length).
     """
+    # torchvision: downloads only
     from torchvision.datasets.utils import check_integrity, download_url
 
     dest = root / r.filename
@@ -159,6 +160,7 @@ def _download(r: Resource, root: Path) -> None:
 
 def _extract(r: Resource, root: Path) -> None:
     """Unpack the archive ``r`` into a temporary directory, then move ``r.extract`` into place."""
+    # torchvision: downloads only
     from torchvision.datasets.utils import extract_archive
 
     archive, dest = root / r.filename, root / str(r.extract)
@@ -278,6 +280,7 @@ def read_cifar10(root: str | Path) -> Raw:
 
 
 def read_svhn(root: str | Path) -> Raw:
+    # scipy: this function's own
     from scipy.io import loadmat
 
     xs, ys = [], []
@@ -310,6 +313,7 @@ def read_svhn(root: str | Path) -> Raw:
 
 
 def read_tinyimagenet(root: str | Path) -> Raw:
+    # PIL: image files only
     from PIL import Image
 
     base = Path(root) / TINYIMAGENET_DIR

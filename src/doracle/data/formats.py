@@ -141,6 +141,7 @@ def write_cifar10_binary(root, x_train, y_train, x_test, y_test, *, archive: boo
 
 def write_svhn(root, x_train, y_train, x_test, y_test) -> Path:
     """``{root}/train_32x32.mat`` and ``test_32x32.mat``: ``X`` (32, 32, 3, N), ``y`` (N, 1), 0 → 10."""
+    # scipy: this function's own
     from scipy.io import savemat
 
     root = Path(root)
@@ -155,6 +156,7 @@ def write_svhn(root, x_train, y_train, x_test, y_test) -> Path:
 
 
 def _jpeg(path: Path, img: np.ndarray) -> np.ndarray:
+    # PIL: image files only
     from PIL import Image
 
     Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0))).save(path, "JPEG", quality=100, subsampling=0)

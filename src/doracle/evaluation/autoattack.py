@@ -33,6 +33,7 @@ def build_autoattack(model: nn.Module, *, eps: float, norm: str, cfg, seed: int,
     step-size schedule (checkpoints n_iter_2, n_iter_min, size_decr) in its constructor, so setting
     ``n_iter`` afterwards would keep a schedule sized for 100 iterations.
     """
+    # pyautoattack: AutoAttack's evaluations only
     from pyautoattack import AutoAttack
     from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
 

@@ -254,6 +254,7 @@ def _build_inception(splits: int):
     """torchmetrics' Inception FID (pool features, 2048-d) and IS: the only place that builds the
     Inception network (torch-fidelity fetches its weights here). torchmetrics is imported here
     only: with torch._dynamo it pulls in, it costs about twice ``import torch``."""
+    # torchmetrics: the GAN metrics only
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.inception import InceptionScore
 

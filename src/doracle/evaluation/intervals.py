@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 LEVEL = 0.95
 
 
@@ -64,7 +66,6 @@ def paired_mean_difference(a: Sequence[float], b: Sequence[float], *, seed: int,
     ``i``'s score under each), with the percentile interval of the example-resampled differences
     (the same resample indices for both; seeded) and a verdict: ``lower`` / ``higher`` when the
     interval excludes 0."""
-    import numpy as np
 
     a_, b_ = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a_.shape != b_.shape or a_.ndim != 1 or not len(a_):

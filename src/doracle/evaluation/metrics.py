@@ -7,6 +7,8 @@ Torch-free: the metrics job reads JSON only and starts in well under a second.
 
 from __future__ import annotations
 
+import numpy as np
+
 from doracle import artifacts
 from doracle.artifacts import read_json
 from doracle.evaluation.intervals import paired_mean_difference
@@ -30,7 +32,6 @@ def transfer(state, doc: dict) -> dict:
     against (its sidecar's target) and of the others, and the transfer ratio, the others' error
     over the targets' (1: the perturbations fool the others as much; 0: not at all). Members too
     alike for a mixture to help show ratios near 1. Columns without both kinds of rows are left out."""
-    import numpy as np
 
     a = np.asarray(state.payoff, dtype=float)
     out = {}

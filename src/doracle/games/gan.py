@@ -34,6 +34,7 @@ baseline (both).
 
 from __future__ import annotations
 
+import base64
 import math
 import time
 
@@ -425,7 +426,6 @@ def _generators(label: str, population: str | None, checkpoint: str | None, devi
 
 def encode_grid(images: torch.Tensor) -> dict:
     """Images (N, C, H, W) in [0, 1] as JSON: 8-bit, base64 (what a PNG of them shows)."""
-    import base64
 
     x = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return {"shape": list(x.shape), "uint8_base64": base64.b64encode(x.tobytes()).decode()}

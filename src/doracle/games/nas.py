@@ -50,6 +50,7 @@ def search(space: dict[str, dict[str, list]], *, candidates: int, seed: int, dir
     score and a JSON record (epochs, compute, ...). Returns ``{"candidates": [...], "chosen": k,
     "direction": ..., "sampler": ...}``; each candidate ``{"arch", "options", "score", "trial",
     **info}`` in training order; ``chosen`` indexes the best score (ties: the lowest index)."""
+    # optuna (about a second to import): only sweeps and DONAS searches load it
     import optuna
 
     if direction not in ("maximize", "minimize"):

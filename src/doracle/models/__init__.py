@@ -31,6 +31,7 @@ def check_arch(name: str) -> None:
     if name in GAN_MODELS:
         raise ConfigError(f"model.arch: {name!r} is a GAN model, not a classifier; doracle's classifiers: "
                           f"{', '.join(OWN_MODELS)}")
+    # timm (about twice import torch): only for a timm architecture
     import timm
 
     if not timm.is_model(name):

@@ -18,6 +18,7 @@ Torch-free until :func:`all_entrypoints` imports the model modules.
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.util
 import sys
@@ -37,7 +38,6 @@ def entrypoint(fn: Callable) -> Callable:
 
 def all_entrypoints() -> dict[str, Callable]:
     """Every entry point (imports the model modules, hence torch)."""
-    import importlib
 
     for m in MODULES:
         importlib.import_module(m)
@@ -46,6 +46,7 @@ def all_entrypoints() -> dict[str, Callable]:
 
 def register_with_timm() -> None:
     """Register every entry point in timm's model registry (once: names already there are skipped)."""
+    # timm (about twice import torch): only for a timm architecture
     from timm.models import is_model, register_model
 
     for name, fn in all_entrypoints().items():

@@ -3,6 +3,7 @@ sample grids of the deployed mixture, each final generator, the base GAN and rea
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from doracle.report.summary import (
 
 def plot_grid(images, path: Path, title: str) -> None:
     """A square grid of images (N, C, H, W) in [0, 1]."""
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     x = np.asarray(images, dtype=np.float32)
@@ -51,6 +53,7 @@ def plot_grid(images, path: Path, title: str) -> None:
 
 def plot_scores(models: dict, floor: float | None, path: Path) -> None:
     """FID (lower is better) and classes covered per model, side by side."""
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     names = list(models)
@@ -75,7 +78,6 @@ def plot_scores(models: dict, floor: float | None, path: Path) -> None:
 
 def decode_grid(grid: dict) -> np.ndarray:
     """:func:`doracle.games.gan.encode_grid` undone: (N, C, H, W) floats in [0, 1]."""
-    import base64
 
     x = np.frombuffer(base64.b64decode(grid["uint8_base64"]), dtype=np.uint8).reshape(grid["shape"])
     return x.astype(np.float32) / 255.0
@@ -121,6 +123,7 @@ def write_fid_data(d: Path, m: dict) -> None:
 
 def write_report(params, metrics_path: str, population_path: str, payoff_path: str, out: str) -> Path:
     """The GAN report: ``out`` is the report folder, written whole."""
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")

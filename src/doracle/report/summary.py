@@ -3,9 +3,12 @@ story (heatmap, meta-strategies, gap, per-iteration table) is shared by every ga
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from doracle.artifacts import (
     atomic_dir,
@@ -19,8 +22,6 @@ from doracle.report.html import Page, artifact_links, inline, markdown_blocks
 
 
 def _savefig(fig, path: Path) -> None:
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())
@@ -28,6 +29,7 @@ def _savefig(fig, path: Path) -> None:
 
 def plot_heatmap(payoff: dict, path: Path, *, players=("defender", "attacker"), value="accuracy",
                  vrange=(0.0, 1.0)) -> None:
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     a = np.asarray(payoff["payoff"])
@@ -52,6 +54,7 @@ def plot_heatmap(payoff: dict, path: Path, *, players=("defender", "attacker"), 
 
 
 def plot_meta(history: list[dict], path: Path, *, players=("defender", "attacker")) -> None:
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
@@ -71,6 +74,7 @@ def plot_meta(history: list[dict], path: Path, *, players=("defender", "attacker
 
 
 def plot_curve(models: dict, path: Path) -> None:
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -95,6 +99,7 @@ def plot_curve(models: dict, path: Path) -> None:
 
 
 def plot_gap(history: list[dict], tolerance: float, path: Path, *, players=("defender", "attacker")) -> None:
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     its = [h["iteration"] for h in history]
@@ -119,6 +124,7 @@ def plot_gap(history: list[dict], tolerance: float, path: Path, *, players=("def
 
 def plot_value_support(history: list[dict], path: Path, *, players=("defender", "attacker")) -> None:
     """The restricted game's value per iteration, and the support and population sizes."""
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
 
     its = [h["iteration"] for h in history]
@@ -286,6 +292,7 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
 
 
 def _write_report(params, metrics_path: str, population_path: str, payoff_path: str, d: Path, out: Path) -> None:
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")
@@ -506,7 +513,6 @@ def write_plot_data(d: Path, m: dict, history: list[dict]) -> None:
 
 def html_page(params, m: dict, d: Path, out: Path, title: str):
     """A report page, opening with the experiment's resolved params (folded)."""
-    import yaml
 
 
     page = Page(title, d, out)
@@ -566,8 +572,6 @@ def finish_html(page, pop: dict, out: Path, d: Path) -> None:
     artifact_links(page, out.parent, skip=out)
     atomic_write_bytes(d / "index.html", page.text().encode())
     if "methods" in page.tables:  # the methods table as CSV: Snakemake's report shows it as a table
-        import csv
-        import io
 
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")

@@ -5,8 +5,10 @@ optimisation history, parameter importances, intermediate values), written whole
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from doracle.artifacts import atomic_dir, write_json
@@ -21,6 +23,7 @@ PLOTS = {
 
 
 def best_trial(study, spec: SweepSpec):
+    # optuna (about a second to import): only sweeps and DONAS searches load it
     from optuna.trial import TrialState
 
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
@@ -32,9 +35,11 @@ def best_trial(study, spec: SweepSpec):
 
 def _plot(study, fn: str, out: Path) -> str | None:
     """Save one Optuna plot; the reason when it cannot be drawn."""
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")
+    # matplotlib: loaded only when a figure is drawn
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
     from optuna.exceptions import ExperimentalWarning
@@ -72,7 +77,6 @@ def _cell(v) -> str:
 @contextlib.contextmanager
 def _report_lock(folder: Path):
     """An exclusive lock (flock) on ``folder``/report.lock while a worker writes the report."""
-    import fcntl
 
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "report.lock", "w") as fh:
@@ -97,7 +101,6 @@ def _write_html(lines: list[str], tmp: Path, out: Path, spec: SweepSpec, best) -
 
 def write_report(study, spec: SweepSpec) -> Path:
     """Write the report folder and best.json; returns the folder."""
-    from collections import Counter
 
     trials = study.get_trials(deepcopy=False)
     best = best_trial(study, spec)

@@ -22,6 +22,7 @@ keep a trial from running twice and the study at its size:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -59,6 +60,7 @@ class Stopped(BaseException):
 
 # ---------------------------------------------------------------------------- the study
 def storage_of(spec: SweepSpec):
+    # optuna (about a second to import): only sweeps and DONAS searches load it
     import optuna
 
     if spec.journal is None:
@@ -75,6 +77,7 @@ def storage_of(spec: SweepSpec):
 
 
 def sampler_of(spec: SweepSpec, seed: int):
+    # optuna (about a second to import): only sweeps and DONAS searches load it
     import optuna
 
     s = spec.space.sampler
@@ -86,6 +89,7 @@ def sampler_of(spec: SweepSpec, seed: int):
 
 
 def pruner_of(spec: SweepSpec):
+    # optuna (about a second to import): only sweeps and DONAS searches load it
     import optuna
 
     p = spec.space.pruner
@@ -97,6 +101,7 @@ def pruner_of(spec: SweepSpec):
 
 
 def distributions(spec: SweepSpec) -> dict:
+    # optuna (about a second to import): only sweeps and DONAS searches load it
     from optuna import distributions as od
 
     out = {}
@@ -114,6 +119,7 @@ def open_study(spec: SweepSpec, *, worker: int = 0, create: bool = True):
     """The study (created, or loaded when it exists). The sampler's seed is the space's seed, offset
     by the worker index and by the number of trials already there, so a resumed or second worker
     does not draw the first worker's values again; a fresh single-worker sweep is reproducible."""
+    # optuna (about a second to import): only sweeps and DONAS searches load it
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -147,6 +153,7 @@ def open_study(spec: SweepSpec, *, worker: int = 0, create: bool = True):
 
 
 def _state(name: str):
+    # optuna (about a second to import): only sweeps and DONAS searches load it
     from optuna.trial import TrialState
 
     return TrialState[name]
@@ -178,6 +185,7 @@ def _alive(t, stale_after_s: float) -> bool:
 def retry(study, t, reason: str) -> bool:
     """Mark the RUNNING trial ``t`` FAIL and enqueue it again (same params, same experiment).
     False when another worker got there first."""
+    # optuna (about a second to import): only sweeps and DONAS searches load it
     from optuna.exceptions import UpdateFinishedTrialError
 
     storage = study._storage
@@ -209,8 +217,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: Snakemake gets SIGTERM when its worker dies, so a killed worker leaves no orphan
     running in the directory its retry will use."""
     with contextlib.suppress(Exception):
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
@@ -300,6 +306,7 @@ class Worker:
                 self.proc.wait()
 
     def run_trial(self, trial) -> float:
+        # optuna (about a second to import): only sweeps and DONAS searches load it
         import optuna
 
         spec = self.spec
@@ -354,6 +361,7 @@ class Worker:
 
     def run(self) -> dict[str, int]:
         """Run trials until the study has its trials; the states of the trials this worker ran."""
+        # optuna (about a second to import): only sweeps and DONAS searches load it
         import optuna
 
         study = self.study = open_study(self.spec, worker=self.worker)
