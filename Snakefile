@@ -8,8 +8,9 @@
 #
 # data -> models outside the loop -> DO iterations (best responses, payoff, LP solve, prune) -> evaluate -> report
 # Every rule calls one `doracle` subcommand, which dispatches to the experiment's game (params `game`).
-# Paths, commands and each job's inputs live in doracle.pipeline, which also generates dvc.yaml
-# (same jobs). Rules are in workflow/rules/.
+# Each job shape (command, outputs, params, resources, code) is declared once, in doracle.jobtable;
+# workflow/rules/jobs.smk makes a rule of each, doracle.pipeline gives each job its inputs and
+# generates dvc.yaml (the same jobs).
 
 import re
 import sys
@@ -34,9 +35,9 @@ P = pl.PATTERNS
 # report marks them; captions in workflow/report/)
 report: "workflow/report/workflow.rst"
 
-# Light jobs run on the submitting host, never as cluster jobs (pipeline.RULE_RESOURCES); the others
+# Light jobs run on the submitting host, never as cluster jobs (the job table's resources: None); the others
 # ask for their experiment's `resources` (used by profiles/slurm; a local run uses only `threads`).
-workflow.localrules("all", *pl.LOCAL_RULES)
+workflow.localrules("all", *pl.jobtable.local_rules())
 
 wildcard_constraints:
     exp="|".join(map(re.escape, WF.experiments)),
@@ -53,10 +54,7 @@ rule all:
         WF.targets(),
 
 
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/double_oracle.smk"
-include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/jobs.smk"
 include: "workflow/rules/sweep.smk"
 
 

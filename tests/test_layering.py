@@ -16,9 +16,9 @@ PACKAGE = ROOT / "src" / "doracle"
 #: lowest first; a module's layer is its longest matching prefix
 LAYERS: dict[str, int] = {
     # 0: the foundation, imported by everything: errors, registries and the names they know, the
-    # params schema, artifact I/O, code provenance, artifact paths, devices and seeds
+    # params schema, artifact I/O, code provenance, artifact paths, the job table, devices and seeds
     "doracle": 0, "doracle.errors": 0, "doracle.registry": 0, "doracle.config": 0, "doracle.artifacts": 0,
-    "doracle.provenance": 0, "doracle.paths": 0, "doracle.runtime": 0,
+    "doracle.provenance": 0, "doracle.paths": 0, "doracle.jobtable": 0, "doracle.runtime": 0,
     # 1: the double-oracle engine (payoff matrices, meta-solvers, pruning): numpy and scipy only
     "doracle.engine": 1,
     # 2: the torch rooms

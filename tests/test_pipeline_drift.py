@@ -41,11 +41,11 @@ def test_dry_run_jobs_equal_dvc_stages():
     jobs = dry_run_jobs(ROOT)
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert stages.pop("check_dag")["cmd"].startswith("doracle dvc-yaml --check")  # DVC's own guard, no job
-    from doracle import config, provenance
+    from doracle import config, jobtable, provenance
 
     # besides the jobs' inputs, each stage depends on the code its job runs (src/doracle/...)
     code = {s["cmd"]: tuple(d for d in s["deps"] if d.startswith(provenance.SOURCE_DIR + "/")) for s in stages.values()}
-    assert set(code.values()) <= {tuple(provenance.code_deps(r)) for r in provenance.RULE_CODE}
+    assert set(code.values()) <= {tuple(jobtable.code_deps(r)) for r in jobtable.SHAPES}
     assert all(provenance.SOURCE_DIR + "/report" in c for cmd, c in code.items() if cmd.startswith("doracle report"))
     assert not any(provenance.SOURCE_DIR + "/models" in c for cmd, c in code.items() if cmd.startswith("doracle do solve"))
     dvc = {s["cmd"]: {"outs": set(s["outs"]), "deps": set(s["deps"]) - set(code[s["cmd"]])} for s in stages.values()}

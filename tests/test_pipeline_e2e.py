@@ -329,23 +329,24 @@ def test_warm_started_defender_starts_from_the_best_member(snake, tmp_path):
 
 def test_jobs_ran_only_the_code_their_rule_declares(shared):
     """Every module a job loaded (DORACLE_MODULES_LOG) is among the package paths its rule runs
-    (provenance.RULE_CODE): the code a Snakemake param and the DVC deps cover."""
-    from doracle import provenance
+    (the job table's ``code``): the code a Snakemake param and the DVC deps cover."""
+    from doracle import jobtable
 
-    rule_of = {("data",): "prepare_data", ("train",): "train", ("do", "init"): "do_init",
-               ("do", "best-response"): "best_response", ("do", "payoff"): "payoff", ("do", "solve"): "solve",
-               ("do", "prune"): "prune", ("do", "close"): "close", ("evaluate",): "evaluate_do", ("metrics",): "metrics",
-               ("report",): "report"}
+    rule_of = {}  # subcommand -> the first rule that calls it (train, evaluate: two rules, the same code)
+    for rule, shape in jobtable.SHAPES.items():
+        rule_of.setdefault(shape.command, rule)
+    assert jobtable.SHAPES["train"].code == jobtable.SHAPES["train_baseline"].code
+    assert jobtable.SHAPES["evaluate_do"].code == jobtable.SHAPES["evaluate_baseline"].code
     seen = set()
     for line in shared.modules.read_text().splitlines():
         rec = json.loads(line)
         argv = rec["argv"]
         rule = rule_of.get(tuple(argv[:2])) or rule_of[tuple(argv[:1])]
         seen.add(rule)
-        declared = provenance.rule_paths(rule)
+        declared = jobtable.code_paths(rule)
         stray = [m for m in rec["modules"]
                  if not any(m == d or m.startswith(d.rstrip("/") + "/") for d in declared)]
-        assert not stray, f"{rule} ran {stray}, which RULE_CODE[{rule!r}] does not declare"
+        assert not stray, f"{rule} ran {stray}, which the job table's {rule!r} does not declare"
     assert seen == set(rule_of.values())
 
 

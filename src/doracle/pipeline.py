@@ -1,9 +1,8 @@
-"""The pipeline adapters: the job graph (:mod:`doracle.games.graph`) as Snakemake rules and DVC stages.
+"""The pipeline adapters: the job table (:mod:`doracle.jobtable`) and the job graph
+(:mod:`doracle.games.graph`) as Snakemake rules and DVC stages.
 
-:data:`~doracle.paths.PATTERNS` holds every artifact path (with Snakemake wildcards ``{exp}``,
-``{it}``, ``{method}``) and :data:`~doracle.games.graph.COMMANDS` every job's command template (both
-re-exported here). The rules under ``workflow/rules/`` use both, with each job's inputs, params,
-threads and resources from :class:`Workflow`; :func:`dvc_stages` expands the same jobs into
+``workflow/rules/jobs.smk`` writes one rule per job shape of the table (its command, output
+patterns, priority), with each job's inputs, params, threads and resources from :class:`Workflow`; :func:`dvc_stages` expands the same jobs into
 concrete DVC stages (DVC templates have no arithmetic, so the chain of iterations is written out),
 and ``doracle dvc-yaml`` writes them to ``dvc.yaml``. A test runs Snakemake's dry run and checks
 that its jobs and the DVC stages carry the same commands, inputs and outputs. Here too: the
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from doracle import artifacts, provenance
+from doracle import artifacts, jobtable
 from doracle import config as cfg
 from doracle.config import DEFAULT_PARAMS as PARAMS_FILE  # noqa: F401 (re-exported)
 from doracle.config import Params, default_experiments  # noqa: F401 (re-exported for the workflow and CLI)
@@ -52,39 +51,25 @@ from doracle.paths import (  # noqa: F401 (re-exported for the workflow and the 
     summary_path,
 )
 
-# Where each rule runs on a cluster: the family of params' `resources` its jobs ask for, or None
-# for a job that runs on the submitting host (Snakemake's localrules): the one-second jobs
-# (solve, prune, metrics), the report, and prepare_data, whose download needs the login node's
-# network (compute nodes often have none).
-RULE_RESOURCES = {
-    "prepare_data": None,
-    "train": "train",
-    "train_baseline": "train",
-    "do_init": "best_response",
-    "best_response": "best_response",
-    "payoff": "payoff",
-    "solve": None,
-    "prune": None,
-    "close": "best_response",
-    "evaluate_do": "evaluate",
-    "evaluate_baseline": "evaluate",
-    "metrics": None,
-    "report": None,
-}
+# Where each rule runs on a cluster (the job table's `resources`): the family of params' `resources`
+# its jobs ask for, or None for a job that runs on the submitting host (Snakemake's localrules): the
+# one-second jobs (solve, prune, metrics), the report, and prepare_data, whose download needs the
+# login node's network (compute nodes often have none).
+RULE_RESOURCES = {rule: shape.resources for rule, shape in jobtable.SHAPES.items()}
 LOCAL_RULES = tuple(r for r, family in RULE_RESOURCES.items() if family is None)
 
 
 def rule_threads(params: Params, rule: str) -> int:
     """The threads a rule's job uses: ``params.threads`` (torch's CPU threads) for the jobs that run
     networks (the cluster rules), else 1. Snakemake schedules by it; SLURM gives as many CPUs."""
-    return params.threads if RULE_RESOURCES[rule] is not None else 1
+    return params.threads if jobtable.SHAPES[rule].resources is not None else 1
 
 
 def rule_resources(params: Params, rule: str) -> dict:
     """The Snakemake resources of a rule's jobs, from its family in ``params.resources`` (names the
     SLURM executor plugin reads: gpu, gpu_model, gres, cpus_per_task, mem_mb, runtime in minutes,
     slurm_partition, constraint, slurm_extra). Unset keys are left out; local rules get none."""
-    family = RULE_RESOURCES[rule]
+    family = jobtable.SHAPES[rule].resources
     if family is None:
         return {}
     res = getattr(params.resources, family)
@@ -140,7 +125,7 @@ def dvc_stages(experiments: list[tuple[Params, str]], out: str = "dvc.yaml") -> 
         for job in jobs(params, params_file):
             keys = stage_keys(params, *job["stages"])
             stage = {"cmd": job["cmd"]}
-            stage["deps"] = [*job["inputs"].values(), *provenance.code_deps(job["rule"])]
+            stage["deps"] = [*job["inputs"].values(), *jobtable.code_deps(job["rule"])]
             stage["params"] = [{params_file: keys}] if params_file != PARAMS_FILE else keys
             stage["outs"] = list(job["outputs"].values())
             stages[job["name"] if k == 0 else f"{params.experiment}-{job['name']}"] = stage
@@ -395,13 +380,31 @@ class Workflow:
     def inputs(self, rule: str):
         return lambda w: self.job(rule, w)["inputs"]
 
+    @staticmethod
+    def outputs(rule: str) -> dict[str, str]:
+        """The rule's output patterns (wildcards ``{exp}`` and the shape's own)."""
+        return jobtable.SHAPES[rule].output_patterns()
+
+    @staticmethod
+    def shell(rule: str) -> str:
+        """The rule's command template (Snakemake formats it with the job's input, output, ...)."""
+        return jobtable.SHAPES[rule].cmd
+
+    @staticmethod
+    def log(rule: str) -> str:
+        return log_path(next(iter(jobtable.SHAPES[rule].output_patterns().values())))
+
+    @staticmethod
+    def benchmark(rule: str) -> str:
+        return bench_path(next(iter(jobtable.SHAPES[rule].output_patterns().values())))
+
     def params(self, rule: str) -> dict:
         """The rule's ``params``: the params file, the tracked params (JSON), and the job's extras."""
         names = {k for j in self._jobs.values() if j["rule"] == rule for k in j["params"]}
         out = {k: (lambda w, k=k: self.job(rule, w)["params"][k]) for k in sorted(names)}
         out["tracked"] = lambda w: tracked(self.params_of(w), rule, {k: v for k, v in w.items() if k != "exp"})
         # the code the job runs: a change to it reruns the job (Snakemake's params rerun trigger)
-        out["code"] = provenance.code_digest(rule)
+        out["code"] = jobtable.code_digest(rule)
         return out
 
     def threads(self, rule: str):

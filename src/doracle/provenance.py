@@ -2,12 +2,13 @@
 
 * :func:`record`: the block every JSON artifact (and every safetensors sidecar) carries: doracle's
   version and the sha256 of the whole package source that wrote it.
-* :data:`RULE_CODE`: per workflow rule, the package paths its job runs. Snakemake gets their
-  digest as a rule param (:func:`code_digest`; the ``params`` rerun trigger, on by default, reruns
-  a job whose code changed); DVC gets them as stage ``deps`` (:func:`code_deps`), so ``dvc
-  status`` / ``dvc repro`` rerun the same jobs. With ``DORACLE_MODULES_LOG=FILE`` in the
-  environment every doracle command appends the modules it loaded to FILE (:func:`log_modules`):
-  tests/test_pipeline_e2e.py checks that every module a job loaded is among its rule's paths.
+* :data:`CORE`: the package paths every job runs; each job shape of :mod:`doracle.jobtable` adds
+  its own. Snakemake gets their digest as a rule param (:func:`code_digest`; the ``params`` rerun
+  trigger, on by default, reruns a job whose code changed); DVC gets them as stage ``deps``
+  (:func:`code_deps`), so ``dvc status`` / ``dvc repro`` rerun the same jobs. With
+  ``DORACLE_MODULES_LOG=FILE`` in the environment every doracle command appends the modules it
+  loaded to FILE (:func:`log_modules`): tests/test_pipeline_e2e.py checks that every module a job
+  loaded is among its rule's paths.
 
 Torch-free; imports nothing of doracle.
 """
@@ -29,32 +30,9 @@ SOURCE_DIR = "src/doracle"
 
 #: what every job runs: the command line, params, artifact I/O, the job layer, the engine, the game
 #: registry and the population file
-CORE = ("__init__.py", "__main__.py", "artifacts.py", "compute.py", "config.py", "errors.py", "paths.py",
-        "pipeline.py", "provenance.py", "registry.py", "runtime.py", "cli", "engine",
+CORE = ("__init__.py", "__main__.py", "artifacts.py", "compute.py", "config.py", "errors.py", "jobtable.py",
+        "paths.py", "pipeline.py", "provenance.py", "registry.py", "runtime.py", "cli", "engine",
         "games/__init__.py", "games/graph.py", "games/population.py", "models/__init__.py", "models/entrypoints.py")
-#: the torch side a network job runs
-_NETS = ("data", "models", "attacks", "defenses", "games")
-#: per Snakemake rule (DVC stage family), the package paths (files or folders) it runs besides CORE
-RULE_CODE = {
-    "prepare_data": ("data",),
-    "train": _NETS,
-    "train_baseline": _NETS,
-    "do_init": _NETS,
-    "best_response": _NETS,
-    "payoff": _NETS,
-    "solve": (),
-    "prune": (),
-    "close": _NETS,
-    "evaluate_do": (*_NETS, "evaluation"),
-    "evaluate_baseline": (*_NETS, "evaluation"),
-    "metrics": (*_NETS, "evaluation"),
-    "report": (*_NETS, "evaluation", "report"),
-}
-
-
-def rule_paths(rule: str) -> tuple[str, ...]:
-    """The package paths (relative to the package folder) a rule's job runs."""
-    return (*CORE, *RULE_CODE[rule])
 
 
 def _files(paths: tuple[str, ...]) -> list[Path]:
@@ -78,14 +56,15 @@ def source_sha256() -> str:
     return _digest((".",))
 
 
-def code_digest(rule: str) -> str:
-    """sha256 of the code a rule's job runs (a Snakemake param: changed code reruns the job)."""
-    return _digest(rule_paths(rule))
+def code_digest(paths: tuple[str, ...]) -> str:
+    """sha256 of the package code at ``paths`` (files or folders, relative to the package folder):
+    a job's code (:func:`doracle.jobtable.code_digest`); a change to it reruns the job."""
+    return _digest(tuple(paths))
 
 
-def code_deps(rule: str) -> list[str]:
-    """The rule's code as DVC ``deps`` (paths in the project: src/doracle/...)."""
-    return [f"{SOURCE_DIR}/{p}" for p in rule_paths(rule)]
+def code_deps(paths: tuple[str, ...]) -> list[str]:
+    """The package code at ``paths`` as DVC ``deps`` (paths in the project: src/doracle/...)."""
+    return [f"{SOURCE_DIR}/{p}" for p in paths]
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""Pipeline subcommands: one per Snakemake rule / DVC stage. Parsing only; work in the rooms."""
+"""Pipeline subcommands: those of the jobs, read from the job table (:mod:`doracle.jobtable`), and the\nparams and dvc.yaml checks. Parsing only; work in the rooms."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from doracle import jobtable
 from doracle.artifacts import atomic_write_bytes, read_json, write_json
 from doracle.errors import ConfigError, printable
 
@@ -187,6 +188,21 @@ def cmd_report(args):
     print(f"doracle: report written to {path} and {path.with_name('index.html')}")
 
 
+def cmd_job(args):
+    """A job shape without a handler of its own: its game method (``runs="Game.<method>"``), called
+    with the params and the command's options as keyword arguments."""
+    shape = next(s for s in jobtable.SHAPES.values() if s.command == args.job_command)
+    method = shape.runs.removeprefix("Game.")
+    p = _params(args, names=False)
+    options = {a.dest: getattr(args, a.dest) for a in jobtable.SUBCOMMANDS[args.job_command].args}
+    with _logged(args.log, " ".join(args.job_command)):
+        print(getattr(_game(p), method)(p, **options))
+
+
+#: the help of a group of subcommands (`doracle do STEP`)
+GROUPS = {"do": "double-oracle iteration steps (one pipeline job each)"}
+
+
 def cmd_check_params(args):
     # pydantic: every command's parser is built, only this one runs
     from doracle import config
@@ -239,120 +255,20 @@ def register(sub) -> None:
         if log:
             p.add_argument("--log", help="write the job's output here; print one summary line")
 
-    p = sub.add_parser("data", help="prepare the dataset split (train / payoff / test)")
-    common(p)
-    p.add_argument("--out", required=True, help="output .safetensors (a .json sidecar is written beside it)")
-    p.set_defaults(handler=cmd_data)
-
-    p = sub.add_parser("train", help="train a model outside the DO loop (the game's roles, or a baseline)",
-                       description="Train one model of the experiment's game outside the DO loop: AT: the base "
-                                   "classifier (--role base) or a baseline defense (--role baseline --method M; "
-                                   "the matched pgd_at_epochs / pgd_at_passes read the closed DO population: DO's "
-                                   "defender epochs / counted passes); "
-                                   "GAN: the reference classifier that scores generated images (--role reference) "
-                                   "or a base GAN (--role baseline --method base_gan: the DO run's player-epochs; "
-                                   "base_gan_passes: its counted passes).")
-    common(p)
-    p.add_argument("--role", required=True, help="base | reference | baseline (which ones: the game's)")
-    p.add_argument("--method", help="the baseline's method (AT: a defense, or <baselines.matched_defense>_epochs | "
-                   "_passes with --uses population=PATH; the base model uses base.defense; GAN: base_gan, or "
-                   "base_gan_passes with --uses population=PATH)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--uses", action="append", metavar="NAME=PATH", help="a pipeline file the job reads (the "
-                   "matched baselines, AT pgd_at_* and GAN base_gan_passes: population=the closed DO population)")
-    p.add_argument("--out", required=True)
-    p.set_defaults(handler=cmd_train)
-
-    do = sub.add_parser("do", help="double-oracle iteration steps (one pipeline job each)")
-    dsub = do.add_subparsers(dest="do_command", metavar="STEP", required=True)
-    p = dsub.add_parser("init", help="iteration 0: the first strategies and their 1x1 payoff",
-                        description="AT: the attack against the base defender (--uses base=PATH); GAN: a warm-up "
-                                    "of ordinary GAN training gives the first generator and discriminator.")
-    common(p)
-    p.add_argument("--data", required=True)
-    p.add_argument("--uses", action="append", metavar="ROLE=PATH", help="a model trained outside the loop")
-    p.add_argument("--init-out", required=True, help="the strategies iteration 0 adds (.safetensors)")
-    p.add_argument("--out", required=True, help="population.json of iteration 0")
-    p.set_defaults(handler=cmd_do_init)
-
-    p = dsub.add_parser("best-response", help="a player's best response to the opponent's meta-strategy",
-                        description="AT: train a defender / craft an attacker; GAN: train a generator / a "
-                                    "discriminator, against the other player's mixture.")
-    common(p)
-    p.add_argument("--player", required=True, help="AT: defender | attacker; GAN: pair (gan.oracle: cotrained, "
-                   "both players together) or discriminator | generator (gan.oracle: frozen)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--state", required=True, help="population.json of the previous iteration")
-    p.add_argument("--iteration", type=int, required=True)
-    p.add_argument("--out", required=True)
-    p.set_defaults(handler=cmd_do_best_response)
-
-    p = dsub.add_parser("payoff", help="extend the payoff matrix by the new row and column")
-    common(p)
-    for a in ("--data", "--state", "--out"):
-        p.add_argument(a, required=True)
-    p.add_argument("--row", required=True, help="the row player's new strategy (AT: defender; GAN: discriminator)")
-    p.add_argument("--col", required=True, help="the column player's new strategy (AT: attacker; GAN: generator)")
-    p.add_argument("--iteration", type=int, required=True)
-    p.set_defaults(handler=cmd_do_payoff)
-
-    p = dsub.add_parser("solve", help="solve the meta-game (LP by default) and compute the DO gap")
-    common(p)
-    for a in ("--state", "--payoff", "--out"):
-        p.add_argument(a, required=True)
-    p.set_defaults(handler=cmd_do_solve)
-
-    p = dsub.add_parser("prune", help="prune the populations and test convergence")
-    common(p)
-    for a in ("--state", "--payoff", "--meta", "--out"):
-        p.add_argument(a, required=True)
-    p.set_defaults(handler=cmd_do_prune)
-
-    p = dsub.add_parser("close", help="the closing best response: exploitability of the deployed mixture",
-                        description="After the last iteration: the deployed player's opponent (AT: an attacker, "
-                                    "on the payoff split; GAN: a discriminator) answers the deployed player's final "
-                                    "meta-strategy; its gain over the game value is the deployed mixture's "
-                                    "exploitability. Its row or column joins the payoff matrix and the meta-game is "
-                                    "solved once more: the evaluations read the closed population.")
-    common(p)
-    p.add_argument("--data", required=True)
-    p.add_argument("--state", required=True, help="population.json of the last iteration")
-    p.add_argument("--model-out", required=True, help="the closing strategy (.safetensors)")
-    p.add_argument("--out", required=True, help="the closed population.json")
-    p.set_defaults(handler=cmd_do_close)
-
-    p = sub.add_parser("evaluate", help="evaluate one DO target or baseline (AT: attack suite; GAN: FID, IS)",
-                       description="Evaluate a DO target (with --population) or a baseline (with --checkpoint). "
-                                   "AT (do_mixture, do_best_member, do_uniform): params.evaluation's suite, "
-                                   "resumable: gradient-masking checks, attacks on the mixture and its members, "
-                                   "AutoAttack, per-example worst case, accuracy vs eps. GAN (do_mixture, "
-                                   "do_members): FID, Inception-Score-style score, classes covered, precision / "
-                                   "recall / density / coverage in the reference classifier's features "
-                                   "(--uses reference=PATH).")
-    common(p)
-    p.add_argument("--data", required=True)
-    p.add_argument("--model", required=True, help="label: a DO target, or a baseline's name")
-    p.add_argument("--population", help="the closed population.json (DO targets; do/closing/)")
-    p.add_argument("--checkpoint", help="the baseline's .safetensors")
-    p.add_argument("--uses", action="append", metavar="ROLE=PATH", help="a model trained outside the loop")
-    p.add_argument("--state", help="resumable state file: finished attacks survive a kill")
-    p.add_argument("--out", required=True, help="evaluation JSON")
-    p.set_defaults(handler=cmd_evaluate)
-
-    p = sub.add_parser("metrics", help="merge the evaluations into metrics.json with the DO summary")
-    common(p)
-    p.add_argument("--population", required=True, help="the closed population.json (do/closing/)")
-    p.add_argument("--evaluation", nargs="+", required=True, help="evaluation JSON files")
-    p.add_argument("--out", required=True, help="metrics.json")
-    p.add_argument("--headline", help="headline.json: the headline numbers, flat (DVC's metrics file)")
-    p.set_defaults(handler=cmd_metrics)
-
-    p = sub.add_parser("report", help="write the report folder: index.html (self-contained), summary.md, the plots")
-    common(p)
-    for a in ("--metrics", "--population", "--payoff"):
-        p.add_argument(a, required=True)
-    p.add_argument("--out", required=True, help="the report folder (written whole, then moved into place)")
-    p.set_defaults(handler=cmd_report)
+    # the jobs' subcommands, from the job table (doracle.jobtable.SUBCOMMANDS)
+    groups: dict[str, object] = {}
+    for path, command in jobtable.SUBCOMMANDS.items():
+        parent = sub
+        if len(path) == 2:
+            if path[0] not in groups:
+                group = sub.add_parser(path[0], help=GROUPS.get(path[0]))
+                groups[path[0]] = group.add_subparsers(dest=f"{path[0]}_command", metavar="STEP", required=True)
+            parent = groups[path[0]]
+        p = parent.add_parser(path[-1], help=command.help, description=command.description)
+        common(p)
+        for arg in command.args:
+            p.add_argument(arg.flag, help=arg.help, **({"required": True} if arg.required else {}), **dict(arg.kw))
+        p.set_defaults(handler=globals()[command.handler] if command.handler else cmd_job, job_command=path)
 
     p = sub.add_parser("check-params", help="validate a params file (schema and registry names); a partial "
                                              "file is completed from its game's default file, as the workflow does")
