@@ -46,8 +46,9 @@ def run(base: dict, over: dict, seed: int, tmp: Path, name: str, base_gan: bool)
     from doracle.data import load as load_dataset
     from doracle.data import prepare
     from doracle.evaluation.generative import GenerativeMetrics
-    from doracle.games import classifiers, gan
-    from doracle.games.gan_math import sample_mixture
+    from doracle.games import classifiers
+    from doracle.games.gan import jobs as gan
+    from doracle.games.gan.arithmetic import sample_mixture
     from doracle.games.population import prune, read_population, solve_meta, support
 
     torch.set_num_threads(1)

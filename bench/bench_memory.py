@@ -189,7 +189,8 @@ def run_mode(args, mode: str, params_file: Path, data: str, base: str, work: Pat
     """Build ``mode``'s population, measuring every defender best response as its own process."""
     from doracle import config
     from doracle.artifacts import read_json, sidecar
-    from doracle.games import adversarial, population
+    from doracle.games import population
+    from doracle.games.at import jobs as adversarial
 
     p = config.load(params_file)
     d = work / mode
@@ -257,7 +258,7 @@ def main() -> None:
 
     from doracle import config, data
     from doracle.data import formats
-    from doracle.games import adversarial
+    from doracle.games.at import jobs as adversarial
 
     t_start = time.perf_counter()
     env = child_env(args.malloc)

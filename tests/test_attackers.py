@@ -12,7 +12,9 @@ from doracle.artifacts import load_tensors, read_json
 from doracle.attacks.noise import KeyedNoise
 from doracle.data.augment import augment
 from doracle.errors import ConfigError
-from doracle.games import adversarial, attackers, population
+from doracle.games import population
+from doracle.games.at import attackers
+from doracle.games.at import jobs as adversarial
 from project import merge, params_with
 
 
@@ -87,7 +89,7 @@ def test_the_closing_attacker_answers_the_final_sigma_d_on_the_payoff_split_only
     import numpy as np
 
     from doracle.engine import solve
-    from doracle.games.at_game import AT
+    from doracle.games.at.game import AT
 
     run = _run_do(tmp_path, {"do": {"attacker": {"materialize": "cache"}}}, iterations=1)
     p, model, out = run["params"], str(tmp_path / "closing.safetensors"), str(tmp_path / "closed.json")

@@ -275,7 +275,7 @@ def test_transfer_compares_the_defenders_an_attacker_was_computed_against_with_t
 
 
 def test_the_reports_heatmap_shows_the_matrix_the_deployed_mixture_was_solved_on():
-    from doracle.report.summary import closed_payoff
+    from doracle.report.do import closed_payoff
 
     pay = {"payoff": [[0.5]], "stderr": [[0.1]], "row_ids": ["d000"], "col_ids": ["a000"], "iteration": 1}
     open_pop = {"state": {"payoff": [[0.5]], "row_ids": ["d000"], "col_ids": ["a000"], "closing": None},

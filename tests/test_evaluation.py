@@ -102,7 +102,7 @@ def test_gradient_masking_checks_flag_what_they_should(wrap, warning):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A PGD-trained digits classifier saved as a real artifact."""
-    from doracle.games.adversarial import train_classifier
+    from doracle.games.at.jobs import train_classifier
 
     d = tmp_path_factory.mktemp("trained")
     params = config.validate(params_with({"training": {"epochs": 4}, "baselines": {"methods": ["pgd_at"]}}))
@@ -266,7 +266,7 @@ def test_the_probabilities_check_runs_on_the_models_device():
 def trained_mixture(trained):
     """The PGD-trained classifier and an ERM one (3 epochs), as a 0.6 / 0.4 mixture, with test data."""
     from doracle.games import classifiers
-    from doracle.games.adversarial import train_classifier
+    from doracle.games.at.jobs import train_classifier
 
     params = config.validate(params_with({"training": {"epochs": 3}, "baselines": {"methods": ["erm"]}}))
     train_classifier(params, str(trained / "data.safetensors"), str(trained / "erm.safetensors"), role="baseline",

@@ -20,7 +20,7 @@ from doracle import config, pipeline
 from doracle.artifacts import write_json
 from doracle.errors import ConfigError
 from doracle.games import GAMES, Game, game_of
-from doracle.games.gan_math import fixed_latents, payoff_cell
+from doracle.games.gan.arithmetic import fixed_latents, payoff_cell
 from project import ROOT, gan_params
 
 
@@ -151,7 +151,7 @@ def run_first_iteration(p) -> dict:
     and the closing step in process, at the pipeline's paths below the working directory; returns
     the paths."""
     from doracle.data import prepare
-    from doracle.games import gan
+    from doracle.games.gan import jobs as gan
     from doracle.games.population import prune, solve_meta
 
     P = {k: v.replace("{exp}", p.experiment) for k, v in pipeline.PATTERNS.items()}
@@ -178,7 +178,7 @@ def jobs_dir(tmp_path_factory):
     (metrics add up the compute of the jobs upstream of each model)."""
     import os
 
-    from doracle.games import gan
+    from doracle.games.gan import jobs as gan
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("ganjobs")
@@ -204,7 +204,7 @@ def jobs(jobs_dir, monkeypatch):
 
 def test_init_is_a_warm_up_pair_and_its_payoff_cell(jobs):
     from doracle.data import load
-    from doracle.games.gan import load_net
+    from doracle.games.gan.jobs import load_net
 
     p, f = jobs
     pop = json.loads(Path(f["pop0"]).read_text())
@@ -228,7 +228,7 @@ def pipeline_seed(p):
 
 
 def test_the_init_job_is_reproducible_bit_for_bit(jobs, tmp_path):
-    from doracle.games import gan
+    from doracle.games.gan import jobs as gan
 
     p, f = jobs
     gan.init(p, f["data"], str(tmp_path / "init.safetensors"), str(tmp_path / "pop0.json"))
@@ -254,7 +254,7 @@ def test_the_cotrained_pair_plays_both_opponent_mixtures_from_a_warm_start(jobs)
 
 
 def test_the_frozen_oracle_trains_each_player_alone_against_the_other_mixture(jobs, tmp_path):
-    from doracle.games import gan
+    from doracle.games.gan import jobs as gan
 
     p, f = jobs
     frozen = config.validate(gan_params(do={"iterations": 1, "tolerance": 0.01}, gan={"oracle": "frozen"}))
@@ -273,7 +273,7 @@ def test_the_frozen_oracle_trains_each_player_alone_against_the_other_mixture(jo
 
 def test_the_payoff_extends_by_the_new_row_and_column_with_standard_errors(jobs):
     from doracle.data import load
-    from doracle.games.gan import load_net
+    from doracle.games.gan.jobs import load_net
 
     p, f = jobs
     pay = json.loads(Path(f["pay"]).read_text())
@@ -293,7 +293,7 @@ def test_the_closing_discriminator_answers_the_final_sigma_g_and_closes_the_popu
     the final sigma the LP solution of the grown matrix; the metrics and headline carry it."""
     from doracle.data import load
     from doracle.engine import solve
-    from doracle.games.gan import load_net
+    from doracle.games.gan.jobs import load_net
     from doracle.games.population import read_population
 
     p, f = jobs
@@ -306,7 +306,7 @@ def test_the_closing_discriminator_answers_the_final_sigma_g_and_closes_the_popu
     ds = load(f["data"], "cpu")
     z = fixed_latents(pipeline_seed(p), 200, 100)
     d = load_net(f["closing"], "discriminator", "cpu")
-    from doracle.games.gan import _load_strategy
+    from doracle.games.gan.jobs import _load_strategy
 
     row = [payoff_cell(_load_strategy(doc, g, "cpu"), d, ds.x["payoff"], z).value for g in closed.col_ids]
     np.testing.assert_array_equal(closed.payoff[-1], row)
@@ -323,7 +323,7 @@ def test_the_closing_discriminator_answers_the_final_sigma_g_and_closes_the_popu
 
 
 def test_a_converged_population_passes_best_responses_through(jobs, tmp_path):
-    from doracle.games import gan
+    from doracle.games.gan import jobs as gan
 
     p, f = jobs
     pop = json.loads(Path(f["pop1"]).read_text())
@@ -336,7 +336,7 @@ def test_a_converged_population_passes_best_responses_through(jobs, tmp_path):
 
 
 def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
-    from doracle.games import gan
+    from doracle.games.gan import jobs as gan
     from doracle.games.population import double_oracle_summary, read_population
 
     p, f = jobs
@@ -344,7 +344,7 @@ def test_evaluation_and_metrics_key_every_generator(jobs, tmp_path):
     gan.evaluate(p, f["data"], "do_mixture", evs[0], population=f["closed"], checkpoint=None, reference=f["ref"])
     gan.evaluate(p, f["data"], "do_members", evs[1], population=f["closed"], checkpoint=None, reference=f["ref"])
     gan.evaluate(p, f["data"], "base_gan", evs[2], population=None, checkpoint=f["base"], reference=f["ref"])
-    from doracle.games.gan_game import GAN, merge_metrics
+    from doracle.games.gan.game import GAN, merge_metrics
 
     m = merge_metrics(p, f["closed"], evs, str(tmp_path / "metrics.json"))
     assert set(m["models"]) == {"do_mixture", "g000", "g001", "base_gan"}
@@ -382,7 +382,8 @@ def test_the_passes_matched_base_gan_counts_as_many_passes_as_the_do_run(jobs, t
     """base_gan_passes trains the whole number of epochs whose counted passes come nearest the DO
     run's (every job upstream of the closed population), and the formula is what the loop counts."""
     from doracle.data import load
-    from doracle.games import gan, graph
+    from doracle.games import graph
+    from doracle.games.gan import jobs as gan
 
     p, f = jobs
     meta = gan.train_base_gan(p, f["data"], str(tmp_path / "bgp.safetensors"), population=f["closed"])
@@ -402,8 +403,9 @@ def test_the_evaluations_draw_the_reports_grids_and_the_report_refuses_a_changed
     and the real images'; the torch-free report plots them, and refuses an evaluation file that
     changed after the metrics job read it."""
     from doracle.errors import ArtifactError
-    from doracle.games import gan, gan_game
-    from doracle.games.gan_math import sample_mixture
+    from doracle.games.gan import game as gan_game
+    from doracle.games.gan import jobs as gan
+    from doracle.games.gan.arithmetic import sample_mixture
     from doracle.report.gan import decode_grid
 
     p, f = jobs

@@ -14,7 +14,7 @@ from scipy import stats
 from torch import nn
 
 from doracle import models
-from doracle.games.gan_math import (
+from doracle.games.gan.arithmetic import (
     MixtureSampler,
     PayoffCell,
     fixed_latents,
@@ -157,7 +157,7 @@ torch.set_num_threads(1)
 import hashlib, sys
 sys.path.insert(0, {tests!r})
 from test_gan_math import gan_pair, real_images
-from doracle.games.gan_math import fixed_latents, payoff_cell
+from doracle.games.gan.arithmetic import fixed_latents, payoff_cell
 z = fixed_latents(123, 100, 16)
 g, d = gan_pair()
 c = payoff_cell(g, d, real_images(), z, batch_size=32)

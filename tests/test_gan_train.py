@@ -14,8 +14,8 @@ from torch import nn
 
 from doracle import models
 from doracle.errors import TrainingDiverged
-from doracle.games.gan_math import fixed_latents, payoff_cell
-from doracle.games.gan_train import (
+from doracle.games.gan.arithmetic import fixed_latents, payoff_cell
+from doracle.games.gan.train import (
     GanOptim,
     pair_d_loss,
     pair_g_loss,
@@ -366,7 +366,7 @@ def test_n_critic_steps_the_discriminator_that_many_times_per_generator_step(dig
     g, d = pair("mlp")
     s = train_gan(g, d, x, epochs=3, optim=FAST, seed=0, n_critic=2)
     assert s["updates"] == {"discriminator": 12, "generator": 6} and s["n_critic"] == 2
-    from doracle.games.gan import epoch_passes
+    from doracle.games.gan.jobs import epoch_passes
 
     # what base_gan_passes divides by is what the loop counts
     assert sum(s["compute"].values()) == 3 * epoch_passes(128, 32, 2)

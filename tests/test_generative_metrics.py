@@ -311,7 +311,7 @@ def test_paired_difference_of_a_model_with_itself_is_zero_and_other_models_are_t
     model against itself differs by exactly 0 (interval [0, 0], "not distinguishable"); real test
     images are told apart from uniform noise (interval excluding 0)."""
     from doracle.evaluation.intervals import paired_difference
-    from doracle.games.gan_game import fid_comparisons
+    from doracle.games.gan.game import fid_comparisons
 
     n = 200
     a = gm.GenerativeMetrics(digits.clf, digits.train[:n], split_size=50, bootstrap=100, seed=4)

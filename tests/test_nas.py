@@ -73,7 +73,7 @@ def test_search_picks_the_best_score_ties_to_the_first_and_never_retrains_a_repe
 def at_dir(tmp_path_factory):
     """Data, base classifier and iteration 0 of the tiny AT configuration (in process)."""
     from doracle import data
-    from doracle.games import adversarial
+    from doracle.games.at import jobs as adversarial
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("nas_at")
@@ -88,7 +88,8 @@ def at_dir(tmp_path_factory):
 
 def test_the_defender_search_trains_k_short_candidates_and_one_full_model(at_dir, tmp_path, monkeypatch):
     from doracle.defenses import training
-    from doracle.games import adversarial
+    from doracle.games import classifiers
+    from doracle.games.at import jobs as adversarial
 
     epochs, real = [], training.train
 
@@ -96,7 +97,8 @@ def test_the_defender_search_trains_k_short_candidates_and_one_full_model(at_dir
         epochs.append(kwargs["epochs"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train", counting)
+    for module in (classifiers, adversarial):  # where the training loop is called
+        monkeypatch.setattr(module, "train", counting)
     p = at_params(candidates=3, short_epochs=1)
     meta = adversarial.best_response_defender(p, at_dir["data"], at_dir["pop0"], 1, str(tmp_path / "d.safetensors"))
     rec = meta["nas"]
@@ -117,7 +119,8 @@ def test_the_defender_search_trains_k_short_candidates_and_one_full_model(at_dir
 def test_the_candidate_with_the_best_payoff_is_chosen_and_trained(at_dir, tmp_path, monkeypatch, favoured):
     """The scores are the payoff cells: fabricate cells that favour one family and the search
     picks it (the real accuracy is still computed, then replaced)."""
-    from doracle.games import adversarial, classifiers
+    from doracle.games import classifiers
+    from doracle.games.at import jobs as adversarial
 
     real = adversarial._cell
 
@@ -139,7 +142,7 @@ def test_the_candidate_with_the_best_payoff_is_chosen_and_trained(at_dir, tmp_pa
 
 
 def test_warm_start_applies_only_when_the_search_chose_the_members_architecture(at_dir, tmp_path):
-    from doracle.games import adversarial
+    from doracle.games.at import jobs as adversarial
 
     warm = {"do": {"defender": {"warm_start": True}}}
     same = at_params(warm, space={"defender": {"doracle_cnn_small": {}}})
@@ -151,7 +154,7 @@ def test_warm_start_applies_only_when_the_search_chose_the_members_architecture(
 
 
 def test_a_nas_best_response_is_bit_identical_when_rerun(at_dir, tmp_path):
-    from doracle.games import adversarial
+    from doracle.games.at import jobs as adversarial
 
     p = at_params(candidates=2)
     for k in (1, 2):
@@ -165,10 +168,12 @@ def test_a_mixed_architecture_at_population_plays_evaluates_and_reports(at_dir, 
     """d000 is the base CNN, d001 an MLP chosen by the search: they round-trip through their
     sidecars (options included), the payoff, solve, prune, the evaluation suite on their mixture,
     the metrics and the report's architecture-search section."""
-    from doracle.games import adversarial, at_game, classifiers, population
-    from doracle.games.at_evaluate import evaluate
-    from doracle.games.at_metrics import merge_metrics
-    from doracle.report.summary import write_report
+    from doracle.games import classifiers, population
+    from doracle.games.at import game as at_game
+    from doracle.games.at import jobs as adversarial
+    from doracle.games.at.evaluate import evaluate
+    from doracle.games.at.metrics import merge_metrics
+    from doracle.report.at import write_report
 
     monkeypatch.chdir(tmp_path)
     p = at_params(candidates=2, space={"defender": {"doracle_mlp": {"hidden": [16, 24], "activation": ["gelu"]}}})
@@ -219,7 +224,7 @@ def gan_dir(tmp_path_factory):
 
 
 def test_gan_players_search_with_their_own_direction_and_budget(gan_dir, monkeypatch, tmp_path):
-    from doracle.games import gan
+    from doracle.games.gan import jobs as gan
 
     p, f, d = gan_dir
     monkeypatch.chdir(d)
@@ -258,7 +263,8 @@ def test_gan_players_search_with_their_own_direction_and_budget(gan_dir, monkeyp
 
 
 def test_a_mixed_architecture_gan_population_evaluates_and_reports(gan_dir, monkeypatch):
-    from doracle.games import gan, gan_game
+    from doracle.games.gan import game as gan_game
+    from doracle.games.gan import jobs as gan
 
     p, f, d = gan_dir
     monkeypatch.chdir(d)

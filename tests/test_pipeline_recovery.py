@@ -116,7 +116,7 @@ def test_a_code_change_reruns_the_jobs_that_run_it(shared_copy):
     env = {"PYTHONPATH": str(proj / "src")}
     assert "Nothing to be done" in run(["snakemake", "-n"], proj, env=env).stdout  # the same code, copied
     run(["dvc", "commit", "-f", "-q"], proj)
-    summary = proj / "src/doracle/report/summary.py"
+    summary = proj / "src/doracle/report/do.py"
     original = summary.read_text()
     try:
         summary.write_text(original + "\n# an edit\n")

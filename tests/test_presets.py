@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from doracle import config, pipeline
-from doracle.games.at_game import AT
+from doracle.games.at.game import AT
 from doracle.games.checks import check_names
 from project import ROOT, make_project, run
 

@@ -67,7 +67,7 @@ def test_source_hash_and_rule_digests_follow_the_code(tmp_path, monkeypatch):
         return provenance.source_sha256(), jobtable.code_digest("report"), jobtable.code_digest("solve")
 
     before = digests()
-    (pkg / "report" / "summary.py").write_text((pkg / "report" / "summary.py").read_text() + "\n# edit\n")
+    (pkg / "report" / "do.py").write_text((pkg / "report" / "do.py").read_text() + "\n# edit\n")
     after = digests()
     provenance._digest.cache_clear()
     assert after[0] != before[0] and after[1] != before[1] and after[2] == before[2]

@@ -67,7 +67,7 @@ def test_light_commands_import_no_torch(tmp_path):
                  "from doracle.games.checks import check_names\n"
                  "for f in ('params.yaml', 'params-gan.yaml'):\n"
                  "    p = config.load(f); g = game_of(p); pipeline.jobs(p, f); check_names(p)\n"
-                 "from doracle.evaluation import metrics\nfrom doracle.report import summary, gan\n"
+                 "from doracle.evaluation import metrics\nfrom doracle.report import at, do, gan\n"
                  "print('torch' in sys.modules, 'timm' in sys.modules)")
     assert out.split() == ["False", "False"]
 

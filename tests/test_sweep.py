@@ -311,7 +311,7 @@ def test_metric_auto_per_game(tmp_path, monkeypatch):
                                  "params": {"gan.lr_generator": {"type": "float", "low": 1e-5, "high": 1e-3}}}))
     gan = load_space(f, names=False)
     assert (gan.metric, gan.direction) == ("models.do_mixture.fid", "minimize")
-    # the shape of a GAN metrics.json (games/gan_game.merge_metrics): models -> target -> fid
+    # the shape of a GAN metrics.json (games/gan/game.merge_metrics): models -> target -> fid
     assert metric_value({"models": {"do_mixture": {"fid": 12.5, "inception_score": 3.0}}}, gan.metric) == 12.5
     assert intermediate_value(gan, pop) == 0.25  # V(G, D): lower is better for the generator
     f.write_text(yaml.safe_dump({"study": "a", "intermediate": "do_gap", "params": {"training.lr": LR}}))

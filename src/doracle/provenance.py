@@ -76,7 +76,7 @@ def version() -> str:
 
 
 def loaded_modules() -> list[str]:
-    """The doracle modules this process has loaded, as package paths (``games/gan.py``)."""
+    """The doracle modules this process has loaded, as package paths (``games/gan/jobs.py``)."""
     out = set()
     for name, mod in list(sys.modules.items()):
         if name == "doracle" or name.startswith("doracle."):

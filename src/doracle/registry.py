@@ -61,7 +61,7 @@ class Registry(Generic[T]):
 # The games (params ``game``), each a module that registers a doracle.games.Game: declared here, in
 # the lowest layer, so that params (doracle.config) validate a game's name without importing the
 # games; doracle.games re-exports it.
-GAMES: Registry = Registry("game", lazy={"at": "doracle.games.at_game", "gan": "doracle.games.gan_game"})
+GAMES: Registry = Registry("game", lazy={"at": "doracle.games.at.game", "gan": "doracle.games.gan.game"})
 
 # doracle's own architectures, registered with timm by doracle.models.small (digits/MNIST) and
 # doracle.models.resnets (CIFAR scale) (a test checks the lists agree), known here so that params

@@ -88,7 +88,7 @@ def train(model, defense: Defense, x, y, cfg: Training, *, epochs: int, seed: in
     ``x``/``y`` is the training split, on the model's device or (placement ``pinned``) in host
     memory. Each batch is augmented (``augmentation``: none | crop | crop_flip, on the device,
     from the seeded generator). ``opponent`` (``opponent(x, y, keys, gen) -> x_opp``, e.g.
-    :class:`doracle.games.attackers.Opponent`) perturbs the batch as the attacker mixture does,
+    :class:`doracle.games.at.attackers.Opponent`) perturbs the batch as the attacker mixture does,
     and the mixture term is added to the defense's whole loss: ``defense_loss + w * CE(f(x_opp), y)``
     with ``w = opponent_weight`` (``w = 0``: exactly the defense's own update); the passes through
     its models are counted too.

@@ -1,6 +1,6 @@
 """What metrics.json derives from evaluation files and the payoff matrix: the paired worst-case
 comparisons between models and the attackers' transfer. The adversarial-training game's metrics
-job (:func:`doracle.games.at_game.merge_metrics`) writes them.
+job (:func:`doracle.games.at.game.merge_metrics`) writes them.
 
 Torch-free: the metrics job reads JSON only and starts in well under a second.
 """

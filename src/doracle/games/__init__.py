@@ -5,12 +5,12 @@ the payoff), the models it trains outside the DO loop, its evaluation targets, t
 its jobs reads, and one function per job shape (train, init, best response, payoff, evaluate,
 metrics, report). The pipeline (:mod:`doracle.pipeline`: Snakemake rules and DVC stages), the CLI
 and the engine's light jobs (LP solve, pruning: :mod:`doracle.games.population`) are the same for
-every game and dispatch by name, so a new game is one new module that subclasses :class:`Game`,
-registers it, and is named in :data:`GAMES`' lazy table.
+every game and dispatch by name, so a new game is one new package (like :mod:`doracle.games.at`)
+whose game module subclasses :class:`Game`, registers it, and is named in :data:`GAMES`' lazy table.
 
-Entries are lazy (name -> module), and the modules they name (:mod:`doracle.games.at_game`,
-:mod:`doracle.games.gan_game`) are torch-free: their network jobs import the game's job module
-(:mod:`doracle.games.adversarial`, :mod:`doracle.games.gan`) when they run, so params validate
+Entries are lazy (name -> module), and the modules they name (:mod:`doracle.games.at.game`,
+:mod:`doracle.games.gan.game`) are torch-free: their network jobs import the game's job module
+(:mod:`doracle.games.at.jobs`, :mod:`doracle.games.gan.jobs`) when they run, so params validate
 and the light jobs (solve, prune, metrics, report) start without torch.
 """
 

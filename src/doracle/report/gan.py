@@ -10,22 +10,22 @@ import numpy as np
 
 from doracle.artifacts import atomic_dir, atomic_write_bytes, input_digest, read_json, write_json
 from doracle.errors import ArtifactError
-from doracle.report.html import markdown_blocks, markdown_table
-from doracle.report.summary import (
-    _count,
-    _savefig,
-    _wall,
+from doracle.report.do import (
     architecture_section,
     closed_payoff,
     do_html,
     do_plots,
     do_section,
     finish_html,
+    fmt_count,
+    fmt_wall,
     html_page,
+    savefig,
     stability_lines,
     stability_tables,
     write_plot_data,
 )
+from doracle.report.html import markdown_blocks, markdown_table
 
 
 def plot_grid(images, path: Path, title: str) -> None:
@@ -47,7 +47,7 @@ def plot_grid(images, path: Path, title: str) -> None:
               interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
-    _savefig(fig, path)
+    savefig(fig, path)
     plt.close(fig)
 
 
@@ -72,12 +72,12 @@ def plot_scores(models: dict, floor: float | None, path: Path) -> None:
     axes[1].barh(names, [models[n]["classes_covered"] for n in names], color=colors)
     axes[1].set_xlabel("classes covered")
     axes[0].invert_yaxis()
-    _savefig(fig, path)
+    savefig(fig, path)
     plt.close(fig)
 
 
 def decode_grid(grid: dict) -> np.ndarray:
-    """:func:`doracle.games.gan.encode_grid` undone: (N, C, H, W) floats in [0, 1]."""
+    """:func:`doracle.games.gan.jobs.encode_grid` undone: (N, C, H, W) floats in [0, 1]."""
 
     x = np.frombuffer(base64.b64decode(grid["uint8_base64"]), dtype=np.uint8).reshape(grid["shape"])
     return x.astype(np.float32) / 255.0
@@ -159,13 +159,13 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             lines[-1] += "---|---|"
         for name, r in m["models"].items():
             c = r.get("compute") or {}
-            wall = _wall(m, name)
+            wall = fmt_wall(m, name)
             extra = (f"{r['inception_fid']:.2f} | {r['inception_is_mean']:.2f} | " if inception else "")
             lines.append(f"| {name} | {r['fid']:.3f}{_bracket(r.get('fid_interval'))} | "
                          f"{r['inception_score']:.2f} ± {r['is_std']:.2f} | "
                          f"{r['classes_covered']}/{r['num_classes']} | {r['precision']:.3f} | {r['recall']:.3f} | "
                          f"{r['density']:.3f} | {r['coverage']:.3f} | {extra}{c.get('jobs', '–')} | {wall} | "
-                         f"{_count(c.get('passes'))} |")
+                         f"{fmt_count(c.get('passes'))} |")
         head, table = do_section(m["double_oracle"], history, players)
         lines += [
             "",
@@ -173,7 +173,7 @@ def write_report(params, metrics_path: str, population_path: str, payoff_path: s
             f"both players, a frozen best-response epoch one); base_gan trains {budget['base_gan_epochs']} epochs "
             f"({budget['base_gan_player_epochs']} player-epochs)"
             + (f"; base_gan_passes trains {budget['base_gan_passes']['epochs']} epochs, as many counted passes as the "
-               f"whole DO run ({_count(budget['base_gan_passes']['do_passes'])})" if "base_gan_passes" in budget else "")
+               f"whole DO run ({fmt_count(budget['base_gan_passes']['do_passes'])})" if "base_gan_passes" in budget else "")
             + ". Compute columns: every job upstream of the model "
             "(the reference classifier and data preparation excepted); passes = per-example forward + backward "
             "passes through networks.",

@@ -2,7 +2,7 @@
 job graph, the params each stage reads, one method per job shape, and the metrics job.
 
 Torch-free, so the light jobs and params checks start without torch: the network jobs' methods
-import :mod:`doracle.games.gan` (training, payoff, evaluation) when they run. The game itself is
+import :mod:`doracle.games.gan.jobs` (training, payoff, evaluation) when they run. The game itself is
 described there.
 """
 
@@ -24,7 +24,7 @@ from doracle.games.population import double_oracle_summary, read_population
 def _jobs():
     """The network jobs (imports torch: only the jobs that run networks pay for it)."""
     # torch: the network jobs' module; params checks and light jobs never load it
-    from doracle.games import gan
+    from doracle.games.gan import jobs as gan
 
     return gan
 

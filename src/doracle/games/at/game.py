@@ -2,7 +2,7 @@
 params each stage reads, and one method per job shape.
 
 Torch-free, so the light jobs (metrics, report) and params checks start without torch: the
-network jobs' methods import :mod:`doracle.games.adversarial` (training, attackers, payoff) when
+network jobs' methods import :mod:`doracle.games.at.jobs` (training, attackers, payoff) when
 they run.
 """
 
@@ -17,7 +17,7 @@ from doracle.paths import PATTERNS
 def _jobs():
     """The network jobs (imports torch: only the jobs that run networks pay for it)."""
     # torch: the network jobs' module; params checks and light jobs never load it
-    from doracle.games import adversarial
+    from doracle.games.at import jobs as adversarial
 
     return adversarial
 
@@ -45,7 +45,7 @@ class AdversarialTraining(Game):
         "report": ("experiment", "game"),
     }
     dag_params = ("baselines.methods", "baselines.matched", "baselines.matched_defense")
-    #: the DO models every AT experiment evaluates (see doracle.games.at_evaluate.do_target)
+    #: the DO models every AT experiment evaluates (see doracle.games.at.evaluate.do_target)
     TARGETS = ("do_mixture", "do_best_member", "do_uniform")
 
     def train_roles(self, params):
@@ -105,13 +105,13 @@ class AdversarialTraining(Game):
 
     def evaluate(self, params, data, label, out, *, population, checkpoint, state_path, uses):
         # torch: the evaluation job's module
-        from doracle.games.at_evaluate import evaluate
+        from doracle.games.at.evaluate import evaluate
 
         r = evaluate(params, data, label, out, population=population, checkpoint=checkpoint, state_path=state_path)
         return f"{label}: clean {r['clean_accuracy']:.4f}, worst case {r['robust_accuracy']['worst_case']:.4f}"
 
     def metrics(self, params, population, evaluations, out):
-        from doracle.games.at_metrics import merge_metrics  # the metrics job's module (JSON only)
+        from doracle.games.at.metrics import merge_metrics  # the metrics job's module (JSON only)
 
         m = merge_metrics(params, population, evaluations, out, self.TARGETS)
         return "\n".join(f"{name:>16}: clean {r['clean_accuracy']:.4f}  worst case "
@@ -119,7 +119,7 @@ class AdversarialTraining(Game):
 
     def report(self, params, metrics, population, payoff, out):
         # matplotlib: the report job's module
-        from doracle.report.summary import write_report
+        from doracle.report.at import write_report
 
         return write_report(params, metrics, population, payoff, out)
 

@@ -32,7 +32,13 @@ from doracle.defenses import make_defense
 from doracle.defenses.training import accuracy, train
 from doracle.engine import DOState
 from doracle.games import classifiers, game_of, graph, nas
-from doracle.games.attackers import AttackerStrategy, ModelCache, Opponent, materialize, target_refs
+from doracle.games.at.attackers import (
+    AttackerStrategy,
+    ModelCache,
+    Opponent,
+    materialize,
+    target_refs,
+)
 from doracle.games.graph import stage_params
 from doracle.games.population import (
     _population_doc,
@@ -163,7 +169,7 @@ def _mixture(doc: dict, ids: list[str], probs, device: str) -> tuple[Mixture, li
 def _craft_attacker(params: Params, ds: Dataset, mixture: Mixture, target: dict, seed: int,
                     iteration: int | None = None) -> tuple[dict, dict]:
     """The attacker strategy of ``iteration`` against ``mixture``: its perturbations of the payoff
-    split, and of the training split when it is cached (:func:`doracle.games.attackers.materialize`:
+    split, and of the training split when it is cached (:func:`doracle.games.at.attackers.materialize`:
     not for the last iteration's attacker, nor the closing one, ``iteration=None``, which no
     defender trains against). ``target`` holds the ids, probabilities and artifact refs of the
     mixture's members."""

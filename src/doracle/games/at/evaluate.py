@@ -15,7 +15,7 @@ from doracle.config import Params
 from doracle.data import load as load_dataset
 from doracle.evaluation.suite import State, Target, run_suite, threat_model_record
 from doracle.games import GAMES, classifiers
-from doracle.games.adversarial import load_strategy
+from doracle.games.at.jobs import load_strategy
 from doracle.games.graph import stage_params
 from doracle.games.population import best_member, read_population
 from doracle.models.mixture import Mixture

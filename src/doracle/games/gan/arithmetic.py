@@ -1,6 +1,6 @@
 """The GAN game's arithmetic (DO-GAN, issue 12): payoff cells, fixed latents, the deployed mixture.
 
-Pure functions on models and tensors (no artifacts, no params); the GAN game's jobs (games/gan.py) call them.
+Pure functions on models and tensors (no artifacts, no params); the GAN game's jobs (games/gan/jobs.py) call them.
 
 **Payoff.** ``U[i, j] = V(G_j, D_i) = E_x log D_i(x) + E_z log(1 - D_i(G_j(z)))`` (rows: the
 discriminators, who maximise it, as the engine's row player does), the value of

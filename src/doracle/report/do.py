@@ -1,5 +1,7 @@
-"""The report folder (``index.html``, ``summary.md``, its plots) from metrics.json and the DO artifacts; the DO
-story (heatmap, meta-strategies, gap, per-iteration table) is shared by every game."""
+"""The DO story every game's report tells (:mod:`doracle.report.at`, :mod:`doracle.report.gan`): the
+payoff heatmap with its standard errors, the meta-strategies, the DO gap with its upper bound, the
+game value and support sizes, the per-iteration and pruning tables, meta-strategy stability, the
+architecture-search section, the plots' data for DVC, and the page and table helpers they share."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import numpy as np
 import yaml
 
 from doracle.artifacts import (
-    atomic_dir,
     atomic_write_bytes,
     read_json,
     sidecar,
@@ -21,7 +22,7 @@ from doracle.artifacts import (
 from doracle.report.html import Page, artifact_links, inline, markdown_blocks
 
 
-def _savefig(fig, path: Path) -> None:
+def savefig(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())
@@ -49,7 +50,7 @@ def plot_heatmap(payoff: dict, path: Path, *, players=("defender", "attacker"), 
     ax.set_title(f"payoff ({value}" + (" ± standard error" if se is not None else "") +
                  f"), iteration {payoff['iteration']}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    _savefig(fig, path)
+    savefig(fig, path)
     plt.close(fig)
 
 
@@ -69,32 +70,7 @@ def plot_meta(history: list[dict], path: Path, *, players=("defender", "attacker
         ax.set_xticks(its)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes[0].set_ylabel("probability")
-    _savefig(fig, path)
-    plt.close(fig)
-
-
-def plot_curve(models: dict, path: Path) -> None:
-    # matplotlib: loaded only when a figure is drawn
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    colors = plt.cm.tab20.colors
-    for k, (name, r) in enumerate(models.items()):
-        curve = r.get("robust_accuracy_curve")
-        if not curve:
-            continue
-        pts = curve["points"]
-        do = name.startswith("do_")  # the DO models stand out: thick solid lines
-        ax.plot([p["eps_value"] * 255 for p in pts], [p["accuracy"] for p in pts], marker="o",
-                color=colors[(2 * k) % 20 if k < 10 else (2 * k + 1) % 20], lw=2.4 if do else 1.2,
-                ls="-" if do else "--", label=name)
-    ax.set_xlabel("eps (x 1/255)")
-    ax.set_ylabel("robust accuracy (exact expectation)")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title("accuracy under PGD as a function of eps")
-    _savefig(fig, path)
+    savefig(fig, path)
     plt.close(fig)
 
 
@@ -118,7 +94,7 @@ def plot_gap(history: list[dict], tolerance: float, path: Path, *, players=("def
     ax.set_ylabel("gain over previous meta-strategy")
     ax.set_xticks(its)
     ax.legend(fontsize=8)
-    _savefig(fig, path)
+    savefig(fig, path)
     plt.close(fig)
 
 
@@ -141,11 +117,11 @@ def plot_value_support(history: list[dict], path: Path, *, players=("defender", 
     bx.set_xlabel("DO iteration")
     bx.set_xticks(its)
     bx.legend(fontsize=7)
-    _savefig(fig, path)
+    savefig(fig, path)
     plt.close(fig)
 
 
-def _count(n) -> str:
+def fmt_count(n) -> str:
     """240 | 31.2k | 1.25M: a pass count that stays readable from tiny runs to clusters."""
     if n is None:
         return "–"
@@ -161,12 +137,12 @@ def wall_seconds(metrics: dict, model: str) -> float | None:
     return timing_of(metrics, "models", model, "compute", "wall_seconds")
 
 
-def _wall(metrics: dict, model: str) -> str:
+def fmt_wall(metrics: dict, model: str) -> str:
     w = wall_seconds(metrics, model)
     return "–" if w is None else f"{w:.1f}"
 
 
-def _pct(v) -> str:
+def fmt_pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
 
 
@@ -283,170 +259,9 @@ def architecture_section(pop: dict) -> list[str]:
     return lines
 
 
-def write_report(params, metrics_path: str, population_path: str, payoff_path: str, out: str) -> Path:
-    """The AT report: ``out`` is the report folder (index.html, summary.md, the plots and their
-    data for DVC), written whole."""
-    with atomic_dir(out, "report", (metrics_path, population_path, payoff_path)) as d:
-        _write_report(params, metrics_path, population_path, payoff_path, d, Path(out))
-    return Path(out) / "summary.md"
-
-
-def _write_report(params, metrics_path: str, population_path: str, payoff_path: str, d: Path, out: Path) -> None:
-    # matplotlib: loaded only when a figure is drawn
-    import matplotlib
-
-    matplotlib.use("Agg")
-    m = read_json(metrics_path)
-    pop = read_json(population_path)
-    pay = read_json(payoff_path)
-    history = pop["state"]["history"]
-    do_plots(closed_payoff(pay, pop), history, m["double_oracle"]["tolerance"], d)
-    plot_curve(m["models"], d / "robustness_curve.png")
-
-    tm = m["threat_model"]
-    attacks = sorted({k for r in m["models"].values() for k in r["robust_accuracy"]},
-                     key=lambda k: (k == "worst_case", "autoattack" in k, k))
-    aa = tm.get("autoattack")
-    aa_text = "not run" if aa is None else (
-        f"pyautoattack, version {aa['version']}" + ("" if aa["version"] != "custom" else
-        f" ({', '.join(aa['attacks'])}; {aa['apgd_iterations']} APGD iterations, {aa['target_classes']} target "
-        "classes: trimmed for CPU)"))
-    lines = [
-        f"# doracle report: {m['experiment']}",
-        "",
-        f"Threat model: {tm['norm']}, eps = {tm['eps']} ({tm['eps_value']:.4f}), "
-        f"{tm['n_examples']} test examples, seed {tm['seed']}. Mixture numbers are exact expectations over "
-        "members, never one sampled draw.",
-        "",
-        "Attacks: " + "; ".join(f"{k}: {v['name']} ({v['steps']} steps, step {v['rel_step_size']}·eps, "
-                                f"{v['restarts']} restart(s))" for k, v in tm["attacks"].items())
-        + f"; per member: {', '.join(tm['per_member']) or 'none'}; AutoAttack: {aa_text}.",
-        "",
-        "| model | clean | " + " | ".join(attacks) + " |",
-        "|---|---|" + "---|" * len(attacks),
-    ]
-    for name, r in m["models"].items():
-        ra = r["robust_accuracy"]
-        lines.append(f"| {name} | {_pct(r['clean_accuracy'])} | " + " | ".join(_pct(ra.get(k)) for k in attacks) + " |")
-    lines += [
-        "",
-        "## Methods compared (same evaluation; compute of every job that produced each model)",
-        "",
-        "| model | clean | FGSM | PGD | ARC | AutoAttack | worst case | jobs | wall s | passes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, r in m["models"].items():
-        ra, c = r["robust_accuracy"], r.get("compute") or {}
-        wall = _wall(m, name)
-        lines.append(f"| {name} | {_pct(r['clean_accuracy'])} | {_pct(ra.get('fgsm'))} | {_pct(ra.get('pgd'))} | "
-                     f"{_pct(ra.get('arc'))} | {_pct(ra.get('autoattack'))} | {_pct(ra.get('worst_case'))} | "
-                     f"{c.get('jobs', '–')} | {wall} | {_count(c.get('passes'))} |")
-    lines += ["", "Compute: every job upstream of the model (data preparation excepted): for the DO targets the "
-              "base model and every best response, payoff, solve and prune job; wall seconds from Snakemake's "
-              "benchmark files (– when run by DVC), passes = per-example forward + backward passes through "
-              "networks, counted by the jobs (training, attacks, payoff cells)."]
-    extra_md, extra_tables = at_diagnostics(m)
-    lines += extra_md
-    do = m["double_oracle"]
-    mix = m["models"]["do_mixture"]
-    head, table = do_section(do, history)
-    lines += [
-        "",
-        "Accuracies in %. `worst_case` is the per-example minimum over every attack run; "
-        "`*_per_member` attacks each member and keeps, per example, the perturbation worst for the mixture; "
-        "`autoattack` on a mixture attacks the logit-averaged ensemble. do_uniform: uniform mixture over the "
-        "final DO population (a reference).",
-        "",
-        "![robust accuracy vs eps](robustness_curve.png)",
-        "",
-        "### Gradient-masking checks",
-        "",
-        *([f"- WARNING {w}" for w in m.get("warnings", [])] or
-          ["- all models: logits out, non-zero input gradients, deterministic forward"]),
-        "",
-        "## Double oracle",
-        "",
-        *head,
-        "- deployed mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"], strict=True)),
-        f"- best single member: {', '.join(m['models']['do_best_member']['members'])}",
-        *table,
-        *stability_lines(do, m),
-        *architecture_section(pop),
-    ]
-    atomic_write_bytes(d / "summary.md", ("\n".join(lines) + "\n").encode())
-    write_plot_data(d, m, history)
-
-    page = html_page(params, m, d, out, title=f"doracle report: {m['experiment']} (adversarial training)")
-    page.h2("Methods compared")
-    page.p(lines[2])
-    page.p(lines[4])
-    page.table(["model", "clean", "FGSM", "PGD", "ARC", "AutoAttack", "worst case", "jobs", "wall s", "passes"],
-               [[name, _pct(r["clean_accuracy"]), *(_pct(r["robust_accuracy"].get(k)) for k in
-                 ("fgsm", "pgd", "arc", "autoattack", "worst_case")), (r.get("compute") or {}).get("jobs", "–"),
-                 _wall(m, name), _count((r.get("compute") or {}).get("passes"))] for name, r in m["models"].items()],
-               id="methods", row_class=lambda row: "do" if row[0].startswith("do_") else None)
-    page.p("Accuracies in %; total compute: every job upstream of the model (wall seconds from Snakemake's "
-           "benchmark files, – when run by DVC; passes = per-example forward + backward passes through networks).")
-    for title, note, header, rows in extra_tables:
-        page.h3(title)
-        page.p(note)
-        page.table(header, rows)
-    page.h3("Every attack")
-    page.table(["model", "clean", *attacks], [[name, _pct(r["clean_accuracy"]),
-                                               *(_pct(r["robust_accuracy"].get(k)) for k in attacks)]
-                                              for name, r in m["models"].items()])
-    page.p("`worst_case` is the per-example minimum over every attack run; `*_per_member` attacks each member "
-           "and keeps, per example, the perturbation worst for the mixture; `autoattack` on a mixture attacks the "
-           "logit-averaged ensemble.")
-    page.h2("Robust accuracy vs eps")
-    page.img("robustness_curve.png", "accuracy under PGD as a function of eps")
-    page.h3("Gradient-masking checks")
-    page.bullets([f"WARNING {w}" for w in m.get("warnings", [])] or
-                 ["all models: logits out, non-zero input gradients, deterministic forward"])
-    do_html(page, m["double_oracle"], history, pop, players=("defender", "attacker"), extra=[
-        "deployed mixture: " + ", ".join(f"{i} ({p:.3f})" for i, p in zip(mix["members"], mix["probs"], strict=True)),
-        f"best single member: {', '.join(m['models']['do_best_member']['members'])}"])
-    for title, note, header, rows in stability_tables(m["double_oracle"]) + transfer_table(m):
-        page.h3(title)
-        page.p(note)
-        page.table(header, rows)
-    finish_html(page, pop, out, d)
-
-
-def _md_table(header: list[str], rows: list[list]) -> list[str]:
+def md_table(header: list[str], rows: list[list]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
             *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
-
-
-def _points(v: float) -> str:
-    return f"{100 * v:+.1f}"
-
-
-def at_diagnostics(m: dict) -> tuple[list[str], list[tuple]]:
-    """The AT report's matched budgets and paired comparisons: markdown lines, and (title, note,
-    header, rows) tables for the HTML page."""
-    tables = []
-    matched = {k: r["budget"] for k, r in m["models"].items() if r.get("budget")}
-    if matched:
-        rows = [[k, b["matched"], b["do_defender_epochs"], _count(b["do_passes"]), b["steps"],
-                 _count((m["models"][k].get("compute") or {}).get("passes"))] for k, b in matched.items()]
-        tables.append(("Baselines matched to the DO run's budget",
-                       "epochs: as many epochs as DO's defenders trained in total; passes: as many training steps "
-                       "as make the whole DO run's counted passes (to within one batch).",
-                       ["model", "matched", "DO defender epochs", "DO passes", "steps", "passes"], rows))
-    comps = m.get("comparisons") or {}
-    if comps:
-        rows = [[k, _points(c["difference"]), f"[{_points(c['interval'][0])}, {_points(c['interval'][1])}]",
-                 c["verdict"]] for k, c in comps.items()]
-        n = next(iter(comps.values()))["examples"]
-        tables.append(("Paired comparisons (worst case)",
-                       f"Worst-case robust accuracy, difference in points, paired over the same {n} test examples; "
-                       "95 % bootstrap interval over examples (one seed: docs/methods.md has several).",
-                       ["comparison", "difference", "95 % interval", "verdict"], rows))
-    lines = []
-    for title, note, header, rows in tables:
-        lines += ["", f"### {title}", "", note, "", *_md_table(header, rows)]
-    return lines, tables
 
 
 def stability_tables(do: dict) -> list[tuple]:
@@ -465,33 +280,12 @@ def stability_tables(do: dict) -> list[tuple]:
     return out
 
 
-def transfer_table(m: dict) -> list[tuple]:
-    """The AT DO section's diversity diagnostics: the attackers' transfer and the members' disagreement."""
-    out = []
-    tr = m.get("transfer") or {}
-    if tr:
-        rows = [[sid, ", ".join(t["targets"]), _pct(t["accuracy_targets"]), _pct(t["accuracy_others"]),
-                 "–" if t["transfer_ratio"] is None else f"{t['transfer_ratio']:.2f}"] for sid, t in tr.items()]
-        out.append(("Transfer of the attackers",
-                    "Accuracy of the defenders each attacker was computed against and of the others; transfer "
-                    "ratio = the others' error / the targets' error (near 1: the members are too alike for a "
-                    "mixture to help).",
-                    ["attacker", "computed against", "accuracy (targets)", "accuracy (others)", "transfer ratio"],
-                    rows))
-    dis = {name: d for name, r in m["models"].items() for d in [(r.get("diagnostics") or {})] if d}
-    if dis:
-        rows = [[name, k.removeprefix("disagreement_"), _pct(v)] for name, d in dis.items() for k, v in d.items()]
-        out.append(("Members' disagreement",
-                    "Share of test examples, perturbed by the attack on the whole mixture, on which the members do "
-                    "not all predict the same class: a mixture can only beat its best member where they disagree.",
-                    ["model", "attack", "examples with disagreement"], rows))
-    return out
-
-
-def stability_lines(do: dict, m: dict | None = None) -> list[str]:
+def stability_lines(do: dict, extra: list[tuple] = ()) -> list[str]:
+    """The DO section's tables as Markdown: meta-strategy stability, then ``extra`` (a game's own:
+    (title, note, header, rows))."""
     lines = []
-    for title, note, header, rows in stability_tables(do) + (transfer_table(m) if m else []):
-        lines += ["", f"### {title}", "", note, "", *_md_table(header, rows)]
+    for title, note, header, rows in stability_tables(do) + list(extra):
+        lines += ["", f"### {title}", "", note, "", *md_table(header, rows)]
     return lines
 
 

@@ -1,7 +1,7 @@
 """The GAN game's training loops (DO-GAN, Aung et al. CVPR 2022): ordinary GAN training and the
 two best-response oracles.
 
-Pure functions on models and tensors (no artifacts, no params), like :mod:`doracle.games.gan_math`;
+Pure functions on models and tensors (no artifacts, no params), like :mod:`doracle.games.gan.arithmetic`;
 the GAN game's jobs call them with warm-started models and save what they return.
 
 - :func:`train_gan`: simultaneous GAN training, as DCGAN trains: per batch one discriminator step,
@@ -17,7 +17,7 @@ the GAN game's jobs call them with warm-started models and save what they return
 
 **Losses.** With logits ``l = D(x)`` (``D = sigmoid(l)``) the discriminator minimises
 ``mean softplus(-l_real) + mean softplus(l_fake)``: binary cross-entropy with real -> 1 and
-fake -> 0, which is ``-V(G, D)`` of :func:`~doracle.games.gan_math.payoff_cell` on the batch (the
+fake -> 0, which is ``-V(G, D)`` of :func:`~doracle.games.gan.arithmetic.payoff_cell` on the batch (the
 discriminator maximises V). The generator minimises the non-saturating ``mean softplus(-l_fake) =
 -mean log D(G(z))`` (Goodfellow et al. 2014's replacement for ``log(1 - D(G(z)))``, which has no
 gradient while D still rejects every fake). Against a mixture the loss is the exact expectation
@@ -67,7 +67,7 @@ from torch import nn
 
 from doracle.compute import PassCounter
 from doracle.errors import TrainingDiverged
-from doracle.games.gan_math import _logits, validate_probs
+from doracle.games.gan.arithmetic import _logits, validate_probs
 from doracle.models.mixture import eval_mode
 from doracle.runtime import module_device, optimizer_step, progress, to_device
 

@@ -4,26 +4,26 @@
 * Generator (column player, minimises): ``G(z)``.
 * Best responses (``gan.oracle``; losses in docs/methods.md): ``cotrained`` (the authors'): one job
   trains a new generator and a new discriminator together as a GAN, each also against the other's
-  stored mixture weighted by sigma (:func:`~doracle.games.gan_train.train_pair`); ``frozen``: a
+  stored mixture weighted by sigma (:func:`~doracle.games.gan.train.train_pair`); ``frozen``: a
   discriminator trained against sigma_G and a generator against sigma_D (non-saturating loss),
   each alone against frozen opponents (exact expectations over the members).
 * Closing step (:func:`close`): a discriminator trained against the final sigma_G; its gain is the
   deployed generator mixture's exploitability.
 * Payoff ``U[i, j] = V(G_j, D_i) = E log D_i(x) + E log(1 - D_i(G_j(z)))`` on the payoff split and
-  ``gan.payoff_latents`` fixed latents, with its standard error (:mod:`doracle.games.gan_math`).
+  ``gan.payoff_latents`` fixed latents, with its standard error (:mod:`doracle.games.gan.arithmetic`).
   Rows are discriminators because the engine's row player maximises.
 * Iteration 0 is a warm-up of ordinary GAN training (``gan.warmup_epochs``, the discriminator at
   ``gan.warmup_lr_discriminator``): its generator and discriminator are g000 and d000.
   Best responses start from the player's best current member (``gan.warm_start``; the authors'
   code warm-starts from earlier models) or from fresh weights.
-* Deployed generator: each image draws its member from sigma_G (seeded; gan_math.MixtureSampler).
+* Deployed generator: each image draws its member from sigma_G (seeded; arithmetic.MixtureSampler).
 * Evaluation: FID, an Inception-Score-style score, classes covered and precision / recall /
   density / coverage, in the features of a reference classifier trained on the same data by its
   own job (``train_reference``); Inception FID/IS with ``gan.metrics.inception`` (clusters).
 * Baseline ``base_gan``: ordinary GAN training with the same total budget as the whole DO run,
   counted in player-epochs over the training split: a warm-up or pair epoch trains both players
   (2), a frozen best-response epoch one (1), the closing discriminator's epochs count
-  (:func:`doracle.games.gan_game.player_epochs`). Both players' measured passes are recorded
+  (:func:`doracle.games.gan.game.player_epochs`). Both players' measured passes are recorded
   beside it.
 
 GAN artifacts hold networks under their player's prefix (``generator.<param>``,
@@ -49,8 +49,8 @@ from doracle.defenses.training import accuracy
 from doracle.engine import DOState
 from doracle.errors import ArtifactError, ConfigError
 from doracle.games import GAMES, classifiers, game_of, graph, nas
-from doracle.games.gan_math import fixed_latents, payoff_cell, sample_mixture
-from doracle.games.gan_train import (
+from doracle.games.gan.arithmetic import fixed_latents, payoff_cell, sample_mixture
+from doracle.games.gan.train import (
     GanOptim,
     _spans,
     train_discriminator,
@@ -201,7 +201,7 @@ def train_base_gan(params: Params, data: str, out: str, population: str | None =
 
 
 def epoch_passes(n_train: int, batch_size: int, n_critic: int = 1) -> int:
-    """The passes one epoch of :func:`~doracle.games.gan_train.train_gan` counts: per batch of b
+    """The passes one epoch of :func:`~doracle.games.gan.train.train_gan` counts: per batch of b
     images, the generator's forward and the discriminator's forward and backward on the real and the
     fake batch (5 b), and on a generator step (every ``n_critic``-th batch) the discriminator's
     forward and backward and the generator's backward (3 b more)."""
