@@ -167,8 +167,10 @@ def local_rules() -> tuple[str, ...]:
 
 
 def code_paths(rule: str) -> tuple[str, ...]:
-    """The package paths (relative to the package folder) a rule's job runs."""
-    return (*provenance.CORE, *SHAPES[rule].code)
+    """The package paths (relative to the package folder) a rule's job runs: provenance.CORE and the
+    shape's own, without a file that one of its folders already covers."""
+    paths = (*provenance.CORE, *SHAPES[rule].code)
+    return tuple(p for p in paths if not any(p.startswith(q + "/") for q in paths))
 
 
 def code_digest(rule: str) -> str:
