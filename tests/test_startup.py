@@ -61,6 +61,15 @@ def test_built_without_timm_is_the_same_model_timm_builds():
     assert out.strip() == "True"
 
 
+def test_the_command_line_builds_its_parser_without_pydantic():
+    """Every command builds the whole parser (the jobs' subcommands from the job table) before it
+    runs; only the job that runs reads params. The table and the paths it names must not pull in
+    the params schema (pydantic, about 0.1 s)."""
+    out = python("import sys\nfrom doracle.cli import build_parser\nbuild_parser().format_help()\n"
+                 "print('pydantic' in sys.modules, 'doracle.config' in sys.modules, 'doracle.jobtable' in sys.modules)")
+    assert out.split() == ["False", "False", "True"]
+
+
 def test_light_commands_import_no_torch(tmp_path):
     """The params checks and the game registry (what every light job runs first) stay torch-free."""
     out = python("import sys\nfrom doracle import config, pipeline\nfrom doracle.games import game_of\n"

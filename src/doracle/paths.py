@@ -8,9 +8,12 @@ pipeline adapters alike.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from doracle import artifacts
-from doracle.config import Params
+
+if TYPE_CHECKING:  # pydantic: not for the command line's start (the jobs' table reads these paths)
+    from doracle.config import Params
 
 R = "results/{exp}"
 PATTERNS = {
