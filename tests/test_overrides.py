@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from doracle import config
+from doracle.errors import ConfigError
 from project import ROOT, make_project, params_with, run, tool_env
 
 EXP = "tiny"
@@ -49,14 +50,14 @@ def test_a_partial_file_completes_from_its_games_default_file(tmp_path):
     assert base == "params-gan.yaml" and raw["experiment"] == "digits-gan" and raw["gan"]["warmup_epochs"] == 1
     assert raw["gan"]["generator_epochs"] == config.read_raw(ROOT / "params-gan.yaml")["gan"]["generator_epochs"]
     (tmp_path / "e.yaml").write_text("")  # an empty file is an error (Snakemake refuses it too), not params.yaml
-    with pytest.raises(config.ConfigError, match="e.yaml: the params file is empty"):
+    with pytest.raises(ConfigError, match="e.yaml: the params file is empty"):
         config.resolve(tmp_path / "e.yaml", root=tmp_path)
 
 
 def test_dotted_overrides_nest_and_conflicts_are_named():
     assert config.dotted_tree({"do.iterations": 3, "do.capacity": 2, "seed": 1}) == \
         {"do": {"iterations": 3, "capacity": 2}, "seed": 1}
-    with pytest.raises(config.ConfigError, match="'do.iterations.x'"):
+    with pytest.raises(ConfigError, match="'do.iterations.x'"):
         config.dotted_tree({"do.iterations": 3, "do.iterations.x": 1})
 
 

@@ -30,7 +30,7 @@ SOURCE_DIR = "src/doracle"
 
 #: what every job runs: the command line, params, artifact I/O, the job table and graph, the engine,
 #: the game registry, the population file, and the paired intervals the games' metrics use
-CORE = ("__init__.py", "__main__.py", "artifacts.py", "compute.py", "config.py", "errors.py", "jobtable.py",
+CORE = ("__init__.py", "__main__.py", "artifacts.py", "compute.py", "config", "errors.py", "jobtable.py",
         "paths.py", "pipeline.py", "provenance.py", "registry.py", "runtime.py", "cli", "engine",
         "games/__init__.py", "games/graph.py", "games/population.py", "models/__init__.py", "models/entrypoints.py",
         "evaluation/__init__.py", "evaluation/intervals.py")

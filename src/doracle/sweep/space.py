@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from doracle import config as cfg
-from doracle.config import Params, _Strict, format_errors
+from doracle.config import Params, Strict, format_errors
 from doracle.errors import ConfigError
 
 # A study name is part of the trials' experiment names, <base experiment>-<study>-tNNNN: without a
@@ -37,7 +37,7 @@ GAME_VALUE_DIRECTION = {"at": "maximize", "gan": "minimize"}
 FIXED_KEYS = ("experiment", "game")  # set per trial / the base experiment's; never sampled
 
 
-class _Range(_Strict):
+class _Range(Strict):
     """A numeric range: low <= high; log needs low > 0 and no step."""
 
     @model_validator(mode="after")
@@ -79,7 +79,7 @@ class IntDist(_Range):
     step: Annotated[int, Field(ge=1)] = 1
 
 
-class CategoricalDist(_Strict):
+class CategoricalDist(Strict):
     type: Literal["categorical"]
     choices: list[str | bool | int | float | None]
 
@@ -98,7 +98,7 @@ class CategoricalDist(_Strict):
 Dist = Annotated[FloatDist | IntDist | CategoricalDist, Field(discriminator="type")]
 
 
-class Pruner(_Strict):
+class Pruner(Strict):
     name: Literal["none", "median", "threshold"] = "median"
     n_startup_trials: Annotated[int, Field(ge=0)] = 2  # median: trials finished before any pruning
     n_warmup_steps: Annotated[int, Field(ge=0)] = 0     # median, threshold: DO iterations never pruned
@@ -114,7 +114,7 @@ class Pruner(_Strict):
         return self
 
 
-class Space(_Strict):
+class Space(Strict):
     study: Annotated[str, Field(pattern=NAME, max_length=60)]
     base: str = cfg.DEFAULT_PARAMS    # the complete params file the trials start from (project-relative)
     metric: str = "auto"              # auto, or a dotted path into the trial's metrics.json
