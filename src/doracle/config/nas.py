@@ -3,7 +3,7 @@ the families doracle's models offer (names from :mod:`doracle.registry`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import (
     Field,
@@ -12,9 +12,6 @@ from pydantic import (
 from doracle import registry
 from doracle.config.base import PosInt, Strict
 from doracle.errors import did_you_mean
-
-if TYPE_CHECKING:
-    from doracle.config.params import Params
 
 
 class Nas(Strict):
@@ -45,7 +42,7 @@ def nas_families(game: str) -> dict[str, tuple[str, ...]]:
 _INT_OPTIONS = ("width", "hidden", "depth")
 
 
-def check_nas(params: Params) -> list[str]:
+def check_nas(params) -> list[str]:  # params: config.Params (not imported: params.py imports this module)
     """The problems of ``params.nas`` (an empty list when it is fine), each naming its key."""
     nas, errors = params.nas, []
     players = nas_families(params.game)
