@@ -158,10 +158,6 @@ def unregister(rule: str) -> None:
         SUBCOMMANDS.pop(shape.command, None)
 
 
-def shape(rule: str) -> JobShape:
-    return SHAPES[rule]
-
-
 def local_rules() -> tuple[str, ...]:
     return tuple(r for r, s in SHAPES.items() if s.resources is None)
 
