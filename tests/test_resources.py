@@ -1,4 +1,4 @@
-"""Cluster resources per rule (params.yaml `resources`, pipeline.RULE_RESOURCES) and the profiles.
+"""Cluster resources per rule (params.yaml `resources`, the job table's families) and the profiles.
 
 Fast: no cluster. tests/test_slurm.py runs the workflow through a real SLURM cluster.
 """

@@ -58,7 +58,7 @@ class JobResources(Strict):
 
 
 class Resources(Strict):
-    """Cluster resources per rule family (doracle.pipeline.RULE_RESOURCES maps rules to families;
+    """Cluster resources per rule family (each job shape of doracle.jobtable names its family;
     the light rules run on the submitting host). Defaults are small enough for a laptop-sized
     node; params.yaml documents values for a GPU cluster."""
 
