@@ -33,6 +33,8 @@ def test_timing_keys_go_to_one_block_written_last(tmp_path):
     assert back["training"] == {"loss": [0.5]} and "created_unix" not in back
     assert back["candidates"] == [{"arch": "a"}, {"arch": "b"}]
     assert artifacts.timing_of(back, "training", "train_seconds") == 1.5
+    seconds = back["timing"].pop("process_seconds")  # the writer's age: a job's wall seconds (compute.py)
+    assert 0 < seconds <= artifacts.process_seconds()
     assert back["timing"] == {"training": {"train_seconds": 1.5}, "created_unix": 12.0,
                               "candidates": [{"train_seconds": 2.0}, {}]}
     assert list(back)[-1] == "timing"

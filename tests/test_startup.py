@@ -149,3 +149,33 @@ def test_optimizer_steps_give_pytorchs_update_without_importing_dynamo():
     warn), and neither it nor the optimizers' other calls import torch._dynamo (as long as one
     second of each training job's start-up); with a step hook registered the public call runs."""
     assert python(OPTIMIZER_STEPS).split() == ["False", "True"]
+
+
+_EXIT = """
+import atexit, sys
+{imports}
+from doracle import cli
+
+class Teardown:  # runs only in the interpreter's teardown (module globals freed)
+    def __del__(self):
+        sys.__stderr__.write("teardown ran\\n")
+
+keep = Teardown()
+atexit.register(lambda: open(sys.argv[1], "w").write("exit handlers ran"))
+cli.main = lambda: (print("job output", end=""), sys.stderr.write("job error"), 3)[-1]
+cli.run()
+"""
+
+
+@pytest.mark.parametrize("torch_job", [True, False], ids=["torch-job", "light-job"])
+def test_a_torch_job_exits_without_the_interpreters_teardown(tmp_path, torch_job):
+    """``doracle``'s console script (cli.run): a job that imported torch skips the teardown (0.3-0.5 s
+    of freeing torch's modules), yet its exit code, its buffered output (a pipe: block-buffered) and
+    the exit handlers (logging's, coverage.py's) are kept; a light job exits the ordinary way."""
+    flag = tmp_path / "flag"
+    code = _EXIT.format(imports="import torch" if torch_job else "")
+    proc = subprocess.run([sys.executable, "-c", code, str(flag)], capture_output=True, text=True)
+    assert proc.returncode == 3
+    assert proc.stdout == "job output" and "job error" in proc.stderr
+    assert flag.read_text() == "exit handlers ran"
+    assert ("teardown ran" in proc.stderr) is not torch_job

@@ -1,5 +1,3 @@
-import sys
+from doracle.cli import run
 
-from doracle.cli import main
-
-sys.exit(main())
+run()

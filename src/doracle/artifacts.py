@@ -220,6 +220,33 @@ def atomic_dir(path: str | Path, kind: str = "report", inputs=()):
 #: keys whose values are timestamps or durations: kept in the ``timing`` block, apart from the content
 TIMING_SUFFIXES = ("_seconds", "_unix")
 
+#: when this module was imported: the start of the process where the kernel does not say (not Linux)
+_IMPORTED = time.monotonic()
+
+
+def _process_start_offset() -> float | None:
+    """Seconds between this process's start and ``_IMPORTED`` (Linux: the process's start time in
+    /proc/self/stat, in clock ticks since boot, against CLOCK_BOOTTIME; None elsewhere)."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2:].split()[19])  # field 22, after the command name
+        since_start = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return max(0.0, since_start - (time.monotonic() - _IMPORTED))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+_START_OFFSET = _process_start_offset()
+
+
+def process_seconds() -> float:
+    """Seconds since this process started (the interpreter's and the imports' start-up included;
+    to 10 ms on Linux, where the kernel records the start; elsewhere since doracle was imported).
+    Every sealed JSON artifact records it when written (``timing.process_seconds``): a job's wall
+    seconds are the largest over its JSON outputs (:func:`doracle.compute.job_wall_seconds`),
+    with or without Snakemake's benchmark files."""
+    return round(time.monotonic() - _IMPORTED + (_START_OFFSET or 0.0), 3)
+
 
 def split_timing(obj: Any) -> tuple[Any, Any]:
     """``obj`` without its timing keys, and those keys in a mirror of ``obj``'s nesting (None when
@@ -269,10 +296,11 @@ def json_bytes(obj: Any, *, sealed: bool = True) -> bytes:
     if isinstance(obj, dict) and sealed:
         body, timing = split_timing({k: v for k, v in obj.items() if k not in ("timing", SEAL)})
         timing = _merge_timing(obj.get("timing"), timing)
+        timing = {**(timing or {}), "process_seconds": process_seconds()}  # the writer's, not a copy's
 
         body["provenance"] = provenance.record()  # the code writing it now (not a copied document's)
         body = json.loads(json.dumps(body, allow_nan=False))  # the content as it will be read back
-        obj = {**body, SEAL: _content_sha256(body), **({"timing": timing} if timing else {})}
+        obj = {**body, SEAL: _content_sha256(body), "timing": timing}
     return (json.dumps(obj, indent=1, sort_keys=False, allow_nan=False) + "\n").encode()
 
 

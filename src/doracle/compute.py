@@ -2,8 +2,9 @@
 
 Every job that runs networks (training, attacks, payoff evaluation) counts them with
 :class:`PassCounter` and records ``{"forward_passes": F, "backward_passes": B}`` under ``compute``
-in its artifact; ``doracle metrics`` adds them up over every job that produced a model (and the
-jobs' wall seconds from Snakemake's benchmark files), so "the same budget" can be checked.
+in its artifact; ``doracle metrics`` adds them up over every job that produced a model, with the
+jobs' wall seconds (each job's own record: :func:`job_wall_seconds`), so "the same budget" can be
+checked.
 
 A pass is one example through one network: a batch of 64 through a mixture of 3 members is 192
 forward passes. Backward passes count gradients through the network, whether for its weights
@@ -12,11 +13,9 @@ forward passes. Backward passes count gradients through the network, whether for
 
 from __future__ import annotations
 
-import csv
 import warnings
-from pathlib import Path
 
-from doracle.artifacts import read_json
+from doracle.artifacts import read_json, timing_of
 
 # Hooks on a module whose inputs need no gradient (training on plain data) fire on the outputs'
 # gradients, which is exactly the pass we count; PyTorch warns about it each time.
@@ -67,27 +66,23 @@ def add(*records: dict | None) -> dict:
 SHARED_JOBS = ("prepare_data",)
 
 
-def wall_seconds(benchmark: str) -> float | None:
-    """A job's wall seconds from its Snakemake benchmark file (None when it was not run by Snakemake)."""
-
-    p = Path(benchmark)
-    if not p.is_file():
-        return None
-    rows = list(csv.DictReader(p.read_text().splitlines(), delimiter="\t"))
-    return float(rows[0]["s"]) if rows else None
-
-
-def _passes(job: dict) -> dict:
-    return add(*(read_json(o).get("compute") for o in job["outputs"].values() if o.endswith(".json")))
+def job_wall_seconds(docs: list[dict]) -> float | None:
+    """A job's wall seconds from its JSON outputs ``docs``: the largest ``timing.process_seconds``
+    (seconds from the job's process start, interpreter and imports included, to its last JSON
+    write; :func:`doracle.artifacts.process_seconds`). The same whether Snakemake or ``dvc repro``
+    ran it. None when no output recorded it (files from before doracle recorded it)."""
+    seconds = [s for s in (timing_of(d, "process_seconds") for d in docs) if isinstance(s, (int, float))]
+    return max(seconds) if seconds else None
 
 
 def jobs_cost(jobs: list[dict]) -> dict:
     """The total compute of ``jobs`` (the job graph's entries upstream of a model:
-    :func:`doracle.games.graph.model_cost`), data preparation excepted: wall seconds (Snakemake's
-    benchmark files; null when any is missing, as after ``dvc repro``) and the network passes the
-    jobs recorded themselves."""
+    :func:`doracle.games.graph.model_cost`), data preparation excepted, from the JSON outputs the
+    jobs wrote (the declared inputs of a job that accounts for them): wall seconds (null when a job
+    recorded none) and network passes."""
     jobs = [j for j in jobs if j["rule"] not in SHARED_JOBS]
-    walls = [wall_seconds(j["benchmark"]) for j in jobs]
-    passes = add(*(_passes(j) for j in jobs))
+    docs = [[read_json(o) for o in j["outputs"].values() if o.endswith(".json")] for j in jobs]
+    walls = [job_wall_seconds(d) for d in docs]
+    passes = add(*(d.get("compute") for job_docs in docs for d in job_docs))
     return {"jobs": len(jobs), "wall_seconds": None if None in walls else round(sum(walls), 3), **passes,
             "passes": passes["forward_passes"] + passes["backward_passes"]}

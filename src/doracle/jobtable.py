@@ -111,6 +111,10 @@ class JobShape:
     priority: int | Callable[[Any], int] = 0
     #: a folder output marked for `snakemake --report` (the report rule)
     report_folder: bool = False
+    #: its jobs also declare as inputs the JSON outputs of every job upstream of their own inputs
+    #: (data preparation excepted): what they read to account for that work (passes, wall seconds,
+    #: a DO run's budget), so every file a job reads is an input Snakemake and DVC know of
+    reads_upstream: bool = False
     doc: str = ""
 
     @property
@@ -398,7 +402,8 @@ for _s in (
              (_P, ("--role", "baseline"), ("--method", "{wildcards.method}"), ("--data", "{input.data}"), _USES_OPT,
               ("--out", "{output.model}"), _LOG),
              _model(PATTERNS["baseline"]), lambda w: ("train", "baseline"), _x_baselines, "train", NETS, "Game.train",
-             2, doc="one baseline per method; baselines fill the cores the DO chain leaves free"),
+             2, reads_upstream=True,  # a matched baseline reads the DO run's records for its budget
+             doc="one baseline per method; baselines fill the cores the DO chain leaves free"),
     JobShape("do_init", ("do", "init"),
              (_P, ("--data", "{input.data}"), _USES_OPT, ("--init-out", "{output.init}"),
               ("--out", "{output.population}"), _LOG),
@@ -456,12 +461,14 @@ for _s in (
               ("--out", "{output.metrics}"), ("--headline", "{output.headline}"), _LOG),
              (("metrics", PATTERNS["metrics"]), ("headline", PATTERNS["headline"])), lambda w: ("metrics",),
              _x_metrics, None, (*NETS, "evaluation"), "Game.metrics", 8,
+             reads_upstream=True,  # every model's compute: the records of the jobs that produced it
              doc="the evaluations merged into metrics.json, with headline.json (DVC's metrics)"),
     JobShape("report", ("report",),
              (_P, ("--metrics", "{input.metrics}"), ("--population", "{input.population}"),
               ("--payoff", "{input.payoff}"), ("--out", "{output.report}"), _LOG),
              (("report", PATTERNS["report"]),), lambda w: ("report",), _x_report, None,
              (*NETS, "evaluation", "report"), "Game.report", 9, report_folder=True,
+             reads_upstream=True,  # the population table: each DO strategy's record
              doc="a folder: index.html, summary.md, methods.csv and the game's plots, marked for "
                  "`snakemake --report` (captions in workflow/report/)"),
 ):

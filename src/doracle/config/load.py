@@ -264,16 +264,20 @@ def complete_keys(game: str) -> list[str]:
 
 
 def load_complete(path: str | Path, root: str | Path = ".") -> Params:
-    """A params file a job reads: complete (:func:`missing_keys`; with no default file in ``root``,
-    every section of its game, :func:`complete_keys`), validated. A partial file is refused, naming
+    """A params file a job reads: complete (every section of its game, :func:`complete_keys`, as the
+    default files have; else every top-level key of its default file, :func:`missing_keys`), validated.
+    A file with every section reads no other file: the job's one params input is its whole params. A partial file is refused, naming
     the keys it lacks: a job called by hand would otherwise fill them with the schema's defaults,
     not the default file's (the workflow completes partial files itself and gives its jobs
     results/<exp>/params.yaml, DVC and sweeps complete files)."""
     raw = read_raw(path)
+    game = raw.get("game", "at")
+    schema_keys = complete_keys(game if game in GAME_ONLY_SECTIONS else "at")
+    if all(k in raw for k in schema_keys):  # every section of its game: no default file to read
+        return validate(raw, str(path))
     base, missing = missing_keys(path, raw, root)
     if base is None:
-        game = raw.get("game", "at")
-        missing = [k for k in complete_keys(game if game in GAME_ONLY_SECTIONS else "at") if k not in raw]
+        missing = [k for k in schema_keys if k not in raw]
     if missing:
         how = (f"(completed from {base}, as the workflow completes it)" if base else
                "in a folder holding the default params files (params.yaml, params-gan.yaml)")

@@ -68,7 +68,30 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
                               "inputs": dict(job.inputs), "outputs": outputs, "log": log,
                               "benchmark": bench_path(first), "stages": shape.stages(job.wildcards),
                               "wildcards": dict(job.wildcards), "params": extra}))
-    return [job for _, job in sorted(out, key=lambda kj: kj[0])]
+    ordered = [job for _, job in sorted(out, key=lambda kj: kj[0])]
+    _declare_upstream(ordered)
+    return ordered
+
+
+def _declare_upstream(jobs_: list[dict]) -> None:
+    """Give each job of a shape that ``reads_upstream`` the JSON outputs of every job upstream of
+    its inputs as inputs ``upstream_<k>`` (in pipeline order; data preparation excepted)."""
+    producer = {o: j for j in jobs_ for o in j["outputs"].values()}
+    order = {j["name"]: k for k, j in enumerate(jobs_)}
+    for job in jobs_:
+        if not jobtable.SHAPES[job["rule"]].reads_upstream:
+            continue
+        todo, seen = list(job["inputs"].values()), set()
+        while todo:
+            up = producer.get(todo.pop())
+            if up is not None and up["name"] not in seen:
+                seen.add(up["name"])
+                todo.extend(up["inputs"].values())
+        declared = set(job["inputs"].values())
+        files = [o for up in sorted((jobs_[order[n]] for n in seen), key=lambda j: order[j["name"]])
+                 if up["rule"] not in compute.SHARED_JOBS
+                 for o in up["outputs"].values() if o.endswith(".json") and o not in declared]
+        job["inputs"].update({f"upstream_{k}": f for k, f in enumerate(dict.fromkeys(files))})
 
 
 #: (rule, input) pairs read only to copy a count: a matched baseline reads the closed DO population
@@ -93,6 +116,6 @@ def lineage(params: Params, output: str) -> list[dict]:
 
 def model_cost(params: Params, output: str) -> dict:
     """The total compute of the model written at ``output``: every job upstream of it (data
-    preparation excepted), as wall seconds (Snakemake's benchmark files; null when any is missing,
-    as after ``dvc repro``) and as network passes recorded by the jobs themselves."""
+    preparation excepted), as wall seconds and as network passes, both recorded by the jobs themselves
+    (:func:`doracle.compute.jobs_cost`; whether Snakemake or ``dvc repro`` ran them)."""
     return compute.jobs_cost(lineage(params, output))

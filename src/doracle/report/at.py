@@ -116,8 +116,8 @@ def _write_report(params, metrics_path: str, population_path: str, payoff_path: 
                      f"{fmt_pct(ra.get('arc'))} | {fmt_pct(ra.get('autoattack'))} | {fmt_pct(ra.get('worst_case'))} | "
                      f"{c.get('jobs', '–')} | {wall} | {fmt_count(c.get('passes'))} |")
     lines += ["", "Compute: every job upstream of the model (data preparation excepted): for the DO targets the "
-              "base model and every best response, payoff, solve and prune job; wall seconds from Snakemake's "
-              "benchmark files (– when run by DVC), passes = per-example forward + backward passes through "
+              "base model and every best response, payoff, solve and prune job; wall seconds from each job's own "
+              "record (its process, start-up included, whether Snakemake or DVC ran it), passes = per-example forward + backward passes through "
               "networks, counted by the jobs (training, attacks, payoff cells)."]
     extra_md, extra_tables = at_diagnostics(m)
     lines += extra_md
@@ -159,8 +159,8 @@ def _write_report(params, metrics_path: str, population_path: str, payoff_path: 
                  ("fgsm", "pgd", "arc", "autoattack", "worst_case")), (r.get("compute") or {}).get("jobs", "–"),
                  fmt_wall(m, name), fmt_count((r.get("compute") or {}).get("passes"))] for name, r in m["models"].items()],
                id="methods", row_class=lambda row: "do" if row[0].startswith("do_") else None)
-    page.p("Accuracies in %; total compute: every job upstream of the model (wall seconds from Snakemake's "
-           "benchmark files, – when run by DVC; passes = per-example forward + backward passes through networks).")
+    page.p("Accuracies in %; total compute: every job upstream of the model (wall seconds recorded by each job, "
+           "start-up included; passes = per-example forward + backward passes through networks).")
     for title, note, header, rows in extra_tables:
         page.h3(title)
         page.p(note)
