@@ -142,3 +142,24 @@ def test_a_shape_passing_an_option_its_command_lacks_is_refused():
     assert "bad" not in jobtable.SHAPES
     with pytest.raises(ValueError, match="already in the table"):
         jobtable.register(jobtable.SHAPES["report"])
+
+
+def test_records_a_job_declares_are_not_work_it_builds_on():
+    """A matched baseline declares the DO run's records (``reads_upstream``: it reads their budget),
+    yet its compute is its own job's: the model's lineage does not follow them; the metrics job
+    declares every record upstream of its evaluations, data preparation's excepted."""
+    from doracle.config import load
+    from doracle.games import graph
+    from doracle.paths import PATTERNS
+
+    p = load("params.yaml")
+    jobs = {j["name"]: j for j in graph.jobs(p)}
+    matched = jobs["train_baseline_pgd_at_passes"]
+    records = {v for k, v in matched["inputs"].items() if k.startswith(graph.UPSTREAM)}
+    assert "results/digits/do/it001/defender.json" in records and "results/digits/base/model.json" in records
+    assert not {v for k, v in jobs["train_baseline_erm"]["inputs"].items() if k.startswith(graph.UPSTREAM)}
+    path = PATTERNS["baseline"].format(exp="digits", method="pgd_at_passes")
+    assert [j["rule"] for j in graph.lineage(p, path)] == ["prepare_data", "train_baseline"]
+    metrics = {v for k, v in jobs["metrics"]["inputs"].items() if k.startswith(graph.UPSTREAM)}
+    assert records < metrics and not any("/data/" in r for r in metrics)
+    assert all(r.endswith(".json") for r in metrics)

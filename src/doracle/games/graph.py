@@ -73,6 +73,10 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
     return ordered
 
 
+#: the name prefix of the inputs a job declares with ``reads_upstream``: records, not work it builds on
+UPSTREAM = "upstream_"
+
+
 def _declare_upstream(jobs_: list[dict]) -> None:
     """Give each job of a shape that ``reads_upstream`` the JSON outputs of every job upstream of
     its inputs as inputs ``upstream_<k>`` (in pipeline order; data preparation excepted)."""
@@ -91,7 +95,7 @@ def _declare_upstream(jobs_: list[dict]) -> None:
         files = [o for up in sorted((jobs_[order[n]] for n in seen), key=lambda j: order[j["name"]])
                  if up["rule"] not in compute.SHARED_JOBS
                  for o in up["outputs"].values() if o.endswith(".json") and o not in declared]
-        job["inputs"].update({f"upstream_{k}": f for k, f in enumerate(dict.fromkeys(files))})
+        job["inputs"].update({f"{UPSTREAM}{k}": f for k, f in enumerate(dict.fromkeys(files))})
 
 
 #: (rule, input) pairs read only to copy a count: a matched baseline reads the closed DO population
@@ -101,7 +105,8 @@ COUNT_ONLY_INPUTS = {("train_baseline", "population")}
 
 def lineage(params: Params, output: str) -> list[dict]:
     """Every job upstream of ``output`` (the job that writes it included), in pipeline order; an
-    input read only for its counts (:data:`COUNT_ONLY_INPUTS`) is not followed."""
+    input read only for its counts (:data:`COUNT_ONLY_INPUTS`, and the records a job declares with
+    ``reads_upstream``) is not followed."""
     all_jobs = jobs(params)
     producer = {o: j for j in all_jobs for o in j["outputs"].values()}
     todo, seen = [output], set()
@@ -110,7 +115,8 @@ def lineage(params: Params, output: str) -> list[dict]:
         if job is None or job["name"] in seen:
             continue
         seen.add(job["name"])
-        todo.extend(v for k, v in job["inputs"].items() if (job["rule"], k) not in COUNT_ONLY_INPUTS)
+        todo.extend(v for k, v in job["inputs"].items()
+                    if (job["rule"], k) not in COUNT_ONLY_INPUTS and not k.startswith(UPSTREAM))
     return [j for j in all_jobs if j["name"] in seen]
 
 
