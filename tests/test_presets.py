@@ -15,7 +15,7 @@ from fractions import Fraction
 import pytest
 import yaml
 
-from doracle import config, pipeline
+from doracle import config, jobtable, pipeline
 from doracle.games.at.game import AT
 from doracle.games.checks import check_names
 from project import ROOT, make_project, run
@@ -198,11 +198,11 @@ def test_the_slurm_profile_gives_each_job_the_presets_resources(project, name):
     p = preset(name)
     # a dry run has one core unless told (it would cap the threads shown); a real cluster run none
     _, jobs = dry_run(project, "--profile", "profiles/slurm", "--cores", "8", "--configfile", f"configs/{name}.yaml")
-    assert {j["rule"] for j in jobs} == set(pipeline.COMMANDS)
+    assert {j["rule"] for j in jobs} == set(jobtable.SHAPES)
     for job in jobs:
         want = pipeline.rule_resources(p, job["rule"])
         got = job["resources"]
-        if job["rule"] in pipeline.LOCAL_RULES:  # on the submitting host (the download too): no GPU
+        if job["rule"] in jobtable.local_rules():  # on the submitting host (the download too): no GPU
             assert "gpu" not in got, job["rule"]
             continue
         assert want.get("gpu") == 1, job["rule"]

@@ -10,25 +10,25 @@ import re
 import pytest
 import yaml
 
-from doracle import config, pipeline
+from doracle import config, jobtable, pipeline
 from doracle.errors import ConfigError
 from project import ROOT, make_project, params_with, run
 
 
 def test_every_rule_has_a_family_or_runs_locally():
-    assert set(pipeline.RULE_RESOURCES) == set(pipeline.COMMANDS)
+    assert all(s.rule == r for r, s in jobtable.SHAPES.items())
     families = set(config.Resources.model_fields)
-    assert {f for f in pipeline.RULE_RESOURCES.values() if f} == families
-    assert set(pipeline.LOCAL_RULES) == {"prepare_data", "solve", "prune", "metrics", "report"}
+    assert {f for f in (s.resources for s in jobtable.SHAPES.values()) if f} == families
+    assert set(jobtable.local_rules()) == {"prepare_data", "solve", "prune", "metrics", "report"}
 
 
 def test_threads_are_params_threads_for_the_torch_rules_only():
     p = config.validate(params_with({"threads": 3}))
-    threads = {rule: pipeline.rule_threads(p, rule) for rule in pipeline.COMMANDS}
+    threads = {rule: pipeline.rule_threads(p, rule) for rule in jobtable.SHAPES}
     # the torch jobs (they call runtime.setup with params.threads) use it; the others one thread
     assert {r for r, t in threads.items() if t == 3} == {
         "train", "train_baseline", "do_init", "best_response", "payoff", "close", "evaluate_do", "evaluate_baseline"}
-    assert all(t == 1 for r, t in threads.items() if r in pipeline.LOCAL_RULES)
+    assert all(t == 1 for r, t in threads.items() if r in jobtable.local_rules())
 
 
 def test_rule_resources_come_from_the_rule_family():
@@ -43,7 +43,7 @@ def test_rule_resources_come_from_the_rule_family():
     assert pipeline.rule_resources(p, "payoff") == {"cpus_per_task": 2, "mem_mb": 2000, "runtime": 60,
                                                     "slurm_partition": "cpu"}
     assert pipeline.rule_resources(p, "best_response")["gpu"] == 1
-    assert all(pipeline.rule_resources(p, r) == {} for r in pipeline.LOCAL_RULES)
+    assert all(pipeline.rule_resources(p, r) == {} for r in jobtable.local_rules())
 
 
 BAD = [
@@ -129,12 +129,12 @@ def test_snakemake_gives_every_job_its_family_resources_with_the_slurm_profile(t
     proj = make_project(tmp_path / "p", params, dvc=False)
     p = config.validate(params)
     jobs = dry_run_resources(proj)
-    assert set(jobs) == set(pipeline.COMMANDS)
+    assert set(jobs) == set(jobtable.SHAPES)
     for rule, blocks in jobs.items():
         want = pipeline.rule_resources(p, rule)
         for got in blocks:
             assert int(got["threads"]) == pipeline.rule_threads(p, rule), rule
-            if rule in pipeline.LOCAL_RULES:  # the profile's default-resources, no GPU
+            if rule in jobtable.local_rules():  # the profile's default-resources, no GPU
                 assert got["mem_mb"] == "1000" and "gpu" not in got, rule
                 continue
             assert {k: got.get(k) for k in want} == {k: str(v) for k, v in want.items()}, rule

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from doracle import config, pipeline
+from doracle import config, jobtable, pipeline
 from doracle.artifacts import content
 from project import RESOURCES, make_project, shared_params
 
@@ -125,7 +125,7 @@ def test_every_heavy_job_went_through_sbatch_with_its_resources(runs):
     the rule's comment, partition, CPUs, memory, time limit and GPU request (pipeline.rule_resources
     of the params), and its GPUs were allocated. No other job of the run was submitted."""
     proj, params, jobs = runs["slurm"], runs["params"], runs["jobs"]
-    heavy = [j for j in pipeline.jobs(params) if j["rule"] not in pipeline.LOCAL_RULES]
+    heavy = [j for j in pipeline.jobs(params) if j["rule"] not in jobtable.local_rules()]
     # base, 2 + 2 matched baselines, init, 2 x (2 best responses + payoff), close, 3 + 4 evaluations
     assert len(heavy) == 20
     seen = set()
@@ -159,13 +159,13 @@ def test_every_heavy_job_went_through_sbatch_with_its_resources(runs):
 
 def test_light_jobs_ran_on_the_submitting_host(runs):
     out, params = runs["output"], runs["params"]
-    light = [j for j in pipeline.jobs(params) if j["rule"] in pipeline.LOCAL_RULES]
+    light = [j for j in pipeline.jobs(params) if j["rule"] in jobtable.local_rules()]
     assert {j["rule"] for j in light} == {"prepare_data", "solve", "prune", "metrics", "report"}
     for rule in {j["rule"] for j in light}:
         n = sum(1 for j in light if j["rule"] == rule)
         assert len(re.findall(rf"^localrule {rule}:", out, re.M)) == n, rule
     comments = {rec.get("Comment", "") for rec in runs["jobs"].values()}
-    assert not {c for c in comments if re.match(rf"rule_({'|'.join(pipeline.LOCAL_RULES)})_", c)}
+    assert not {c for c in comments if re.match(rf"rule_({'|'.join(jobtable.local_rules())})_", c)}
     assert not re.search(r"^rule (prepare_data|solve|prune|metrics|report):", out, re.M)
 
 
@@ -248,4 +248,4 @@ def test_a_sweep_runs_its_trials_jobs_through_the_slurm_profile(slurm_cluster, t
     # base model, init, one iteration's two best responses and payoff, close, three DO evaluations
     assert len(comments) == 9 and all(c.startswith("rule_") and f"_wildcards_{exp}" in c for c in comments), comments
     assert all(rec["JobState"] == "COMPLETED" for rec in new.values())
-    assert not any(re.match(rf"rule_({'|'.join(pipeline.LOCAL_RULES)})_", c) for c in comments)
+    assert not any(re.match(rf"rule_({'|'.join(jobtable.local_rules())})_", c) for c in comments)

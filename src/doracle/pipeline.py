@@ -26,7 +26,6 @@ from doracle.config import Params, default_experiments  # noqa: F401 (re-exporte
 from doracle.errors import ConfigError
 from doracle.games import game_of
 from doracle.games.graph import (  # noqa: F401 (the job graph, re-exported for the workflow and the CLI)
-    COMMANDS,
     COMMON_STAGE_PARAMS,
     COUNT_ONLY_INPUTS,
     job_stages,
@@ -50,13 +49,6 @@ from doracle.paths import (  # noqa: F401 (re-exported for the workflow and the 
     state_path,
     summary_path,
 )
-
-# Where each rule runs on a cluster (the job table's `resources`): the family of params' `resources`
-# its jobs ask for, or None for a job that runs on the submitting host (Snakemake's localrules): the
-# one-second jobs (solve, prune, metrics), the report, and prepare_data, whose download needs the
-# login node's network (compute nodes often have none).
-RULE_RESOURCES = {rule: shape.resources for rule, shape in jobtable.SHAPES.items()}
-LOCAL_RULES = tuple(r for r, family in RULE_RESOURCES.items() if family is None)
 
 
 def rule_threads(params: Params, rule: str) -> int:

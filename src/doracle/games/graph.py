@@ -39,10 +39,6 @@ def stage_params(params: Params, *stages: str) -> dict:
     return params.stage(*stage_keys(params, *stages))
 
 
-#: every rule's command template (Snakemake's ``shell:``), from the job table
-COMMANDS = {rule: shape.cmd for rule, shape in jobtable.SHAPES.items()}
-
-
 def job_stages(rule: str, wildcards: dict) -> tuple[str, ...]:
     """The stages (keys of COMMON_STAGE_PARAMS or Game.stage_params) a job reads."""
     return jobtable.SHAPES[rule].stages(wildcards)
