@@ -264,10 +264,10 @@ def complete_keys(game: str) -> list[str]:
 
 
 def load_complete(path: str | Path, root: str | Path = ".") -> Params:
-    """A params file a job reads: complete (every section of its game, :func:`complete_keys`, as the
-    default files have; else every top-level key of its default file, :func:`missing_keys`), validated.
-    A file with every section reads no other file: the job's one params input is its whole params. A partial file is refused, naming
-    the keys it lacks: a job called by hand would otherwise fill them with the schema's defaults,
+    """A params file a job reads: complete (every section of its game, :func:`complete_keys`, as
+    the default files have; else every top-level key of its default file, :func:`missing_keys`),
+    validated. A file with every section reads no other file: the job's one params input is its
+    whole params. A partial file is refused, naming the keys it lacks: a job called by hand would otherwise fill them with the schema's defaults,
     not the default file's (the workflow completes partial files itself and gives its jobs
     results/<exp>/params.yaml, DVC and sweeps complete files)."""
     raw = read_raw(path)

@@ -73,23 +73,27 @@ def jobs(params: Params, params_file: str = PARAMS_FILE) -> list[dict]:
 UPSTREAM = "upstream_"
 
 
+def _upstream(producer: dict[str, dict], files, follow=lambda job, key: True) -> set[str]:
+    """The names of the jobs that write ``files`` and of every job upstream of them, through the
+    inputs ``follow(job, input_name)`` lets through."""
+    todo, seen = list(files), set()
+    while todo:
+        job = producer.get(todo.pop())
+        if job is not None and job["name"] not in seen:
+            seen.add(job["name"])
+            todo.extend(v for k, v in job["inputs"].items() if follow(job, k))
+    return seen
+
+
 def _declare_upstream(jobs_: list[dict]) -> None:
     """Give each job of a shape that ``reads_upstream`` the JSON outputs of every job upstream of
     its inputs as inputs ``upstream_<k>`` (in pipeline order; data preparation excepted)."""
     producer = {o: j for j in jobs_ for o in j["outputs"].values()}
-    order = {j["name"]: k for k, j in enumerate(jobs_)}
     for job in jobs_:
         if not jobtable.SHAPES[job["rule"]].reads_upstream:
             continue
-        todo, seen = list(job["inputs"].values()), set()
-        while todo:
-            up = producer.get(todo.pop())
-            if up is not None and up["name"] not in seen:
-                seen.add(up["name"])
-                todo.extend(up["inputs"].values())
-        declared = set(job["inputs"].values())
-        files = [o for up in sorted((jobs_[order[n]] for n in seen), key=lambda j: order[j["name"]])
-                 if up["rule"] not in compute.SHARED_JOBS
+        seen, declared = _upstream(producer, job["inputs"].values()), set(job["inputs"].values())
+        files = [o for up in jobs_ if up["name"] in seen and up["rule"] not in compute.SHARED_JOBS
                  for o in up["outputs"].values() if o.endswith(".json") and o not in declared]
         job["inputs"].update({f"{UPSTREAM}{k}": f for k, f in enumerate(dict.fromkeys(files))})
 
@@ -105,14 +109,8 @@ def lineage(params: Params, output: str) -> list[dict]:
     ``reads_upstream``) is not followed."""
     all_jobs = jobs(params)
     producer = {o: j for j in all_jobs for o in j["outputs"].values()}
-    todo, seen = [output], set()
-    while todo:
-        job = producer.get(todo.pop())
-        if job is None or job["name"] in seen:
-            continue
-        seen.add(job["name"])
-        todo.extend(v for k, v in job["inputs"].items()
-                    if (job["rule"], k) not in COUNT_ONLY_INPUTS and not k.startswith(UPSTREAM))
+    seen = _upstream(producer, [output], lambda job, k: (job["rule"], k) not in COUNT_ONLY_INPUTS
+                     and not k.startswith(UPSTREAM))
     return [j for j in all_jobs if j["name"] in seen]
 
 

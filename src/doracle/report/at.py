@@ -116,9 +116,10 @@ def _write_report(params, metrics_path: str, population_path: str, payoff_path: 
                      f"{fmt_pct(ra.get('arc'))} | {fmt_pct(ra.get('autoattack'))} | {fmt_pct(ra.get('worst_case'))} | "
                      f"{c.get('jobs', '–')} | {wall} | {fmt_count(c.get('passes'))} |")
     lines += ["", "Compute: every job upstream of the model (data preparation excepted): for the DO targets the "
-              "base model and every best response, payoff, solve and prune job; wall seconds from each job's own "
-              "record (its process, start-up included, whether Snakemake or DVC ran it), passes = per-example forward + backward passes through "
-              "networks, counted by the jobs (training, attacks, payoff cells)."]
+              "base model and every best response, payoff, solve and prune job; wall seconds from each job's "
+              "own record (its process, start-up included, whether Snakemake or DVC ran it), passes = "
+              "per-example forward + backward passes through networks, counted by the jobs (training, attacks, "
+              "payoff cells)."]
     extra_md, extra_tables = at_diagnostics(m)
     lines += extra_md
     do = m["double_oracle"]

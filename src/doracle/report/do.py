@@ -132,8 +132,8 @@ def fmt_count(n) -> str:
 
 
 def wall_seconds(metrics: dict, model: str) -> float | None:
-    """The wall seconds of every job that produced ``model``, None when unknown (files written before the jobs recorded it). The
-    reports' one reader of timings (they are kept out of headline.json)."""
+    """The wall seconds of every job that produced ``model``, None when unknown (files written
+    before the jobs recorded it). The reports' one reader of timings (kept out of headline.json)."""
     return timing_of(metrics, "models", model, "compute", "wall_seconds")
 
 
