@@ -86,13 +86,14 @@ def log(msg: str) -> None:
 
 
 def child_env(malloc: str) -> dict:
-    """The environment of the measured processes: they import the doracle this process imports;
-    with ``malloc == "fixed"``, glibc's mmap threshold is fixed at its 128 KiB default."""
+    """The environment of the measured processes: they import the doracle this process imports,
+    each job in its own interpreter (DORACLE_FORKSERVER=0: a forked job's memory is not the
+    command's); with ``malloc == "fixed"``, glibc's mmap threshold is fixed at its 128 KiB default."""
     import doracle
 
     src = str(Path(doracle.__file__).resolve().parents[1])
     path = os.environ.get("PYTHONPATH")
-    env = {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else "")}
+    env = {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else ""), "DORACLE_FORKSERVER": "0"}
     env.pop("MALLOC_MMAP_THRESHOLD_", None)
     if malloc == "fixed":
         env["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)

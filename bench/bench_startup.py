@@ -11,6 +11,11 @@ number of modules loaded (``len(sys.modules)``).
 
 Goal (issue 22): jobs that need torch at most 1.3x bare ``import torch``; the others under 0.5 s.
 
+Then, for each command whose jobs need torch (doracle.forkserver.ROUTED), the first such job of the
+tiny run (or of ``--project``) rerun whole, its outputs redirected: in a fresh interpreter
+(DORACLE_FORKSERVER=0), then forked by a warm fork server of its own (a private XDG_RUNTIME_DIR),
+and the ratio of the two.
+
     python bench/bench_startup.py                  # runs the tiny pipelines for the module lists
     python bench/bench_startup.py --modules FILE   # reuses a DORACLE_MODULES_LOG file
 """
@@ -86,7 +91,7 @@ def tiny_run(dest: Path) -> Path:
 
     proj = make_project(dest, params_with(), dvc=False, extra={"params-gan.yaml": gan_params()})
     log = dest / "modules.jsonl"
-    env = {"DORACLE_MODULES_LOG": str(log)}
+    env = {"DORACLE_MODULES_LOG": str(log), "DORACLE_FORKSERVER": "0"}  # each job's own module list
     import os
 
     subprocess.run(["snakemake", "-c2"], cwd=proj, env={**os.environ, **env}, check=True, capture_output=True)
@@ -96,13 +101,20 @@ def tiny_run(dest: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modules", type=Path, help="a DORACLE_MODULES_LOG file (default: run the tiny pipelines)")
+    ap.add_argument("--project", type=Path, help="the project the --modules file's jobs ran in (for the fork "
+                    "server's rows; without it, and with --modules, they are left out)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rules", help="comma-separated rules to measure (default: all)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        log = args.modules or tiny_run(Path(tmp) / "proj")
+        project = args.project or (None if args.modules else Path(tmp) / "proj")
+        log = args.modules or tiny_run(project)
         lists = module_lists(log)
+        _measure(args, lists, project, log)
+
+
+def _measure(args, lists, project, log) -> None:
     if args.rules:
         keep = set(args.rules.split(","))
         lists = {k: v for k, v in lists.items() if k.split()[0] in keep}
@@ -118,9 +130,64 @@ def main() -> None:
                         "torch": needs_torch, "timm": "timm" in packages, "meets_goal": goal}
         print(f"{key:<24} {s:>7.2f} {s / torch_s:>8.2f} {n:>8}  {'yes' if needs_torch else 'no':<5}  "
               f"{'met' if goal else 'MISSED'} ({'<= 1.3x torch' if needs_torch else '< 0.5 s'})")
+    forked = fork_server_rows(project, log, args.repeats) if project else {}
     if args.json:
         args.json.write_text(json.dumps({"torch": {"seconds": round(torch_s, 3), "modules": torch_n},
-                                         "rules": results}, indent=1))
+                                         "rules": results, "fork_server": forked}, indent=1))
+
+
+def job_wall(argv: list[str], cwd: Path, env: dict, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "doracle", *argv], cwd=cwd, env=env, capture_output=True, check=True)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def fork_server_rows(project: Path, log: Path, repeats: int) -> dict:
+    """The first job of each routed command in ``project``'s modules log, its outputs redirected to a
+    scratch folder: in its own interpreter, then forked by a warm server of its own."""
+    import os
+    import signal
+
+    from doracle import forkserver
+
+    firsts = {}
+    for line in log.read_text().splitlines():
+        argv = json.loads(line)["argv"]
+        cmd = tuple(argv[:2]) if argv[0] == "do" else tuple(argv[:1])
+        if cmd in forkserver.ROUTED and cmd not in firsts:
+            firsts[cmd] = argv
+    with tempfile.TemporaryDirectory(prefix="fs-", dir="/tmp") as run:
+        env = {k: v for k, v in os.environ.items() if k not in ("COVERAGE_PROCESS_START", "DORACLE_MODULES_LOG")}
+        env.update({"XDG_RUNTIME_DIR": run, forkserver.ENV: "1", forkserver.IDLE_ENV: "120"})
+        sock = subprocess.run([sys.executable, "-c", "import os; from doracle import forkserver; "
+                               "print(forkserver.socket_path(os.environ))"], env=env, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        server = subprocess.Popen([sys.executable, "-m", "doracle.forkserver", sock], env=env,
+                                  start_new_session=True)
+        deadline = time.time() + 120
+        while not Path(sock).exists():
+            if server.poll() is not None or time.time() > deadline:
+                raise SystemExit("the fork server did not start")
+            time.sleep(0.05)
+        print(f"\n{'the same job':<24} {'own s':>7} {'forked s':>9} {'ratio':>7}   (best of {repeats})")
+        rows = {}
+        for cmd, argv in sorted(firsts.items()):
+            argv = list(argv)
+            for flag in ("--out", "--log"):
+                if flag in argv:
+                    i = argv.index(flag) + 1
+                    argv[i] = str(Path(run) / "out" / " ".join(cmd).replace(" ", "_") / Path(argv[i]).name)
+            own = job_wall(argv, project, {**env, forkserver.ENV: "0"}, repeats)
+            forked = job_wall(argv, project, env, repeats)
+            rows[" ".join(cmd)] = {"own_seconds": round(own, 3), "forked_seconds": round(forked, 3),
+                                   "ratio": round(forked / own, 3)}
+            print(f"{' '.join(cmd):<24} {own:>7.2f} {forked:>9.2f} {forked / own:>7.2f}")
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    return rows
 
 
 if __name__ == "__main__":

@@ -125,7 +125,8 @@ def shared(tmp_path_factory):
     bind mount; writing raises OSError). A test that must change or break something works on
     ``shared.copy(dest)``, a file copy of the finished tree (not a rerun). The kill-and-resume,
     ``dvc repro`` and SLURM tests compare their runs against it. Every job appended the modules it
-    loaded to ``shared.modules`` (DORACLE_MODULES_LOG). The view is undone at the end of the run
+    loaded to ``shared.modules`` (DORACLE_MODULES_LOG; each job in its own
+    interpreter: DORACLE_FORKSERVER=0). The view is undone at the end of the run
     (pytest_sessionfinish)."""
 
     def build(base: Path) -> dict:
@@ -134,7 +135,10 @@ def shared(tmp_path_factory):
         base.mkdir()
         rw = make_project(base / "rw", shared_params(), extra={"params-gan.yaml": gan_params()})
         t0 = time.monotonic()
-        proc = run(["snakemake", "-c2"], rw, env={"DORACLE_MODULES_LOG": str(base / "modules.jsonl")}, timeout=1500)
+        # every job in an interpreter of its own (no fork server): the module lists are the jobs' own
+        # (tests/test_forkserver.py checks the server's preloads against them); the other runs fork
+        proc = run(["snakemake", "-c2"], rw, env={"DORACLE_MODULES_LOG": str(base / "modules.jsonl"),
+                                                  "DORACLE_FORKSERVER": "0"}, timeout=1500)
         seconds = time.monotonic() - t0
         how = _read_only_view(rw, base / "ro")
         with open(_ro_record(tmp_path_factory), "a") as fh:

@@ -4,7 +4,8 @@
 
 Writes ``{"maxrss_kb": ..., "cpu_s": ...}`` (the child's own resource usage, from ``wait4``) to
 OUT.json and exits with the command's status: tests/test_bad_inputs.py bounds what a bad input
-may cost against what a good one does."""
+may cost against what a good one does. A doracle job runs in the measured child itself
+(DORACLE_FORKSERVER=0), not in a child of doracle's fork server."""
 
 import json
 import os
@@ -15,6 +16,7 @@ LIMIT = 4 << 30
 
 out, cmd = sys.argv[1], sys.argv[2:]
 resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+os.environ["DORACLE_FORKSERVER"] = "0"  # the job in this child, not in a child of doracle's fork server
 pid = os.fork()
 if pid == 0:  # pragma: no cover - the child
     os.execvp(cmd[0], cmd)

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "doracle.games": 4,
     # 5: the pipeline adapters (Snakemake, DVC), 6: sweeps over them, 7: the command line
     "doracle.pipeline": 5, "doracle.sweep": 6, "doracle.cli": 7, "doracle.__main__": 7,
+    "doracle.forkserver": 7,
 }
 
 

@@ -84,7 +84,10 @@ def test_killed_main_job_resumes_after_unlock_to_identical_results(snake, tmp_pa
     from doracle.defenses.resume import checkpoint_path
 
     proj = make_project(tmp_path / "killed", PARAMS, dvc=False)  # the shared run's AT experiment alone
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    # each job in Snakemake's process group (no fork server, whose jobs SIGSTOP to the group would
+    # not freeze: tests/test_forkserver.py kills forked jobs through their commands)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "DORACLE_FORKSERVER": "0"}
     proc = subprocess.Popen(["snakemake", "-c2"], cwd=proj, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
     defender = proj / "results" / EXP / "do" / "it001" / "defender.safetensors"

@@ -1,3 +1,3 @@
-from doracle.cli import run
+from doracle.forkserver import run
 
 run()

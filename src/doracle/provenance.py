@@ -30,7 +30,7 @@ SOURCE_DIR = "src/doracle"
 
 #: what every job runs: the command line, params, artifact I/O, the job table and graph, the engine,
 #: the game registry, the population file, and the paired intervals the games' metrics use
-CORE = ("__init__.py", "__main__.py", "artifacts.py", "compute.py", "config", "errors.py", "jobtable.py",
+CORE = ("__init__.py", "__main__.py", "forkserver.py", "artifacts.py", "compute.py", "config", "errors.py", "jobtable.py",
         "paths.py", "pipeline.py", "provenance.py", "registry.py", "runtime.py", "cli", "engine",
         "games/__init__.py", "games/graph.py", "games/population.py", "models/__init__.py", "models/entrypoints.py",
         "evaluation/__init__.py", "evaluation/intervals.py")
@@ -103,11 +103,14 @@ def log_modules(argv: list[str]) -> None:
     """With ``DORACLE_MODULES_LOG`` set: append a JSON line to that file: ``argv``, ``modules`` (the
     doracle modules loaded), ``packages`` (the top-level names of every other loaded module:
     ``torch``, ``timm``, ...), ``heavy`` (which of :data:`HEAVY`, the costly imports a job may
-    avoid, it loaded) and ``n_modules`` (``len(sys.modules)``)."""
+    avoid, it loaded), ``n_modules`` (``len(sys.modules)``) and ``forked`` (whether the job ran in a
+    child of doracle.forkserver, whose preloaded modules it then has)."""
 
     path = os.environ.get("DORACLE_MODULES_LOG")
     if path:
         packages = sorted({name.partition(".")[0] for name in list(sys.modules)} - {"doracle"})
         with open(path, "a") as fh:
             fh.write(json.dumps({"argv": argv, "modules": loaded_modules(), "packages": packages,
-                                 "heavy": [m for m in HEAVY if m in sys.modules], "n_modules": len(sys.modules)}) + "\n")
+                                 "heavy": [m for m in HEAVY if m in sys.modules], "n_modules": len(sys.modules),
+                                 "forked": bool(getattr(sys.modules.get("doracle.forkserver"), "FORKED", False))})
+                     + "\n")
