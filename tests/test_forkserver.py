@@ -144,20 +144,26 @@ def test_routed_commands_and_preloaded_modules_match_the_jobs_own(shared):
 @pytest.mark.slow
 def test_a_job_through_the_server_writes_what_it_writes_on_its_own(shared, server_env, tmp_path):
     """The shared run's first payoff job, once in its own interpreter and once forked by the server:
-    the same bytes (but the timing block), the job logged by the server, and marked forked."""
+    the same bytes (but the timing block), the job logged by the server, marked forked, and its
+    recorded age (timing.process_seconds) its own, not the server's."""
     env, sock = server_env["env"], server_env["socket"]
     modlog = tmp_path / "modules.jsonl"
     here = _doracle(_payoff_argv(shared, tmp_path / "here.json"), {**env, forkserver.ENV: "0",
                                                                    "DORACLE_MODULES_LOG": str(modlog)}, shared.path)
     assert here.returncode == 0, here.stderr
     before = len(_log(sock))
+    t0 = time.monotonic()
     forked = _doracle(_payoff_argv(shared, tmp_path / "forked.json"), {**env, "DORACLE_MODULES_LOG": str(modlog)},
                       shared.path)
+    took = time.monotonic() - t0
     assert forked.returncode == 0, forked.stderr
     assert "payoff done" in forked.stderr + forked.stdout  # its standard streams are the command's
     pid = _forked_pid(sock, "do payoff", before)
     assert f"job {pid}: exit 0" in _log(sock)
     assert body(tmp_path / "here.json") == body(tmp_path / "forked.json")
+    # its age is its own (from the fork), not the server's
+    forked_s = json.loads((tmp_path / "forked.json").read_text())["timing"]["process_seconds"]
+    assert 0 < forked_s < took + 0.05, (forked_s, took)
     assert [json.loads(line)["forked"] for line in modlog.read_text().splitlines()] == [False, True]
 
 

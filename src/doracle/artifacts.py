@@ -239,6 +239,17 @@ def _process_start_offset() -> float | None:
 _START_OFFSET = _process_start_offset()
 
 
+def _started_now() -> None:
+    """In a forked child (doracle.forkserver's jobs): the process started at the fork, not when its
+    parent imported this module."""
+    global _IMPORTED, _START_OFFSET
+    _IMPORTED = time.monotonic()
+    _START_OFFSET = _process_start_offset()
+
+
+os.register_at_fork(after_in_child=_started_now)
+
+
 def process_seconds() -> float:
     """Seconds since this process started (the interpreter's and the imports' start-up included;
     to 10 ms on Linux, where the kernel records the start; elsewhere since doracle was imported).

@@ -76,6 +76,10 @@ def version() -> str:
         return "unknown"
 
 
+# a forked child (doracle.forkserver's jobs) digests the code on disk at its own start, not its parent's
+os.register_at_fork(after_in_child=lambda: (_digest.cache_clear(), version.cache_clear()))
+
+
 def loaded_modules() -> list[str]:
     """The doracle modules this process has loaded, as package paths (``games/gan/jobs.py``)."""
     out = set()
