@@ -4,6 +4,7 @@ resumable state."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -147,8 +148,10 @@ def test_killed_evaluation_resumes_without_redoing_finished_attacks(trained, tmp
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(p))
     state, out = tmp_path / "eval.state.json", tmp_path / "eval.json"
+    # the job in the command's own process (no fork server: SIGKILL to the command would reach a
+    # forked job a moment later, not at once; tests/test_forkserver.py checks that it does)
     proc = subprocess.Popen(_evaluate_cmd(trained, params_file, out, state), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "DORACLE_FORKSERVER": "0"})
     deadline = time.time() + 120
     while time.time() < deadline:
         if state.is_file() and len(json.loads(state.read_text())["units"]) >= 2:

@@ -68,6 +68,15 @@ def _forked_pid(socket_path: str, command: str, before: int, timeout: float = 60
     raise AssertionError(f"no {command} job in the server's log:\n{_log(socket_path)}")
 
 
+def _alive(pid: int) -> bool:
+    """A process that runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
 def _payoff_argv(shared, out: Path) -> list[str]:
     """The shared run's first payoff job, writing to ``out`` (and its log beside it)."""
     for line in shared.modules.read_text().splitlines():
@@ -215,9 +224,9 @@ def test_signals_reach_the_job_and_a_killed_command_takes_its_job_along(shared, 
 
     def gone(pid: int) -> bool:
         deadline = time.time() + 30
-        while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        while _alive(pid) and time.time() < deadline:
             time.sleep(0.02)
-        return not Path(f"/proc/{pid}").exists()
+        return not _alive(pid)
 
     proc, pid = start(tmp_path / "a" / "defender.safetensors")
     proc.send_signal(signal.SIGTERM)
@@ -266,4 +275,40 @@ def test_an_idle_server_exits_and_the_next_command_runs_its_job_itself(tmp_path)
         assert time.time() < deadline + 60, "the idle server did not exit"
         time.sleep(0.1)
     assert _log(sock).rstrip().endswith("stopped")
+    shutil.rmtree(run)
+
+
+@pytest.mark.slow
+def test_a_job_dies_with_its_server_and_its_command_says_so(shared, tmp_path):
+    """A server killed outright takes its running jobs along (nothing goes on writing behind a
+    rerun), and their commands exit 1 saying the job's status is lost."""
+    run = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_START"}
+    env.update({"XDG_RUNTIME_DIR": str(run), forkserver.ENV: "1", forkserver.IDLE_ENV: "60"})
+    sock = subprocess.run([sys.executable, "-c", "import os; from doracle import forkserver; "
+                           "print(forkserver.socket_path(os.environ))"], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    server = subprocess.Popen([sys.executable, "-m", "doracle.forkserver", sock], env=env, start_new_session=True)
+    deadline = time.time() + 120
+    while not Path(sock).exists():
+        assert server.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    res = shared.path / "results" / "tiny"
+    pf = tmp_path / "params.yaml"
+    pf.write_text(yaml.safe_dump(params_with({"do": {"defender": {"epochs": 400}}})))  # about two minutes
+    proc = subprocess.Popen([sys.executable, "-m", "doracle", "do", "best-response", "--player", "defender",
+                             "--params", str(pf), "--data", str(res / "data/dataset.safetensors"),
+                             "--state", str(res / "do/it001/population.json"), "--iteration", "2",
+                             "--out", str(tmp_path / "d.safetensors")], cwd=shared.path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "err.txt").open("w"))
+    pid = _forked_pid(sock, "do best-response", 0)
+    server.kill()
+    server.wait()
+    proc.wait(timeout=60)
+    err = (tmp_path / "err.txt").read_text()  # a file, not a pipe: the job could write on
+    assert proc.returncode == 1 and "the fork server stopped" in err, err
+    deadline = time.time() + 10
+    while _alive(pid):
+        assert time.time() < deadline, f"job {pid} outlived its server"
+        time.sleep(0.02)
     shutil.rmtree(run)

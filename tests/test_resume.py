@@ -62,7 +62,11 @@ def test_interrupted_training_resumes_to_the_same_weights(job, tmp_path, method,
     subprocess.run(train_cmd(d, pf, method, ref), check=True, capture_output=True)
     out = tmp_path / "run" / "model.safetensors"
     ckpt = checkpoint_path(out)
-    proc = subprocess.Popen(train_cmd(d, pf, method, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the job in the command's own process (no fork server: SIGKILL to the command would reach a
+    # forked job a moment later, not at once; tests/test_forkserver.py checks that it does)
+    env = {**os.environ, "DORACLE_FORKSERVER": "0"}
+    proc = subprocess.Popen(train_cmd(d, pf, method, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     wait_for(ckpt, proc)  # the first epoch is done and saved
     time.sleep(0.3)  # somewhere inside a later epoch
     proc.send_signal(sig)

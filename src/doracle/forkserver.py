@@ -18,9 +18,11 @@ redirections and terminals work), and the modules: the server has imported only 
 job imports (tests/test_forkserver.py checks :data:`PRELOAD` and :data:`ROUTED` against the jobs'
 own module lists), and refuses to fork once a preloaded doracle file changed on disk (it then
 exits; the next job starts a fresh one). The command returns the child's exit status (dying by the
-same signal when the child did); SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to the
-command are passed on to the child, and a command killed outright (SIGKILL) takes its child with
-it.
+same signal when the child did); SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGTSTP and
+SIGCONT sent to the command are passed on to the child. A command killed outright (SIGKILL) takes
+its child with it, a moment later (the server kills it when the command's connection closes: a
+test that kills a job and at once looks at its files runs it with the server off), and a child
+dies with its server.
 
 One server per user, interpreter, ``sys.path`` and torch-relevant environment (:func:`key`), in
 ``$XDG_RUNTIME_DIR`` (else ``$TMPDIR`` or /tmp) under ``doracle-forkserver-<uid>/`` (mode 0700),
@@ -311,6 +313,7 @@ def _child(req: dict, fds: list[int], close: list) -> None:
             signal.signal(sig, signal.SIG_DFL)
         global FORKED
         FORKED = True
+        _die_with_parent(req["server_pid"])
         for target, fd in zip(req["fds"], fds, strict=True):
             os.dup2(fd, target)
             os.close(fd)
@@ -347,6 +350,17 @@ def _child(req: dict, fds: list[int], close: list) -> None:
             except Exception:
                 pass
         os._exit(rc)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL when the server dies (Linux's PR_SET_PDEATHSIG): its command then reports the job
+    lost, so the job must not go on writing (a rerun could meet it)."""
+    import ctypes  # preloaded by torch; only a child needs it
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the server died before the call
+        os._exit(1)
 
 
 def _standard_streams(env: dict) -> None:
@@ -479,6 +493,7 @@ class Server:
             return self._refuse(conn, fds, "stale")
         close = [listener, sel, conn, *self.inherited,
                  *(c for c, _ in self.jobs.values() if c is not None), *(p for _, p in self.jobs.values())]
+        req["server_pid"] = os.getpid()
         try:
             pid = os.fork()
         except OSError as exc:
