@@ -168,12 +168,12 @@ def test_a_job_through_the_server_writes_what_it_writes_on_its_own(shared, serve
     assert forked.returncode == 0, forked.stderr
     assert "payoff done" in forked.stderr + forked.stdout  # its standard streams are the command's
     pid = _forked_pid(sock, "do payoff", before)
-    assert f"job {pid}: exit 0" in _log(sock)
-    assert body(tmp_path / "here.json") == body(tmp_path / "forked.json")
+    assert f"job {pid}: exit 0" in _log(sock), _log(sock)
+    assert body(tmp_path / "here.json") == body(tmp_path / "forked.json"), (here.stderr, forked.stderr)
     # its age is its own (from the fork), not the server's
     forked_s = json.loads((tmp_path / "forked.json").read_text())["timing"]["process_seconds"]
     assert 0 < forked_s < took + 0.05, (forked_s, took)
-    assert [json.loads(line)["forked"] for line in modlog.read_text().splitlines()] == [False, True]
+    assert [json.loads(line)["forked"] for line in modlog.read_text().splitlines()] == [False, True], _log(sock)
 
 
 @pytest.mark.slow

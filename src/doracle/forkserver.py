@@ -177,27 +177,37 @@ def forward(argv: list[str]) -> int | None:
         body = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": env, "umask": umask, "path": sys.path,
                            "fds": fds, "package": os.path.dirname(os.path.abspath(__file__)),
                            "rlimits": rlimits()}).encode()
+        job = {"pid": None, "pending": []}
+
+        def pass_on(sig, _frame):  # a signal before the job has a pid waits for it
+            if job["pid"] is None:
+                job["pending"].append(sig)
+                return
+            try:
+                os.kill(job["pid"], sig)
+            except ProcessLookupError:
+                pass
+            if sig == signal.SIGTSTP:  # Ctrl-Z: the job stops, and so does the command (SIGCONT resumes both)
+                os.kill(os.getpid(), signal.SIGSTOP)
+
+        handled = (*FORWARDED, signal.SIGTSTP, signal.SIGCONT)
+        before = {sig: signal.signal(sig, pass_on) for sig in handled}
         try:
             socket.send_fds(conn, [_HEADER.pack(len(body))], fds)
             conn.sendall(body)
             reader = conn.makefile("rb")
             first = _read(reader)
         except OSError:
-            return None
+            first = None
         if first is None or "pid" not in first:  # refused (or gone) before it forked: nothing ran
+            for sig, old in before.items():
+                signal.signal(sig, old)
+            for sig in job["pending"]:  # what arrived meanwhile, as if no server had been asked
+                os.kill(os.getpid(), sig)
             return None
-        pid = first["pid"]
-
-        def pass_on(sig, _frame):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-            if sig == signal.SIGTSTP:  # Ctrl-Z: the job stops, and so does the command (SIGCONT resumes both)
-                os.kill(os.getpid(), signal.SIGSTOP)
-
-        for sig in (*FORWARDED, signal.SIGTSTP, signal.SIGCONT):
-            signal.signal(sig, pass_on)
+        job["pid"] = pid = first["pid"]
+        for sig in job["pending"]:
+            pass_on(sig, None)
         try:
             last = _read(reader)
         except OSError:
