@@ -160,7 +160,7 @@ def fork_server_rows(project: Path, log: Path, repeats: int) -> dict:
         if cmd in forkserver.ROUTED and cmd not in firsts:
             firsts[cmd] = argv
     with tempfile.TemporaryDirectory(prefix="fs-", dir="/tmp") as run:
-        env = {k: v for k, v in os.environ.items() if k not in ("COVERAGE_PROCESS_START", "DORACLE_MODULES_LOG")}
+        env = {k: v for k, v in os.environ.items() if k != "DORACLE_MODULES_LOG"}
         env.update({"XDG_RUNTIME_DIR": run, forkserver.ENV: "1", forkserver.IDLE_ENV: "120"})
         sock = subprocess.run([sys.executable, "-c", "import os; from doracle import forkserver; "
                                "print(forkserver.socket_path(os.environ))"], env=env, capture_output=True,

@@ -29,7 +29,7 @@ LOG_LINE = "job {pid}: "
 def server_env():
     """An environment whose routed commands use a server of their own (started here, waited for)."""
     base = tempfile.mkdtemp(prefix="fs-", dir="/tmp")  # short: a socket's path holds 108 bytes
-    env = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_START"}
+    env = dict(os.environ)
     env.update({"XDG_RUNTIME_DIR": str(base), forkserver.ENV: "1", forkserver.IDLE_ENV: "120"})
     path = subprocess.run([sys.executable, "-c", "import os; from doracle import forkserver; "
                            "print(forkserver.socket_path(os.environ))"], env=env, capture_output=True, text=True,
@@ -94,8 +94,10 @@ def test_the_switches():
     assert not forkserver.routed(["do", "solve"]) and not forkserver.routed(["metrics"]) and not forkserver.routed([])
     on = {"PATH": "/bin"}
     assert forkserver.enabled(on) == (sys.platform == "linux")
-    for off in ({forkserver.ENV: "0"}, {"SLURM_JOB_ID": "7"}, {"COVERAGE_PROCESS_START": "x"}):
+    for off in ({forkserver.ENV: "0"}, {"SLURM_JOB_ID": "7"}):
         assert not forkserver.enabled({**on, **off}), off
+    # measured and unmeasured commands (coverage.py's subprocess hook) do not share a server
+    assert forkserver.key({"COVERAGE_PROCESS_START": "rc"}) != forkserver.key({})
     # a variable that changes what torch's import does gets a server of its own; others share one
     assert forkserver.key({"OMP_NUM_THREADS": "1"}) != forkserver.key({"OMP_NUM_THREADS": "2"})
     assert forkserver.key({"HOME": "/a", "PYTEST_CURRENT_TEST": "x"}) == forkserver.key({"HOME": "/b"})
@@ -251,13 +253,14 @@ def test_signals_reach_the_job_and_a_killed_command_takes_its_job_along(shared, 
 def test_an_idle_server_exits_and_the_next_command_runs_its_job_itself(tmp_path):
     """With no server the command runs the job here and starts one in the background; that one
     serves the next command, and exits (its socket removed) after DORACLE_FORKSERVER_IDLE seconds
-    without a job. A folder whose socket path would be too long is not used (the job runs here)."""
+    without a job; the next one's log is its own. A folder whose socket path would be too long is
+    not used (the job runs here)."""
     long = {"XDG_RUNTIME_DIR": str(tmp_path / ("x" * 90))}
     Path(long["XDG_RUNTIME_DIR"]).mkdir()
     with pytest.raises(OSError, match="too long for a socket"):
         forkserver.socket_path(long)
     run = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
-    env = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_START"}
+    env = dict(os.environ)
     env.update({"XDG_RUNTIME_DIR": str(run), forkserver.ENV: "1", forkserver.IDLE_ENV: "2"})
     args = ["evaluate", "--params", tmp_path / "missing.yaml", "--data", "d", "--model", "m", "--out", tmp_path / "o"]
     first = _doracle(args, env, tmp_path)
@@ -275,6 +278,15 @@ def test_an_idle_server_exits_and_the_next_command_runs_its_job_itself(tmp_path)
         assert time.time() < deadline + 60, "the idle server did not exit"
         time.sleep(0.1)
     assert _log(sock).rstrip().endswith("stopped")
+    # the next server's log is its own life, not every server's before it
+    assert _doracle(args, env, tmp_path).returncode == 2
+    while "serving" not in _log(sock) or ": evaluate" in _log(sock):
+        assert time.time() < deadline + 120, _log(sock)
+        time.sleep(0.05)
+    assert _log(sock).count("serving") == 1
+    while Path(sock).exists():  # idle again: it goes
+        assert time.time() < deadline + 180, "the idle server did not exit"
+        time.sleep(0.1)
     shutil.rmtree(run)
 
 
@@ -283,7 +295,7 @@ def test_a_job_dies_with_its_server_and_its_command_says_so(shared, tmp_path):
     """A server killed outright takes its running jobs along (nothing goes on writing behind a
     rerun), and their commands exit 1 saying the job's status is lost."""
     run = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
-    env = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_START"}
+    env = dict(os.environ)
     env.update({"XDG_RUNTIME_DIR": str(run), forkserver.ENV: "1", forkserver.IDLE_ENV: "60"})
     sock = subprocess.run([sys.executable, "-c", "import os; from doracle import forkserver; "
                            "print(forkserver.socket_path(os.environ))"], env=env, capture_output=True, text=True,

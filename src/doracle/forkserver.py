@@ -9,8 +9,10 @@ does every job when there is no server to ask:
 
 * the first routed job with no server up starts one in the background (``python -m
   doracle.forkserver SOCKET``) and runs here, as do the jobs that start while that server imports;
-* off with ``DORACLE_FORKSERVER=0``, on SLURM (``SLURM_JOB_ID``: each job its own allocation),
-  under coverage.py's subprocess measurement (``COVERAGE_PROCESS_START``) and outside Linux.
+* off with ``DORACLE_FORKSERVER=0``, on SLURM (``SLURM_JOB_ID``: each job its own allocation) and
+  outside Linux. Under coverage.py's subprocess measurement (``COVERAGE_PROCESS_START``) the server
+  is measured as a process of its own, and each forked job writes its own data file (coverage.py
+  starts a new one when the pid changes; the job's exit handlers save it).
 
 What the job sees is what a fresh interpreter would give it: the command's argv, working folder,
 environment, umask, ``sys.path`` and standard streams (passed as file descriptors, so ``> log``
@@ -26,18 +28,22 @@ dies with its server.
 
 One server per user, interpreter, ``sys.path`` and torch-relevant environment (:func:`key`), in
 ``$XDG_RUNTIME_DIR`` (else ``$TMPDIR`` or /tmp) under ``doracle-forkserver-<uid>/`` (mode 0700),
-with its log beside its socket. It exits after ``DORACLE_FORKSERVER_IDLE`` seconds (default 30)
-without a job, or on SIGTERM once its jobs have finished.
+with its log (the current server's jobs and exit codes) and lock file beside its socket. It exits
+after ``DORACLE_FORKSERVER_IDLE`` seconds (default 30) without a job, or on SIGTERM once its jobs
+have finished.
 
-One difference to a fresh process: Snakemake's benchmark files time the command, so their wall
-seconds are the job's, but their memory and CPU columns are the waiting command's. Set
-``DORACLE_FORKSERVER=0`` to measure a job's memory locally (cluster jobs never use the server).
+Differences to a fresh process: Snakemake's benchmark files time the command, so their wall
+seconds are the job's, but their memory and CPU columns are the waiting command's (set
+``DORACLE_FORKSERVER=0`` to measure a job's memory locally; cluster jobs never use the server);
+SIGSTOP to the command's process group does not stop the job (SIGTSTP does); ``ps`` shows a
+job under the server's command line.
 
 Standard library only at import: this module is the console script's entry point.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import io
@@ -74,7 +80,7 @@ PRELOAD = ("doracle.cli", "doracle.cli.pipeline", "doracle.config", "doracle.art
 #: environment variables that change what an import does (thread pools, devices, paths, hashing):
 #: clients that differ in them get servers of their own
 KEY_PREFIXES = ("CUDA", "NVIDIA", "TORCH", "PYTORCH", "OMP_", "MKL", "KMP_", "GOMP", "OPENBLAS", "LD_",
-                "PYTHON", "HIP", "ROCM", "XLA", "DORACLE_FORKSERVER")
+                "PYTHON", "HIP", "ROCM", "XLA", "DORACLE_FORKSERVER", "COVERAGE")
 
 #: resource limits (ulimit) the command's job keeps: the child sets the command's own
 RLIMITS = ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_RSS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE",
@@ -108,7 +114,7 @@ def routed(args: list[str]) -> bool:
 
 def enabled(env) -> bool:
     return (sys.platform == "linux" and env.get(ENV, "1") != "0" and "SLURM_JOB_ID" not in env
-            and "COVERAGE_PROCESS_START" not in env and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds"))
+            and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds"))
 
 
 def key(env) -> str:
@@ -347,10 +353,11 @@ def _child(req: dict, fds: list[int], close: list) -> None:
 
         run_here()  # leaves through sys.exit or os._exit
         rc = 0
-    except SystemExit as exc:
+    except SystemExit as exc:  # argparse's exits (cli.run leaves a torch job through os._exit)
         rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, int | None):
             print(exc.code, file=sys.stderr)
+        atexit._run_exitfuncs()  # as an interpreter's exit would (logging's, coverage.py's)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -563,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return 0  # another server has it
-    with open(path + ".log", "a", buffering=1) as logf:
+    with open(path + ".log", "w", buffering=1) as logf:  # this server's life (the lock's holder alone)
         def log(msg: str) -> None:
             logf.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
 
