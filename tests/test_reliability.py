@@ -464,6 +464,52 @@ def test_a_tensor_pair_is_committed_together(tmp_path, monkeypatch):
         artifacts.save_tensors(tmp_path / "m.json", {"w": torch.ones(3)}, {"kind": "test"})
 
 
+PAIR_WRITER = """
+import os, signal, sys, torch
+from doracle import artifacts
+path = sys.argv[1]
+if sys.argv[2] == "second":
+    artifacts.save_tensors(path, {"w": torch.zeros(3)}, {"kind": "test", "n": 1})
+real = os.replace
+def replace_then_die(src, dst):
+    real(src, dst)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed between the tensor file's rename and the sidecar's
+os.replace = replace_then_die
+artifacts.save_tensors(path, {"w": torch.ones(3)}, {"kind": "test", "n": 2})
+"""
+
+
+def test_a_writer_killed_between_a_pairs_renames_loses_nothing(tmp_path):
+    """SIGKILL after the new tensor file is renamed into place but before its sidecar: the next
+    load finds the new sidecar the killed writer staged (it vouches for the tensors on disk by
+    their sha256), returns the new pair and finishes the commit. A training state saved at that
+    moment is therefore resumed, not thrown away (tests/test_resume.py's SIGKILL case hit it)."""
+    import torch
+
+    first = tmp_path / "first" / "m.safetensors"  # the first pair: no sidecar at all yet
+    first.parent.mkdir()
+    proc = subprocess.run([sys.executable, "-c", PAIR_WRITER, str(first), "first"], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not first.with_suffix(".json").exists()
+    assert artifacts.load_tensors(first)[1]["n"] == 2 and artifacts.read_json(first.with_suffix(".json"))["n"] == 2
+
+    path = tmp_path / "m.safetensors"
+    proc = subprocess.run([sys.executable, "-c", PAIR_WRITER, str(path), "second"], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert artifacts.read_json(path.with_suffix(".json"))["n"] == 1  # the old sidecar, the new tensors
+    assert len(list(tmp_path.glob(".m.json.*.tmp"))) == 1
+    tensors, meta = artifacts.load_tensors(path)
+    assert torch.equal(tensors["w"], torch.ones(3)) and meta["n"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first", "m.json", "m.safetensors"]  # the commit finished
+    assert artifacts.read_json(path.with_suffix(".json"))["n"] == 2
+    # a staged sidecar that does not vouch for the tensors on disk is no excuse: still refused
+    path.write_bytes(path.read_bytes()[:-1] + b"x")
+    stray = tmp_path / f".m.json.{artifacts._HOST}.1.abc.tmp"
+    stray.write_bytes(artifacts.json_bytes({"kind": "test", "sha256": "0" * 64}))
+    with pytest.raises(ArtifactError, match="does not match"):
+        artifacts.load_tensors(path)
+
+
 def test_a_log_path_that_is_a_symlink_is_refused_and_its_target_untouched(data_project, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside") / "precious.txt"
     outside.write_text("precious")

@@ -67,7 +67,7 @@ def test_interrupted_training_resumes_to_the_same_weights(job, tmp_path, method,
     env = {**os.environ, "DORACLE_FORKSERVER": "0"}
     proc = subprocess.Popen(train_cmd(d, pf, method, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
-    wait_for(ckpt, proc)  # the first epoch is done and saved
+    wait_for(ckpt.with_suffix(".json"), proc)  # the first epoch is done and saved (its sidecar is renamed last)
     time.sleep(0.3)  # somewhere inside a later epoch
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)

@@ -440,7 +440,8 @@ def save_tensors(path: str | Path, tensors: dict, meta: dict) -> None:
                             "it): use a .safetensors path")
     data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     # one commit, the sidecar (which vouches for the tensors by their sha256) renamed last: a failure
-    # leaves the old pair, a kill between the renames a pair the reader refuses as mismatched
+    # leaves the old pair; a kill between the renames leaves the new tensors and the new sidecar
+    # staged beside the old one, and the next load finishes the commit (_finish_killed_commit)
     atomic_write_files([(path, data), (side, json_bytes({**meta, "sha256": hashlib.sha256(data).hexdigest()}))])
 
 
@@ -455,6 +456,29 @@ def sidecar(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def _finish_killed_commit(path: Path, digest: str) -> dict | None:
+    """The sidecar that a writer of ``path`` staged and vouches for the tensor file on disk (its
+    sha256), left when the writer was killed between :func:`save_tensors`' two renames: the new
+    tensors are in place, the old sidecar (or none) still beside them. Its content is returned, and the commit
+    finished (it is renamed into place) once its writer is gone; None when there is none."""
+    side = sidecar(path)
+    dead = set(_dead_writers_temp_paths(side))
+    for staged in sorted(side.parent.glob(f".{glob.escape(side.name)}.*.tmp")):
+        if staged.is_symlink() or not staged.is_file():
+            continue
+        try:
+            doc = read_json(staged)
+        except ArtifactError:
+            continue
+        if doc.get("sha256") != digest:
+            continue
+        if staged in dead:
+            with contextlib.suppress(OSError):  # a reader without write access still gets the pair
+                os.replace(staged, side)
+        return doc
+    return None
+
+
 def load_tensors(path: str | Path, device: str = "cpu") -> tuple[dict, dict]:
     """Load a safetensors file after checking its sha256 against the sidecar's."""
     # safetensors: loaded only when a tensor file is read or written
@@ -464,12 +488,19 @@ def load_tensors(path: str | Path, device: str = "cpu") -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: missing artifact")
-    meta = read_json(sidecar(path))
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise ArtifactError(f"{path}: missing artifact") from None
     digest = hashlib.sha256(data).hexdigest()
+    try:
+        meta = read_json(sidecar(path))
+    except ArtifactError:  # none yet (the first pair's writer was killed between its renames), or damaged
+        meta = _finish_killed_commit(path, digest)
+        if meta is None:
+            raise
+    if meta.get("sha256") != digest:
+        meta = _finish_killed_commit(path, digest) or meta
     if meta.get("sha256") != digest:
         raise ArtifactError(f"{path}: sha256 {digest[:12]}... does not match the recorded "
                             f"{str(meta.get('sha256'))[:12]}... (truncated, corrupted or replaced file); "

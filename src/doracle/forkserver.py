@@ -551,11 +551,11 @@ class Server:
         rc = os.waitstatus_to_exitcode(status)
         sel.unregister(pidfd)
         os.close(pidfd)
+        self.log(f"job {pid}: exit {rc}")  # before the command hears it: its log is complete when it returns
         if conn is not None:
             sel.unregister(conn)
             _send(conn, {"exit": rc})
             conn.close()
-        self.log(f"job {pid}: exit {rc}")
 
 
 def main(argv: list[str] | None = None) -> int:
