@@ -59,6 +59,7 @@ import subprocess
 import sys
 import time
 import traceback
+from typing import NoReturn
 
 ENV = "DORACLE_FORKSERVER"
 IDLE_ENV = "DORACLE_FORKSERVER_IDLE"
@@ -99,13 +100,26 @@ def run() -> None:
     if routed(sys.argv[1:]) and enabled(os.environ):
         rc = forward(sys.argv)
         if rc is not None:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(rc)
+            leave(rc)
     # numpy, the job table, argparse: not for a forwarded job
     from doracle.cli import run as run_here
 
     run_here()
+
+
+def leave(rc: int) -> NoReturn:
+    """Exit now without the interpreter's teardown, which frees torch's modules one by one (0.3-0.5 s
+    a job, docs/performance.md): the exit handlers (logging's, coverage.py's) run first and the
+    standard streams are flushed. A job's files are written, closed and renamed into place by then."""
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed or broken stream must not stop the exit
+                pass
+        os._exit(rc)
 
 
 def routed(args: list[str]) -> bool:
@@ -351,22 +365,16 @@ def _child(req: dict, fds: list[int], close: list) -> None:
         # preloaded: the command line, as a fresh interpreter's
         from doracle.cli import run as run_here
 
-        run_here()  # leaves through sys.exit or os._exit
+        run_here()  # leaves through sys.exit or leave()
         rc = 0
-    except SystemExit as exc:  # argparse's exits (cli.run leaves a torch job through os._exit)
+    except SystemExit as exc:  # argparse's exits (cli.run leaves a torch job through leave())
         rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, int | None):
             print(exc.code, file=sys.stderr)
-        atexit._run_exitfuncs()  # as an interpreter's exit would (logging's, coverage.py's)
     except BaseException:
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(rc)
+        leave(rc)  # as an interpreter's exit would: its exit handlers (logging's, coverage.py's) run
 
 
 def _die_with_parent(parent: int) -> None:

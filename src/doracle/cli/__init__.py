@@ -8,14 +8,13 @@ pruning jobs) start fast.
 from __future__ import annotations
 
 import argparse
-import atexit
 import errno
-import os
 import sys
 
 from doracle import __version__, provenance
 from doracle.cli import game, pipeline, sweep
 from doracle.errors import EXIT_PREEMPTED, DoracleError, Preempted, say_error
+from doracle.forkserver import leave
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,15 +75,11 @@ def main(argv: list[str] | None = None, *, extra: dict | None = None) -> int:
 def run() -> None:
     """The ``doracle`` console script (and ``python -m doracle``): :func:`main`, then the exit. A
     command that imported torch (every network job) leaves without the interpreter's teardown, which
-    frees torch's modules one by one (0.3-0.5 s a job here, docs/performance.md): its files are
-    written, closed and renamed into place by then, the exit handlers (logging's, coverage.py's)
-    run first and the standard streams are flushed."""
+    frees torch's modules one by one (:func:`doracle.forkserver.leave`, as a forked job and a
+    forwarded command do)."""
     rc = main()
     if "torch" in sys.modules:
-        atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        os._exit(rc)
+        leave(rc)
     sys.exit(rc)
 
 
