@@ -153,9 +153,9 @@ def test_killed_evaluation_resumes_without_redoing_finished_attacks(trained, tmp
     proc = subprocess.Popen(_evaluate_cmd(trained, params_file, out, state), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "DORACLE_FORKSERVER": "0"})
     deadline = time.time() + 120
-    while time.time() < deadline:
-        if state.is_file() and len(json.loads(state.read_text())["units"]) >= 2:
-            break
+    while not (state.is_file() and len(json.loads(state.read_text())["units"]) >= 2):
+        assert proc.poll() is None, f"the evaluation ended before two attacks were saved: {proc.communicate()}"
+        assert time.time() < deadline, "no two attacks saved in 120 s"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

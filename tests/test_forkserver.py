@@ -4,6 +4,7 @@ such job imports. Each test here runs its own server in a private folder (XDG_RU
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from doracle import forkserver
+from doracle import artifacts, forkserver
 from project import body, params_with
 
 LOG_LINE = "job {pid}: "
@@ -30,7 +31,7 @@ def server_env():
     """An environment whose routed commands use a server of their own (started here, waited for)."""
     base = tempfile.mkdtemp(prefix="fs-", dir="/tmp")  # short: a socket's path holds 108 bytes
     env = dict(os.environ)
-    env.update({"XDG_RUNTIME_DIR": str(base), forkserver.ENV: "1", forkserver.IDLE_ENV: "120"})
+    env.update({"XDG_RUNTIME_DIR": str(base), forkserver.ENV: "1", forkserver.IDLE_ENV: "600"})
     path = subprocess.run([sys.executable, "-c", "import os; from doracle import forkserver; "
                            "print(forkserver.socket_path(os.environ))"], env=env, capture_output=True, text=True,
                           check=True).stdout.strip()
@@ -261,7 +262,7 @@ def test_an_idle_server_exits_and_the_next_command_runs_its_job_itself(tmp_path)
         forkserver.socket_path(long)
     run = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
     env = dict(os.environ)
-    env.update({"XDG_RUNTIME_DIR": str(run), forkserver.ENV: "1", forkserver.IDLE_ENV: "2"})
+    env.update({"XDG_RUNTIME_DIR": str(run), forkserver.ENV: "1", forkserver.IDLE_ENV: "6"})
     args = ["evaluate", "--params", tmp_path / "missing.yaml", "--data", "d", "--model", "m", "--out", tmp_path / "o"]
     first = _doracle(args, env, tmp_path)
     assert first.returncode == 2 and "missing.yaml" in first.stderr
@@ -274,10 +275,11 @@ def test_an_idle_server_exits_and_the_next_command_runs_its_job_itself(tmp_path)
     second = _doracle(args, env, tmp_path)
     assert second.returncode == 2 and "missing.yaml" in second.stderr
     assert ": evaluate" in _log(sock)
-    while Path(sock).exists():
+    server = int(re.search(r"serving .* \(pid (\d+),", _log(sock))[1])
+    while artifacts.pid_alive(server):  # its socket goes first, then it logs and leaves
         assert time.time() < deadline + 60, "the idle server did not exit"
         time.sleep(0.1)
-    assert _log(sock).rstrip().endswith("stopped")
+    assert not Path(sock).exists() and _log(sock).rstrip().endswith("stopped")
     # the next server's log is its own life, not every server's before it
     assert _doracle(args, env, tmp_path).returncode == 2
     while "serving" not in _log(sock) or ": evaluate" in _log(sock):
@@ -323,4 +325,30 @@ def test_a_job_dies_with_its_server_and_its_command_says_so(shared, tmp_path):
     while _alive(pid):
         assert time.time() < deadline, f"job {pid} outlived its server"
         time.sleep(0.02)
+    shutil.rmtree(run)
+
+
+def test_a_server_started_while_the_last_one_leaves_waits_for_its_lock(tmp_path):
+    """The lock is held for a server's life, and its socket is removed before its last lines are
+    logged: a server started in that moment (a command found no socket) waits for the lock, then
+    serves, instead of leaving the next commands without one. One whose rival serves (the socket
+    is there) leaves at once."""
+    run = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(run), forkserver.ENV: "1", forkserver.IDLE_ENV: "60"}
+    path = forkserver.socket_path(env)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a leaving server's
+        proc = subprocess.Popen([sys.executable, "-m", "doracle.forkserver", path], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        assert proc.poll() is None, "the new server gave up while the old one was leaving"
+        assert not Path(path + ".log").exists()
+    deadline = time.time() + 120
+    while "serving" not in _log(path):
+        assert proc.poll() is None and time.time() < deadline, _log(path)
+        time.sleep(0.05)
+    rival = subprocess.run([sys.executable, "-m", "doracle.forkserver", path], env=env, timeout=60)
+    assert rival.returncode == 0 and "serving" in _log(path) and _log(path).count("serving") == 1
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0 and _log(path).rstrip().endswith("stopped")
     shutil.rmtree(run)

@@ -55,7 +55,7 @@ def test_a_preempted_defender_best_response_resumes_to_the_same_weights(snake, t
     run(cmd(ref), proj)
     proc = subprocess.Popen(cmd(out), cwd=proj, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while not checkpoint_path(out).exists():
+    while not checkpoint_path(out).with_suffix(".json").exists():  # the first state's pair, whole
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.02)
     time.sleep(0.2)

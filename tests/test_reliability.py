@@ -144,6 +144,28 @@ def test_a_writer_killed_mid_write_leaves_the_old_file(tmp_path):
     assert path.read_bytes() == b"again" and sorted(p.name for p in tmp_path.iterdir()) == ["x.safetensors"]
 
 
+def test_a_killed_writer_not_yet_reaped_counts_as_dead(tmp_path):
+    """A zombie (dead, its parent not waiting for it: a job killed with its Snakemake, in a
+    container whose first process reaps nobody) still answers ``kill(pid, 0)``; its temp file is
+    removed all the same, as are its sweep trial's and its Snakemake run's claims (one check)."""
+    proc = subprocess.Popen(["true"])
+    deadline = time.time() + 30
+    while Path(f"/proc/{proc.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+        assert time.time() < deadline, "the child did not end"
+        time.sleep(0.01)
+    try:
+        os.kill(proc.pid, 0)  # no error: the zombie is still there
+        assert not artifacts.pid_alive(proc.pid) and artifacts.pid_alive(os.getpid())
+        path = tmp_path / "x.json"
+        stale = tmp_path / f".x.json.{artifacts._HOST}.{proc.pid}.abc.tmp"
+        stale.write_text("half")
+        artifacts.atomic_write_bytes(path, b"{}")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+    finally:
+        proc.wait()
+    assert not artifacts.pid_alive(proc.pid)
+
+
 def test_a_live_writers_temp_file_is_left_alone_and_files_get_the_usual_mode(tmp_path):
     """Two writers of one path (sweep workers): the second never removes the first's temp file
     (only a dead writer's of this host); the file is readable by others (0666 less the umask)."""

@@ -266,7 +266,8 @@ def test_sweep_is_no_part_of_the_default_target(plain_project):
 def test_two_workers_share_one_study(tmp_path):
     proj = sweep_project(tmp_path, space("two", trials=4))
     logs = [(tmp_path / f"worker{i}.log").open("w") for i in range(2)]
-    env = {**os.environ, "FAKE_TRIAL_SECONDS": "0.5"}  # long enough for both to take trials
+    # long enough for both to take trials: the second starts (imports optuna) while the first runs 4 x 2 s
+    env = {**os.environ, "FAKE_TRIAL_SECONDS": "2"}
     procs = [subprocess.Popen(fake_sweep_cmd("two", "--cores", 1, "--worker", i), cwd=proj, stdout=logs[i],
                               stderr=subprocess.STDOUT, env=env) for i in range(2)]
     rcs = [p.wait(timeout=300) for p in procs]

@@ -91,6 +91,24 @@ def _umask() -> int:
     return umask
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs: it exists (another user's counts) and is not
+    a zombie, a dead process that its parent has not reaped (a killed job whose Snakemake was killed
+    too, in a container whose first process reaps nobody)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, another user's
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]  # after "pid (comm)", which may hold spaces
+    except (OSError, IndexError):  # no /proc (not Linux), or gone since
+        return True
+    return state not in (b"Z", b"X")
+
+
 def _dead_writers_temp_paths(path: Path):
     """The temp files and folders of ``path`` (``.NAME.HOST.PID.*.tmp``) whose writer, a process
     of this host, is gone (killed between writing and renaming); a live writer's, or another
@@ -100,13 +118,8 @@ def _dead_writers_temp_paths(path: Path):
         m = pattern.match(stale.name)
         if not m or stale.is_symlink() or m["host"] != _HOST or int(m["pid"]) == os.getpid():
             continue
-        try:
-            os.kill(int(m["pid"]), 0)
-            continue  # its writer is alive
-        except ProcessLookupError:
+        if not pid_alive(int(m["pid"])):
             yield stale
-        except OSError:  # alive, another user's
-            continue
 
 
 def _remove_dead_writers_temp_files(path: Path) -> None:
@@ -220,8 +233,10 @@ def atomic_dir(path: str | Path, kind: str = "report", inputs=()):
 #: keys whose values are timestamps or durations: kept in the ``timing`` block, apart from the content
 TIMING_SUFFIXES = ("_seconds", "_unix")
 
-#: when this module was imported: the start of the process where the kernel does not say (not Linux)
-_IMPORTED = time.monotonic()
+#: when this module was imported (or its process forked): the start of the process where the kernel
+#: does not say (not Linux); and the seconds from the process's start to then (:func:`_started_now`)
+_IMPORTED = 0.0
+_START_OFFSET: float | None = None
 
 
 def _process_start_offset() -> float | None:
@@ -236,17 +251,15 @@ def _process_start_offset() -> float | None:
         return None
 
 
-_START_OFFSET = _process_start_offset()
-
-
 def _started_now() -> None:
-    """In a forked child (doracle.forkserver's jobs): the process started at the fork, not when its
-    parent imported this module."""
+    """At import, and in a forked child (doracle.forkserver's jobs: the process started at the fork,
+    not when its parent imported this module)."""
     global _IMPORTED, _START_OFFSET
     _IMPORTED = time.monotonic()
     _START_OFFSET = _process_start_offset()
 
 
+_started_now()
 os.register_at_fork(after_in_child=_started_now)
 
 

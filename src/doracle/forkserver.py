@@ -30,7 +30,9 @@ One server per user, interpreter, ``sys.path`` and torch-relevant environment (:
 ``$XDG_RUNTIME_DIR`` (else ``$TMPDIR`` or /tmp) under ``doracle-forkserver-<uid>/`` (mode 0700),
 with its log (the current server's jobs and exit codes) and lock file beside its socket. It exits
 after ``DORACLE_FORKSERVER_IDLE`` seconds (default 30) without a job, or on SIGTERM once its jobs
-have finished.
+have finished. A server started while another holds the lock leaves at once when that one serves
+(its socket is there), else waits for the lock (:data:`LOCK_WAIT_SECONDS`: the other is starting,
+or leaving with its socket already removed).
 
 Differences to a fresh process: Snakemake's benchmark files time the command, so their wall
 seconds are the job's, but their memory and CPU columns are the waiting command's (set
@@ -63,6 +65,8 @@ from typing import NoReturn
 
 ENV = "DORACLE_FORKSERVER"
 IDLE_ENV = "DORACLE_FORKSERVER_IDLE"
+#: how long a new server waits for the lock of one without a socket (starting, or leaving)
+LOCK_WAIT_SECONDS = 30
 IDLE_SECONDS = 30.0
 
 #: the commands whose jobs need torch (tests check: exactly those whose jobs load it)
@@ -279,13 +283,9 @@ def spawn(path: str, env) -> None:
 
 
 def _preloaded_files() -> dict[str, tuple[int, int]]:
-    out = {}
-    for name, mod in list(sys.modules.items()):
-        f = getattr(mod, "__file__", None)
-        if f and (name == "doracle" or name.startswith("doracle.")):
-            st = os.stat(f)
-            out[f] = (st.st_mtime_ns, st.st_size)
-    return out
+    from doracle.provenance import module_files  # preloaded (the server's side only)
+
+    return {f: ((st := os.stat(f)).st_mtime_ns, st.st_size) for f in module_files()}
 
 
 def changed(files: dict[str, tuple[int, int]]) -> list[str]:
@@ -574,10 +574,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     path = args[0]
     lock = open(path + ".lock", "w")  # noqa: SIM115 (held for the server's life)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return 0  # another server has it
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            # another server has it: one that serves (its socket is there) or, for a while, one that
+            # is starting, or leaving (its socket removed, its last lines being logged): wait for that
+            if os.path.exists(path) or time.monotonic() > deadline:
+                return 0
+            time.sleep(0.05)
     with open(path + ".log", "w", buffering=1) as logf:  # this server's life (the lock's holder alone)
         def log(msg: str) -> None:
             logf.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")

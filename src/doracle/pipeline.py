@@ -206,12 +206,10 @@ def _claim_alive(claim: dict) -> bool:
     if claim.get("host") != artifacts._HOST:
         return True
     try:
-        os.kill(int(claim["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, ValueError, TypeError):
-        return True  # another user's process, or a claim we cannot read as ours
-    return True
+        pid = int(claim["pid"])
+    except (KeyError, ValueError, TypeError):
+        return True  # a claim we cannot read as ours
+    return artifacts.pid_alive(pid)
 
 
 def claim_params(path: str | Path, text: str, *, pid: int | None = None) -> None:

@@ -80,17 +80,20 @@ def version() -> str:
 os.register_at_fork(after_in_child=lambda: (_digest.cache_clear(), version.cache_clear()))
 
 
+def module_files() -> list[str]:
+    """The files of the doracle modules this process has loaded (as their ``__file__`` says)."""
+    return [f for name, mod in list(sys.modules.items())
+            if (name == "doracle" or name.startswith("doracle.")) and (f := getattr(mod, "__file__", None))]
+
+
 def loaded_modules() -> list[str]:
     """The doracle modules this process has loaded, as package paths (``games/gan/jobs.py``)."""
     out = set()
-    for name, mod in list(sys.modules.items()):
-        if name == "doracle" or name.startswith("doracle."):
-            f = getattr(mod, "__file__", None)
-            if f:
-                try:
-                    out.add(Path(f).resolve().relative_to(PACKAGE).as_posix())
-                except ValueError:  # another copy of the package: not this one's code
-                    continue
+    for f in module_files():
+        try:
+            out.add(Path(f).resolve().relative_to(PACKAGE).as_posix())
+        except ValueError:  # another copy of the package: not this one's code
+            continue
     return sorted(out)
 
 

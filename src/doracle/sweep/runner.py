@@ -37,7 +37,7 @@ import yaml
 
 from doracle import config as cfg
 from doracle import pipeline as pl
-from doracle.artifacts import atomic_write_bytes, read_json
+from doracle.artifacts import atomic_write_bytes, pid_alive, read_json
 from doracle.errors import ConfigError, DoracleError
 from doracle.sweep.space import SweepSpec
 
@@ -171,13 +171,7 @@ def counted(trials) -> list:
 def _alive(t, stale_after_s: float) -> bool:
     host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
     if host == HOST and pid is not None:
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(int(pid))
     last = t.user_attrs.get("heartbeat") or (t.datetime_start.timestamp() if t.datetime_start else time.time())
     return time.time() - float(last) < stale_after_s
 
