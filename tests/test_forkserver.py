@@ -69,15 +69,6 @@ def _forked_pid(socket_path: str, command: str, before: int, timeout: float = 60
     raise AssertionError(f"no {command} job in the server's log:\n{_log(socket_path)}")
 
 
-def _alive(pid: int) -> bool:
-    """A process that runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
 def _payoff_argv(shared, out: Path) -> list[str]:
     """The shared run's first payoff job, writing to ``out`` (and its log beside it)."""
     for line in shared.modules.read_text().splitlines():
@@ -190,6 +181,19 @@ def test_bad_input_through_the_server_exits_2_naming_it(server_env, tmp_path):
     assert _forked_pid(sock, "do payoff", before)
 
 
+def test_a_forwarded_command_has_its_own_signal_handlers_back_once_its_job_ends(server_env, tmp_path):
+    """While its job runs the command passes signals on to it; once the job has ended (its exit
+    handlers still to run) a signal is the command's own again, not one for a pid that may be reused."""
+    code = ("import signal, sys; from doracle import forkserver; rc = forkserver.forward(sys.argv[1:]); "
+            "print(rc, signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "
+            "signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    argv = ["doracle", "evaluate", "--params", tmp_path / "nope.yaml", "--data", "d", "--model", "m", "--out", "o"]
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, argv)], env=server_env["env"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "True", "True"], proc.stderr
+    assert "nope.yaml" in proc.stderr
+
+
 @pytest.mark.slow
 def test_signals_reach_the_job_and_a_killed_command_takes_its_job_along(shared, server_env, tmp_path):
     """SIGTERM to the command preempts the forked best response (exit 75, its state saved); SIGKILL to
@@ -227,9 +231,9 @@ def test_signals_reach_the_job_and_a_killed_command_takes_its_job_along(shared, 
 
     def gone(pid: int) -> bool:
         deadline = time.time() + 30
-        while _alive(pid) and time.time() < deadline:
+        while artifacts.pid_alive(pid) and time.time() < deadline:
             time.sleep(0.02)
-        return not _alive(pid)
+        return not artifacts.pid_alive(pid)
 
     proc, pid = start(tmp_path / "a" / "defender.safetensors")
     proc.send_signal(signal.SIGTERM)
@@ -322,7 +326,7 @@ def test_a_job_dies_with_its_server_and_its_command_says_so(shared, tmp_path):
     err = (tmp_path / "err.txt").read_text()  # a file, not a pipe: the job could write on
     assert proc.returncode == 1 and "the fork server stopped" in err, err
     deadline = time.time() + 10
-    while _alive(pid):
+    while artifacts.pid_alive(pid):
         assert time.time() < deadline, f"job {pid} outlived its server"
         time.sleep(0.02)
     shutil.rmtree(run)

@@ -156,6 +156,8 @@ def test_a_killed_writer_not_yet_reaped_counts_as_dead(tmp_path):
     try:
         os.kill(proc.pid, 0)  # no error: the zombie is still there
         assert not artifacts.pid_alive(proc.pid) and artifacts.pid_alive(os.getpid())
+        assert artifacts.pid_alive(1)  # another user's process is alive (or ours, as root)
+        assert not any(artifacts.pid_alive(p) for p in (0, -1, 10**30))  # a group, or a crafted claim
         path = tmp_path / "x.json"
         stale = tmp_path / f".x.json.{artifacts._HOST}.{proc.pid}.abc.tmp"
         stale.write_text("half")

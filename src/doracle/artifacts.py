@@ -2,7 +2,8 @@
 
 Every artifact ``X.safetensors`` (weights, tensors) has a sidecar ``X.json`` holding its metadata:
 the resolved params it came from, the seed, package versions, the sha256 of its inputs and of the
-tensor file itself. :func:`load_tensors` refuses a tensor file whose hash differs from its sidecar.
+tensor file itself. :func:`load_tensors` refuses a tensor file whose hash differs from its sidecar
+(unless it finds the sidecar that a writer killed between the pair's two renames had staged).
 
 Reproducible bytes: timestamps and durations (keys ending in ``_seconds`` or ``_unix``) are never
 part of an artifact's content. :func:`write_json` moves them into one top-level ``timing`` block
@@ -95,18 +96,20 @@ def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` of this host still runs: it exists (another user's counts) and is not
     a zombie, a dead process that its parent has not reaped (a killed job whose Snakemake was killed
     too, in a container whose first process reaps nobody)."""
+    if pid <= 0:  # kill(0 or -n, 0) would ask about a process group, not a process
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or no pid at all (a crafted name)
         return False
-    except OSError:  # alive, another user's
-        return True
+    except OSError:  # it exists: another user's
+        pass
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             state = fh.read().rsplit(b")", 1)[1].split()[0]  # after "pid (comm)", which may hold spaces
     except (OSError, IndexError):  # no /proc (not Linux), or gone since
         return True
-    return state not in (b"Z", b"X")
+    return state not in (b"Z", b"X", b"x")
 
 
 def _dead_writers_temp_paths(path: Path):
@@ -485,15 +488,19 @@ def _finish_killed_commit(path: Path, digest: str) -> dict | None:
             continue
         if doc.get("sha256") != digest:
             continue
-        if staged in dead:
+        if staged in dead:  # a live writer (or another host's) renames its own
             with contextlib.suppress(OSError):  # a reader without write access still gets the pair
+                # (a writer of this host removes dead writers' staged files before its first rename;
+                # one on another host writing the same path at this moment could lose its sidecar to
+                # this one: the loader then refuses the pair, as it did before this roll-forward)
                 os.replace(staged, side)
         return doc
     return None
 
 
 def load_tensors(path: str | Path, device: str = "cpu") -> tuple[dict, dict]:
-    """Load a safetensors file after checking its sha256 against the sidecar's."""
+    """Load a safetensors file after checking its sha256 against the sidecar's (or, for a pair a
+    killed writer left half-committed, against the sidecar it staged: :func:`_finish_killed_commit`)."""
     # safetensors: loaded only when a tensor file is read or written
     from safetensors import SafetensorError
     from safetensors.torch import load

@@ -236,6 +236,9 @@ def forward(argv: list[str]) -> int | None:
             last = _read(reader)
         except OSError:
             last = None
+        finally:  # the job is over: a signal now is the command's own (not a reused pid's)
+            for sig, old in before.items():
+                signal.signal(sig, old)
     if last is None:
         print(f"doracle: the fork server stopped while job {pid} ran, so its exit status is unknown; "
               f"rerun it (set {ENV}=0 to run jobs without the server)", file=sys.stderr)
@@ -270,7 +273,7 @@ def rlimits_settable(wanted: dict[str, list[int]]) -> list[str]:
 
 def spawn(path: str, env) -> None:
     """Start a server for ``path`` in the background (its own session, no terminal); the first one
-    to lock the path serves, a second exits at once."""
+    to lock the path serves; a second exits once it sees the first's socket (:func:`main`)."""
     try:
         subprocess.Popen([sys.executable, "-m", "doracle.forkserver", path], env=env, cwd="/",
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -587,7 +590,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.05)
     with open(path + ".log", "w", buffering=1) as logf:  # this server's life (the lock's holder alone)
         def log(msg: str) -> None:
-            logf.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+            try:
+                logf.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+            except OSError:  # a full runtime folder: the jobs, and their exit statuses, matter more
+                pass
 
         try:
             idle = float(os.environ.get(IDLE_ENV, IDLE_SECONDS))

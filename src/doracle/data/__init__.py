@@ -18,14 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doracle.artifacts import (
-    atomic_write_files,
-    json_bytes,
-    read_json,
-    rerun_hint,
-    sha256_file,
-    sidecar,
-)
+from doracle.artifacts import atomic_write_files, json_bytes, load_tensors, sidecar
 from doracle.errors import ArtifactError, ConfigError
 
 SPLITS = ("train", "payoff", "test")
@@ -165,18 +158,10 @@ def load(path: str | Path, device: str = "cpu", train_device: str | None = None)
     training job keeps it in host memory until it knows where it fits)."""
     # torch: this module is imported by jobs that run no network
     import torch
-    from safetensors.torch import load as st_load
 
     if not Path(path).is_file():
         raise ArtifactError(f"{path}: missing data set (written by `doracle data`)")
-    meta = read_json(sidecar(path))
-    if sha256_file(path) != meta.get("sha256"):
-        raise ArtifactError(f"{path}: sha256 does not match its sidecar (truncated, corrupted or replaced); "
-                            f"{rerun_hint(path)}")
-    try:
-        t = st_load(Path(path).read_bytes())
-    except Exception as exc:  # noqa: BLE001 - any decode failure is an artifact error
-        raise ArtifactError(f"{path}: not a valid safetensors file ({exc})") from None
+    t, meta = load_tensors(path)  # its sha256 checked against its sidecar's
     check(t, meta, path)
     scale = float(meta["scale"])
     where = {s: device for s in SPLITS}
