@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +138,25 @@ def test_compare_runs_sets_aside_only_what_a_code_change_alone_changes(tmp_path)
     (tmp_path / "same/results/x/m.safetensors").unlink()
     proc = run([*cmd, str(tmp_path / "same")], ROOT, check=False)
     assert proc.returncode == 1 and "in one run only: results/x/m.safetensors" in proc.stdout
+
+
+def test_bench_main_job_times_revisions_back_to_back_in_clones_of_their_own(tmp_path):
+    """bench/bench_main_job.py: each revision cloned and run in a folder of its own, its wall and
+    job-seconds (the benchmark files' sum) and both as ratios to the first; the kept clones hold the
+    same artifacts for the same commit; a revision that is no commit is named."""
+    cmd = [sys.executable, str(ROOT / "bench" / "bench_main_job.py"), "HEAD", "HEAD", "--keep", str(tmp_path / "runs"),
+           "--target", "results/digits/data/dataset.safetensors", "--json", str(tmp_path / "rows.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["jobs"] for r in rows] == [1, 1] and all(r["job_seconds"] > 0 for r in rows)
+    assert rows[0]["wall_ratio"] == 1.0 and rows[1]["wall_ratio"] == round(rows[1]["wall_seconds"] / rows[0]["wall_seconds"], 3)
+    assert "| HEAD |" in proc.stdout and "job-seconds / HEAD" in proc.stdout
+    one, two = (Path(r["folder"]) for r in rows)
+    assert one != two and (one / "results/digits/data/dataset.safetensors").is_file()
+    same = subprocess.run([sys.executable, str(ROOT / "bench" / "compare_runs.py"), str(one), str(two)],
+                          capture_output=True, text=True)
+    assert same.returncode == 0 and "2 the same, 0 different" in same.stdout, same.stdout
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_main_job.py"), "no-such-rev"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert bad.returncode == 1 and "no-such-rev: not a commit" in bad.stderr
