@@ -202,7 +202,8 @@ def test_a_forwarded_command_has_its_own_signal_handlers_back_once_its_job_ends(
 def test_signals_reach_the_job_and_a_killed_command_takes_its_job_along(shared, server_env, tmp_path):
     """SIGTERM to the command preempts the forked best response (exit 75, its state saved); SIGKILL to
     the job makes the command die by SIGKILL; SIGKILL to the command kills the job. The job has the
-    command's resource limits."""
+    command's resource limits, and ignores what the command ignores: under nohup (SIGHUP ignored) a
+    hangup does not reach it."""
     from doracle.defenses.resume import checkpoint_path
     from doracle.errors import EXIT_PREEMPTED
 
@@ -213,14 +214,19 @@ def test_signals_reach_the_job_and_a_killed_command_takes_its_job_along(shared, 
 
     files_limit = min(777, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
-    def start(out: Path):
+    def command_setup(nohup: bool):
+        def setup():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (files_limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+            signal.signal(signal.SIGHUP, signal.SIG_IGN if nohup else signal.SIG_DFL)
+        return setup
+
+    def start(out: Path, nohup: bool = False):
         before = len(_log(sock))
         proc = subprocess.Popen([sys.executable, "-m", "doracle", "do", "best-response", "--player", "defender",
                                  "--params", str(pf), "--data", str(res / "data/dataset.safetensors"),
                                  "--state", str(res / "do/it001/population.json"), "--iteration", "2",
                                  "--out", str(out)], cwd=shared.path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, preexec_fn=lambda: resource.setrlimit(
-                                    resource.RLIMIT_NOFILE, (files_limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
+                                stderr=subprocess.PIPE, text=True, preexec_fn=command_setup(nohup))
         pid = _forked_pid(sock, "do best-response", before)
         # the job runs under the command's limits (ulimit), not the server's
         deadline = time.time() + 30
@@ -239,13 +245,22 @@ def test_signals_reach_the_job_and_a_killed_command_takes_its_job_along(shared, 
             time.sleep(0.02)
         return not artifacts.pid_alive(pid)
 
-    proc, pid = start(tmp_path / "a" / "defender.safetensors")
+    def ignores_hup(pid: int) -> bool:
+        mask = int(re.search(r"SigIgn:\s+([0-9a-f]+)", Path(f"/proc/{pid}/status").read_text())[1], 16)
+        return bool(mask & (1 << (signal.SIGHUP - 1)))
+
+    proc, pid = start(tmp_path / "a" / "defender.safetensors", nohup=True)
+    assert ignores_hup(pid)
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert proc.poll() is None and artifacts.pid_alive(pid), "a hangup under nohup stopped the job"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_PREEMPTED, err
     assert f"job {pid}: exit {EXIT_PREEMPTED}" in _log(sock)
 
     proc, pid = start(tmp_path / "b" / "defender.safetensors")
+    assert not ignores_hup(pid)
     os.kill(pid, signal.SIGKILL)
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL

@@ -21,7 +21,9 @@ job imports (tests/test_forkserver.py checks :data:`PRELOAD` and :data:`ROUTED` 
 own module lists), and refuses to fork once a preloaded doracle file changed on disk (it then
 exits; the next job starts a fresh one). The command returns the child's exit status (dying by the
 same signal when the child did); SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGTSTP and
-SIGCONT sent to the command are passed on to the child. A command killed outright (SIGKILL) takes
+SIGCONT sent to the command are passed on to the child, except those the command ignores (nohup's
+SIGHUP, SIGINT in a script's background job), which the child ignores too, as a job started in
+the command's own interpreter would. A command killed outright (SIGKILL) takes
 its child with it, a moment later (the server kills it when the command's connection closes: a
 test that kills a job and at once looks at its files runs it with the server off), and a child
 dies with its server.
@@ -92,6 +94,8 @@ RLIMITS = ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_RSS", "RLIMIT_CPU", "RLIMIT_FSIZE
            "RLIMIT_STACK", "RLIMIT_NPROC", "RLIMIT_MEMLOCK")
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+#: what the command handles for its job: the forwarded signals and job control (Ctrl-Z, fg)
+_HANDLED = (*FORWARDED, signal.SIGTSTP, signal.SIGCONT)
 _HEADER = struct.Struct("!Q")
 
 #: True in a job the server forked (recorded in DORACLE_MODULES_LOG's lines)
@@ -198,9 +202,12 @@ def forward(argv: list[str]) -> int | None:
                 pass
         umask = os.umask(0)
         os.umask(umask)
+        # a signal the command ignores (nohup's SIGHUP, SIGINT in a script's background job) stays
+        # ignored, here and in the job, as in a job run here
+        ignored = [sig for sig in _HANDLED if signal.getsignal(sig) == signal.SIG_IGN]
         body = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": env, "umask": umask, "path": sys.path,
                            "fds": fds, "package": os.path.dirname(os.path.abspath(__file__)),
-                           "rlimits": rlimits()}).encode()
+                           "rlimits": rlimits(), "ignored": [sig.name for sig in ignored]}).encode()
         job = {"pid": None, "pending": []}
 
         def pass_on(sig, _frame):  # a signal before the job has a pid waits for it
@@ -214,8 +221,7 @@ def forward(argv: list[str]) -> int | None:
             if sig == signal.SIGTSTP:  # Ctrl-Z: the job stops, and so does the command (SIGCONT resumes both)
                 os.kill(os.getpid(), signal.SIGSTOP)
 
-        handled = (*FORWARDED, signal.SIGTSTP, signal.SIGCONT)
-        before = {sig: signal.signal(sig, pass_on) for sig in handled}
+        before = {sig: signal.signal(sig, pass_on) for sig in _HANDLED if sig not in ignored}
         try:
             socket.send_fds(conn, [_HEADER.pack(len(body))], fds)
             conn.sendall(body)
@@ -344,6 +350,9 @@ def _child(req: dict, fds: list[int], close: list) -> None:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD,
                     signal.SIGTSTP, signal.SIGCONT):
             signal.signal(sig, signal.SIG_DFL)
+        for sig in _HANDLED:  # what the command ignores (nohup's SIGHUP, a script's background SIGINT)
+            if sig.name in req.get("ignored", ()):  # a fresh interpreter would inherit ignored
+                signal.signal(sig, signal.SIG_IGN)
         global FORKED
         FORKED = True
         _die_with_parent(req["server_pid"])
