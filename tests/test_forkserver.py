@@ -375,3 +375,42 @@ def test_a_server_started_while_the_last_one_leaves_waits_for_its_lock(tmp_path)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0 and _log(path).rstrip().endswith("stopped")
     shutil.rmtree(run)
+
+
+def test_a_command_under_nice_or_taskset_gets_a_server_of_its_own_with_its_cpus_and_priority(tmp_path):
+    """The server's key holds the command's CPU affinity and nice value, so a ``nice`` or ``taskset``
+    run gets a server of its own, started by one of its commands, whose jobs run as the command
+    asked (not at another run's priority, on another run's CPUs)."""
+    run = Path(tempfile.mkdtemp(prefix="fs-", dir="/tmp"))
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(run), forkserver.ENV: "1", forkserver.IDLE_ENV: "60"}
+    cpu = min(os.sched_getaffinity(0))
+
+    def key(nice: int = 0, pin: bool = False, args=("-c", "import os; from doracle import forkserver; "
+                                                   "print(forkserver.socket_path(os.environ))")):
+        def setup():
+            os.nice(nice)
+            if pin:
+                os.sched_setaffinity(0, {cpu})
+        return subprocess.run([sys.executable, *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              preexec_fn=setup, timeout=300)
+
+    plain, niced, pinned = (key().stdout, key(nice=5).stdout, key(pin=True).stdout)
+    assert plain == key().stdout and niced != plain
+    assert (pinned != plain) == (len(os.sched_getaffinity(0)) > 1)  # pinned to one of several CPUs
+    # a niced command's server (started by it) runs at its priority, and so its jobs
+    args = ["-m", "doracle", "evaluate", "--params", str(tmp_path / "nope.yaml"), "--data", "d", "--model", "m",
+            "--out", str(tmp_path / "o")]
+    assert key(nice=5, args=args).returncode == 2
+    sock = niced.strip()
+    deadline = time.time() + 120
+    while "serving" not in _log(sock):
+        assert time.time() < deadline, "no server was started"
+        time.sleep(0.05)
+    server = int(re.search(r"serving .* \(pid (\d+),", _log(sock))[1])
+    assert int(Path(f"/proc/{server}/stat").read_text().rsplit(")", 1)[1].split()[16]) == os.getpriority(
+        os.PRIO_PROCESS, 0) + 5
+    os.kill(server, signal.SIGTERM)
+    while artifacts.pid_alive(server):
+        assert time.time() < deadline + 60, "the server did not stop"
+        time.sleep(0.05)
+    shutil.rmtree(run)

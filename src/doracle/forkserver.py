@@ -28,8 +28,8 @@ its child with it, a moment later (the server kills it when the command's connec
 test that kills a job and at once looks at its files runs it with the server off), and a child
 dies with its server.
 
-One server per user, interpreter, ``sys.path`` and torch-relevant environment (:func:`key`), in
-``$XDG_RUNTIME_DIR`` (else ``$TMPDIR`` or /tmp) under ``doracle-forkserver-<uid>/`` (mode 0700),
+One server per user, interpreter, ``sys.path``, torch-relevant environment, CPU affinity and nice
+value (:func:`key`), in ``$XDG_RUNTIME_DIR`` (else ``$TMPDIR`` or /tmp) under ``doracle-forkserver-<uid>/`` (mode 0700),
 with its log (the current server's jobs and exit codes) and lock file beside its socket. It exits
 after ``DORACLE_FORKSERVER_IDLE`` seconds (default 30) without a job, or on SIGTERM once its jobs
 have finished. A server started while another holds the lock leaves at once when that one serves
@@ -141,9 +141,13 @@ def enabled(env) -> bool:
 
 def key(env) -> str:
     """What a server is shared by: the user, the interpreter, ``sys.path`` (its first entry, the
-    script's or working folder, excepted: the child gets the command's own) and :data:`KEY_PREFIXES`."""
+    script's or working folder, excepted: the child gets the command's own), :data:`KEY_PREFIXES`,
+    and the CPUs and priority the command runs with (``taskset``, ``nice``): a server, started by a
+    command of its key, has them, and so have its jobs."""
     doc = {"uid": os.getuid(), "python": sys.executable, "path": sys.path[1:],
-           "env": sorted((k, v) for k, v in env.items() if k.startswith(KEY_PREFIXES))}
+           "env": sorted((k, v) for k, v in env.items() if k.startswith(KEY_PREFIXES)),
+           "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+           "nice": os.getpriority(os.PRIO_PROCESS, 0)}
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
 
 
