@@ -178,7 +178,7 @@ def test_a_torch_job_exits_without_the_interpreters_teardown(tmp_path, kind):
     """``doracle``'s console script (cli.run): a job that imported torch skips the teardown (0.3-0.5 s
     of freeing torch's modules), yet its exit code, its buffered output (a pipe: block-buffered) and
     the exit handlers (logging's, coverage.py's) are kept; a light job exits the ordinary way. A
-    command whose job the fork server ran leaves the same fast way (forkserver.leave), its exit
+    command whose job the fork server ran leaves the same fast way (errors.leave), its exit
     handlers run too."""
     flag = tmp_path / "flag"
     code = _EXIT.format(imports="import torch" if kind == "torch-job" else "")

@@ -1,7 +1,10 @@
-"""Exceptions with messages meant for users. The CLI turns them into exit code 2."""
+"""Exceptions with messages meant for users (the CLI turns them into exit code 2), the exit codes,
+and how a doracle process leaves (:func:`leave`). Standard library only: the console script's
+entry point (doracle.forkserver) imports it."""
 
 
-import difflib
+import atexit
+import os
 import re
 import sys
 
@@ -54,6 +57,8 @@ def did_you_mean(name: object, valid) -> str:
     """``"did you mean 'x'? "`` for the valid name closest to ``name`` (difflib), or ``""``: the one
     hint every "unknown name" message shares (registry names, params keys, choices)."""
 
+    import difflib  # only for a message
+
     close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}? " if close else ""
 
@@ -62,3 +67,19 @@ def unknown_name(kind: str, name: object, valid) -> str:
     """``unknown <kind> 'name'; did you mean 'x'? valid names: a, b``"""
     valid = list(valid)
     return f"unknown {kind} {name!r}; {did_you_mean(name, valid)}valid names: {', '.join(map(str, valid))}"
+
+
+def leave(rc: int):
+    """Exit now without the interpreter's teardown, which frees torch's modules one by one (0.3-0.5 s
+    a job, docs/performance.md): the exit handlers (logging's, coverage.py's) run first and the
+    standard streams are flushed. A job's files are written, closed and renamed into place by then.
+    The one fast exit: a torch job's (``doracle.cli.run``), a forked job's and its command's."""
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a closed or broken stream must not stop the exit
+                pass
+        os._exit(rc)

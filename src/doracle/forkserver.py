@@ -42,12 +42,12 @@ seconds are the job's, but their memory and CPU columns are the waiting command'
 SIGSTOP to the command's process group does not stop the job (SIGTSTP does); ``ps`` shows a
 job under the server's command line.
 
-Standard library only at import: this module is the console script's entry point.
+Standard library (and doracle.errors, itself standard library only) at import: this module is the
+console script's entry point.
 """
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import hashlib
 import io
@@ -63,7 +63,8 @@ import subprocess
 import sys
 import time
 import traceback
-from typing import NoReturn
+
+from doracle.errors import leave
 
 ENV = "DORACLE_FORKSERVER"
 IDLE_ENV = "DORACLE_FORKSERVER_IDLE"
@@ -113,21 +114,6 @@ def run() -> None:
     from doracle.cli import run as run_here
 
     run_here()
-
-
-def leave(rc: int) -> NoReturn:
-    """Exit now without the interpreter's teardown, which frees torch's modules one by one (0.3-0.5 s
-    a job, docs/performance.md): the exit handlers (logging's, coverage.py's) run first and the
-    standard streams are flushed. A job's files are written, closed and renamed into place by then."""
-    try:
-        atexit._run_exitfuncs()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001 - a closed or broken stream must not stop the exit
-                pass
-        os._exit(rc)
 
 
 def routed(args: list[str]) -> bool:

@@ -13,8 +13,7 @@ import sys
 
 from doracle import __version__, provenance
 from doracle.cli import game, pipeline, sweep
-from doracle.errors import EXIT_PREEMPTED, DoracleError, Preempted, say_error
-from doracle.forkserver import leave
+from doracle.errors import EXIT_PREEMPTED, DoracleError, Preempted, leave, say_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None, *, extra: dict | None = None) -> int:
 def run() -> None:
     """The ``doracle`` console script (and ``python -m doracle``): :func:`main`, then the exit. A
     command that imported torch (every network job) leaves without the interpreter's teardown, which
-    frees torch's modules one by one (:func:`doracle.forkserver.leave`, as a forked job and a
+    frees torch's modules one by one (:func:`doracle.errors.leave`, as a forked job and a
     forwarded command do)."""
     rc = main()
     if "torch" in sys.modules:
