@@ -475,8 +475,8 @@ def sidecar(path: str | Path) -> Path:
 def _finish_killed_commit(path: Path, digest: str) -> dict | None:
     """The sidecar that a writer of ``path`` staged and vouches for the tensor file on disk (its
     sha256), left when the writer was killed between :func:`save_tensors`' two renames: the new
-    tensors are in place, the old sidecar (or none) still beside them. Its content is returned, and the commit
-    finished (it is renamed into place) once its writer is gone; None when there is none."""
+    tensors are in place, the old sidecar (or none) still beside them. Its content is returned, and
+    the commit finished (it is renamed into place) once its writer is gone; None when there is none."""
     side = sidecar(path)
     dead = set(_dead_writers_temp_paths(side))
     for staged in sorted(side.parent.glob(f".{glob.escape(side.name)}.*.tmp")):

@@ -29,10 +29,10 @@ test that kills a job and at once looks at its files runs it with the server off
 dies with its server.
 
 One server per user, interpreter, ``sys.path``, torch-relevant environment, CPU affinity and nice
-value (:func:`key`), in ``$XDG_RUNTIME_DIR`` (else ``$TMPDIR`` or /tmp) under ``doracle-forkserver-<uid>/`` (mode 0700),
-with its log (the current server's jobs and exit codes) and lock file beside its socket. It exits
-after ``DORACLE_FORKSERVER_IDLE`` seconds (default 30) without a job, or on SIGTERM once its jobs
-have finished. A server started while another holds the lock leaves at once when that one serves
+value (:func:`key`), in ``$XDG_RUNTIME_DIR`` (else ``$TMPDIR`` or /tmp) under
+``doracle-forkserver-<uid>/`` (mode 0700), with its log (the current server's jobs and exit
+codes) and lock file beside its socket. It exits after ``DORACLE_FORKSERVER_IDLE`` seconds
+(default 30) without a job, or on SIGTERM once its jobs have finished. A server started while another holds the lock leaves at once when that one serves
 (its socket is there), else waits for the lock (:data:`LOCK_WAIT_SECONDS`: the other is starting,
 or leaving with its socket already removed).
 
@@ -336,13 +336,13 @@ def _child(req: dict, fds: list[int], close: list) -> None:
                 os.close(obj) if isinstance(obj, int) else obj.close()
             except OSError:
                 pass
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD,
-                    signal.SIGTSTP, signal.SIGCONT):
-            signal.signal(sig, signal.SIG_DFL)
-        for sig in _HANDLED:  # what the command ignores (nohup's SIGHUP, a script's background SIGINT)
-            if sig.name in req.get("ignored", ()):  # a fresh interpreter would inherit ignored
+        # a fresh interpreter's dispositions, but what the command ignores (nohup's SIGHUP, a
+        # script's background SIGINT), which a fresh interpreter would inherit ignored
+        for sig in (*_HANDLED, signal.SIGCHLD):
+            if sig.name in req.get("ignored", ()):
                 signal.signal(sig, signal.SIG_IGN)
+            else:
+                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
         global FORKED
         FORKED = True
         _die_with_parent(req["server_pid"])
